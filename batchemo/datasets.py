@@ -1,0 +1,177 @@
+"""Labelled face datasets: the seed's folder layout and Kaggle's fer2013.csv, as uint8 arrays + CLASSES indices.
+
+Shared by train, evaluate and audit, which is why it is its own module rather than part of train.py.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model import CLASSES, FER2013_CSV_ORDER, INPUT_SIZE, class_index
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
+
+#: Folder names tried, in order, for each role of a split.
+SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "test", "publictest")}
+#: fer2013.csv ``Usage`` values for each role.
+CSV_USAGE = {"train": "Training", "validation": "PublicTest", "test": "PrivateTest"}
+
+
+class DatasetError(Exception):
+    """A labelled dataset that cannot be used; the message names the file or folder and the reason."""
+
+
+@dataclass
+class LabelledSet:
+    """Faces with their true class. ``sources`` name each face (a file path, or ``file.csv:LINE``)."""
+
+    images: np.ndarray  # uint8 (N, 48, 48)
+    labels: np.ndarray  # int64 (N,), indices into CLASSES
+    sources: list[str]
+    origin: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(CLASSES)}
+
+
+def to_face(img: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) -> uint8 grayscale 48x48."""
+    import cv2
+
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        img = cv2.cvtColor(img, code) if img.shape[2] in (3, 4) else img[..., 0]
+    if img.shape != (INPUT_SIZE, INPUT_SIZE):
+        interp = cv2.INTER_AREA if min(img.shape) > INPUT_SIZE else cv2.INTER_LINEAR
+        img = cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+    return img
+
+
+def _read_face(path: str) -> np.ndarray | None:
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        return None
+    return to_face(img)
+
+
+def _class_folders(folder: Path, require_all: bool) -> list[tuple[int, Path]]:
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise DatasetError(f"{folder}: no class folders (expected {', '.join(CLASSES)})")
+    out = []
+    for d in subdirs:
+        try:
+            out.append((class_index(d.name), d))
+        except ValueError as e:
+            raise DatasetError(f"{d}: unknown class folder ({e})") from None
+    seen = {i for i, _ in out}
+    if require_all and len(seen) < len(CLASSES):
+        missing = [c for i, c in enumerate(CLASSES) if i not in seen]
+        raise DatasetError(f"{folder}: no folder for class(es) {', '.join(missing)}")
+    return out
+
+
+def load_folder(folder: str | os.PathLike, require_all: bool = False, n_jobs: int = 2) -> LabelledSet:
+    """Faces from ``folder/<class>/*.jpg``; unreadable files are skipped and listed, an empty class is an error."""
+    from joblib import Parallel, delayed
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    files: list[tuple[str, int]] = []
+    for idx, d in _class_folders(folder, require_all):
+        members = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not members:
+            raise DatasetError(f"{d}: class folder '{d.name}' has no images")
+        files += [(p, idx) for p in members]
+    chunks = [files[i : i + 2000] for i in range(0, len(files), 2000)]
+    decoded = Parallel(n_jobs=min(n_jobs, len(chunks)) or 1, prefer="threads")(
+        delayed(lambda ch: [_read_face(p) for p, _ in ch])(ch) for ch in chunks
+    )
+    images, labels, sources, skipped = [], [], [], []
+    for ch, faces in zip(chunks, decoded):
+        for (p, idx), face in zip(ch, faces):
+            if face is None:
+                skipped.append((p, "unreadable or not an image"))
+            else:
+                images.append(face)
+                labels.append(idx)
+                sources.append(p)
+    if not images:
+        raise DatasetError(f"{folder}: no readable images")
+    return LabelledSet(np.stack(images), np.asarray(labels, np.int64), sources, str(folder), skipped)
+
+
+def load_csv(path: str | os.PathLike, usage: str | None) -> LabelledSet:
+    """Rows of a Kaggle ``fer2013.csv`` (emotion,pixels,Usage) whose Usage is ``usage`` (all rows if None)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"emotion": "Int64", "pixels": str, "Usage": str})
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise DatasetError(f"{path}: cannot read CSV ({e})") from None
+    missing = {"emotion", "pixels"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(sorted(missing))} (expected emotion,pixels,Usage)")
+    df["line"] = np.arange(len(df)) + 2  # 1-based, after the header
+    if usage is not None:
+        if "Usage" not in df.columns:
+            raise DatasetError(f"{path}: no Usage column to select the {usage} split")
+        df = df[df["Usage"].str.strip().str.lower() == usage.lower()]
+        if df.empty:
+            raise DatasetError(f"{path}: no rows with Usage={usage}")
+    n = INPUT_SIZE * INPUT_SIZE
+    images = np.empty((len(df), INPUT_SIZE, INPUT_SIZE), np.uint8)
+    labels = np.empty(len(df), np.int64)
+    remap = [CLASSES.index(c) for c in FER2013_CSV_ORDER]
+    for k, (emotion, pixels, line) in enumerate(zip(df["emotion"], df["pixels"], df["line"])):
+        if pd.isna(emotion) or not 0 <= int(emotion) < len(remap):
+            raise DatasetError(f"{path}:{line}: emotion {emotion!r} is not a label 0-6")
+        values = np.array(str(pixels).split(), dtype=np.float64) if isinstance(pixels, str) else np.empty(0)
+        if values.size != n:
+            raise DatasetError(f"{path}:{line}: {values.size} pixels, expected {n} (48x48)")
+        images[k] = np.clip(values, 0, 255).reshape(INPUT_SIZE, INPUT_SIZE).astype(np.uint8)
+        labels[k] = remap[int(emotion)]
+    sources = [f"{path}:{line}" for line in df["line"]]
+    return LabelledSet(images, labels, sources, f"{path} ({usage or 'all rows'})")
+
+
+def _find_split_folder(root: Path, role: str) -> Path | None:
+    for name in SPLIT_FOLDERS[role]:
+        for p in (root / name, root / name.capitalize(), root / name.upper()):
+            if p.is_dir():
+                return p
+    return None
+
+
+def load_split(data: str | os.PathLike, role: str, require_all: bool = False, split: str | None = None) -> LabelledSet:
+    """One labelled split of DATA: ``role`` is 'train' or 'validation' (``split`` overrides a CSV's Usage)."""
+    data = Path(data)
+    if not data.exists():
+        raise DatasetError(f"{data}: no such file or folder")
+    if data.is_file():
+        if data.suffix.lower() != ".csv":
+            raise DatasetError(f"{data}: expected a folder or a fer2013.csv file")
+        return load_csv(data, split or CSV_USAGE[role])
+    folder = _find_split_folder(data, role)
+    if folder is None:
+        if role == "validation" and _find_split_folder(data, "train") is None:
+            folder = data  # DATA itself holds <class>/ folders
+        else:
+            names = "/, ".join(SPLIT_FOLDERS[role])
+            raise DatasetError(f"{data}: no {names}/ folder")
+    return load_folder(folder, require_all=require_all)

@@ -1,0 +1,125 @@
+"""Scoring a model on a labelled set: accuracy, confusion matrix, scikit-learn's classification report."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import LabelledSet
+from .model import CLASSES, EmotionModel
+from .outputs import atomic_path, write_table
+
+
+@dataclass
+class Evaluation:
+    """Predictions of one model on one labelled set, and the metrics derived from them."""
+
+    labels: np.ndarray  # (N,) true class indices
+    probabilities: np.ndarray  # (N, 7) in CLASSES order
+    sources: list[str]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(1)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predictions == self.labels).mean()) if len(self.labels) else float("nan")
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(7, 7) counts, rows = true class, columns = predicted class."""
+        from sklearn.metrics import confusion_matrix
+
+        return confusion_matrix(self.labels, self.predictions, labels=range(len(CLASSES)))
+
+    def report(self) -> dict:
+        from sklearn.metrics import classification_report
+
+        return classification_report(
+            self.labels, self.predictions, labels=list(range(len(CLASSES))), target_names=list(CLASSES),
+            output_dict=True, zero_division=0,
+        )
+
+    def report_text(self) -> str:
+        from sklearn.metrics import classification_report
+
+        return classification_report(
+            self.labels, self.predictions, labels=list(range(len(CLASSES))), target_names=list(CLASSES),
+            digits=4, zero_division=0,
+        )
+
+    def per_class_f1(self) -> dict[str, float]:
+        rep = self.report()
+        return {c: float(rep[c]["f1-score"]) for c in CLASSES}
+
+    @property
+    def macro_f1(self) -> float:
+        return float(self.report()["macro avg"]["f1-score"])
+
+    def table(self):
+        """One row per face: source, true, predicted, confidence, the 7 probabilities, correct."""
+        import pandas as pd
+
+        pred = self.predictions
+        df = pd.DataFrame(
+            {
+                "path": self.sources,
+                "true_label": [CLASSES[i] for i in self.labels],
+                "predicted_label": [CLASSES[i] for i in pred],
+                "confidence": self.probabilities.max(1) if len(pred) else [],
+            }
+        )
+        for j, c in enumerate(CLASSES):
+            df[f"p_{c}"] = self.probabilities[:, j]
+        df["correct"] = pred == self.labels
+        return df
+
+
+def evaluate(model: EmotionModel, data: LabelledSet, batch_size: int = 512) -> Evaluation:
+    return Evaluation(data.labels, model.predict(data.images, batch_size=batch_size), data.sources)
+
+
+def plot_confusion(ev: Evaluation, path: str | os.PathLike, title: str = "") -> Path:
+    """Row-normalised confusion matrix with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = ev.confusion
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            ax.text(j, i, f"{cm[i, j]}\n{rates[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(title or f"accuracy {ev.accuracy:.2%}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def save_evaluation(ev: Evaluation, out_prefix: str | os.PathLike) -> list[Path]:
+    """``PREFIX.predictions.csv``, ``PREFIX.report.csv`` and ``PREFIX.confusion.png``, written atomically."""
+    import pandas as pd
+
+    prefix = Path(out_prefix)
+    rep = pd.DataFrame(ev.report()).T.reset_index(names="class")
+    cm = pd.DataFrame(ev.confusion, index=list(CLASSES), columns=list(CLASSES)).reset_index(names="true\\predicted")
+    return [
+        write_table(ev.table(), prefix.with_name(prefix.name + ".predictions.csv")),
+        write_table(rep, prefix.with_name(prefix.name + ".report.csv")),
+        write_table(cm, prefix.with_name(prefix.name + ".confusion.csv")),
+        plot_confusion(ev, prefix.with_name(prefix.name + ".confusion.png")),
+    ]

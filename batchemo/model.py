@@ -1,0 +1,233 @@
+"""The emotion CNN: class order, architectures, preprocessing, loading with a model card, batched predict.
+
+TensorFlow is imported lazily (inside functions) so that ``import batchemo`` and ``batchemo --help`` stay
+fast, and so that worker processes pay the import once, when they first need the model.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The 7 FER2013 emotions, in the one order used everywhere. Saved with every model; never assume it.
+CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+#: Folder-name spellings accepted for a class (case-insensitive); the seed spells neutral "natural".
+CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
+
+#: FER2013's own label order in fer2013.csv (0=angry … 6=neutral), mapped onto CLASSES by name.
+FER2013_CSV_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+INPUT_SIZE = 48
+ARCHITECTURES = ("default", "seed")
+DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.keras"
+
+
+class ModelError(Exception):
+    """A model file that is missing, corrupt or does not fit batchemo (the message names the file)."""
+
+
+def class_index(name: str) -> int:
+    """Index in CLASSES of a dataset's class name (case-insensitive, aliases accepted); ValueError if unknown."""
+    key = name.strip().lower()
+    key = CLASS_ALIASES.get(key, key)
+    try:
+        return CLASSES.index(key)
+    except ValueError:
+        raise ValueError(
+            f"unknown class {name!r}: expected one of {', '.join(CLASSES)} (or 'natural' for neutral)"
+        ) from None
+
+
+def preprocess(faces: np.ndarray) -> np.ndarray:
+    """uint8 grayscale faces (N, 48, 48) or (N, 48, 48, 1) -> float32 (N, 48, 48, 1) in [0, 1]."""
+    x = np.asarray(faces)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 1):
+        raise ValueError(f"faces must be (N, {INPUT_SIZE}, {INPUT_SIZE}[, 1]), got {x.shape}")
+    return x.astype(np.float32) / 255.0
+
+
+def build(arch: str = "default"):
+    """A fresh, uncompiled Keras model of the named architecture."""
+    if arch == "seed":
+        return _build_seed()
+    if arch == "default":
+        return _build_default()
+    raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+def _build_seed():
+    """Exactly the seed's network: plain 3x3 convs, L2 1e-4, a 1x1 and a 4x4 conv as the classifier."""
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(1e-4)
+    conv = dict(activation="relu", kernel_regularizer=reg)
+    return keras.Sequential(
+        [
+            keras.Input((INPUT_SIZE, INPUT_SIZE, 1)),
+            layers.Conv2D(32, 3, **conv),
+            layers.Conv2D(64, 3, **conv),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, **conv),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, **conv),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(6, 1, **conv),
+            layers.Conv2D(len(CLASSES), 4, kernel_regularizer=reg),
+            layers.Flatten(),
+            layers.Activation("softmax"),
+        ],
+        name="seed",
+    )
+
+
+def _build_default():
+    """Ours: a batch-normalised VGG-style net that pools early.
+
+    Why this shape: on a 2-core CPU, time goes where activations are large, so the 48x48 stage has a
+    single narrow conv and the width is spent at 12x12 and 6x6, where it is cheap. Batch norm lets a high
+    learning rate converge in few epochs (CPU training is the bottleneck), and global average pooling keeps
+    the head to a few thousand parameters. Measured (benchmarks/model_speed.py) faster than the seed's.
+    """
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(1e-4)
+
+    def block(x, filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
+    x = block(inp, 32)
+    x = layers.MaxPooling2D(2)(x)  # 24
+    x = block(x, 64)
+    x = layers.MaxPooling2D(2)(x)  # 12
+    x = block(x, 128)
+    x = block(x, 128)
+    x = layers.MaxPooling2D(2)(x)  # 6
+    x = block(x, 256)
+    x = block(x, 256)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.4)(x)
+    out = layers.Dense(len(CLASSES), activation="softmax")(x)
+    return keras.Model(inp, out, name="default")
+
+
+@dataclass
+class ModelCard:
+    """What a model is and how well it does; saved as JSON beside the .keras file."""
+
+    architecture: str
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    preprocessing: dict[str, Any] = field(
+        default_factory=lambda: {"size": INPUT_SIZE, "color": "grayscale", "scale": "pixel / 255", "tta": "hflip"}
+    )
+    training_data: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0
+    validation_accuracy: float | None = None
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    parameters: int = 0
+    date: str = ""
+
+    @staticmethod
+    def path_for(model_path: str | os.PathLike) -> Path:
+        p = Path(model_path)
+        return p.with_name(p.stem + ".card.json")
+
+    def save(self, model_path: str | os.PathLike) -> Path:
+        from .outputs import atomic_write_text
+
+        path = self.path_for(model_path)
+        atomic_write_text(path, json.dumps(self.__dict__, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, model_path: str | os.PathLike) -> "ModelCard | None":
+        path = cls.path_for(model_path)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+            return cls(**known)
+        except (ValueError, TypeError) as e:
+            raise ModelError(f"{path}: unreadable model card ({e})") from None
+
+
+class EmotionModel:
+    """A loaded CNN with its card. ``predict`` takes uint8 48x48 faces and returns (N, 7) probabilities."""
+
+    def __init__(self, keras_model, card: ModelCard, path: Path | None = None):
+        self.keras_model = keras_model
+        self.card = card
+        self.path = path
+        self.classes: tuple[str, ...] = tuple(card.classes)
+        self.tta = card.preprocessing.get("tta") == "hflip"
+        self._fn = None
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        # A compiled tf.function beats model.predict for many small calls (LIME, video) by ~10x overhead.
+        if self._fn is None:
+            import tensorflow as tf
+
+            model = self.keras_model
+            self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        return np.asarray(self._fn(x))
+
+    def predict_scaled(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1]."""
+        n = len(x)
+        out = np.empty((n, len(self.classes)), np.float32)
+        for i in range(0, n, batch_size):
+            chunk = np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)
+            p = self._forward(chunk)
+            if self.tta:
+                p = 0.5 * (p + self._forward(np.ascontiguousarray(chunk[:, :, ::-1])))
+            out[i : i + len(chunk)] = p
+        return out
+
+    def predict(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """(N, 7) probabilities, columns in ``self.classes`` order, for uint8 grayscale 48x48 faces."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.predict_scaled(preprocess(faces), batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path else self.card.architecture
+
+
+def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
+    """Load a .keras model and its model card (the shipped default when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    if not path.exists():
+        raise ModelError(f"{path}: model file not found")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path}: not a .keras model file")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    try:
+        km = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # keras raises many types for a corrupt zip / config
+        raise ModelError(f"{path}: cannot load model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    card = ModelCard.load(path) or ModelCard(architecture=getattr(km, "name", "unknown"))
+    in_shape = tuple(km.input_shape[1:])
+    if in_shape != (INPUT_SIZE, INPUT_SIZE, 1):
+        raise ModelError(f"{path}: incompatible input shape {in_shape}, batchemo needs (48, 48, 1)")
+    n_out = km.output_shape[-1]
+    if n_out != len(card.classes):
+        raise ModelError(f"{path}: model has {n_out} outputs but its card lists {len(card.classes)} classes")
+    if sorted(card.classes) != sorted(CLASSES):
+        raise ModelError(f"{path}: classes {card.classes} are not the 7 FER2013 emotions {list(CLASSES)}")
+    return EmotionModel(km, card, path)
