@@ -82,6 +82,17 @@ def cmd_run(a: argparse.Namespace) -> int:
         jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed, **options,
     )
     written = []
+    videos, video_run = _videos_in(a.paths), None
+    if videos:  # timelines beside the main outputs, linked from the report
+        from .video import run_videos
+
+        first_out = Path(a.report or a.csv or a.json)
+        video_run = run_videos(
+            videos, prefix=first_out.with_suffix(""), model=a.model, detector=a.detector,
+            explain_keyframes=1 if a.explain else 0, lime_samples=a.lime_samples, seed=a.seed,
+            report=bool(a.report), progress=not a.quiet, log=_log,
+        )
+        written += [p for p in (video_run.csv, video_run.report) if p]
     if a.csv:
         written.append(write_table(table(df), a.csv))
     if a.json:
@@ -89,20 +100,29 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.report:
         from .report import write_run_report
 
-        written.append(write_run_report(df, a.report))
+        written.append(write_run_report(df, a.report, video_run))
     s = summary(df)
     print(
         f"{s['images']} images: {s['images_with_faces']} with faces, {s['faces']} faces, "
-        f"{s['images_without_faces']} without a face, {s['failed']} failed, in {s['seconds']:.1f} s"
+        f"{s['images_without_faces']} without a face, {s['failed']} failed"
+        + (f"; {len(videos)} videos ({video_run.failed} failed)" if videos else "")
+        + f", in {s['seconds']:.1f} s"
         + (f" -> {', '.join(map(str, written))}" if written else "")
     )
     if s["failed"]:
         for _, r in df[df["status"] == "failed"].iterrows():
             _log(f"failed: {r['path']}: {r['reason']}")
-    if s["images"] == 0:
-        _err("no images found in " + ", ".join(a.paths))
+    if s["images"] + len(videos) == 0:
+        _err("no images or videos found in " + ", ".join(a.paths))
         return 1
-    return 1 if s["failed"] == s["images"] else 0
+    processed = s["images"] - s["failed"] + (len(videos) - video_run.failed if video_run else 0)
+    return 0 if processed > 0 else 1
+
+
+def _videos_in(paths: list[str]) -> list[Path]:
+    from .sources import find_media, is_video
+
+    return [p for p in find_media(paths, videos=True) if is_video(p)]
 
 
 # ---------------------------------------------------------------- parser
@@ -172,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="prefix for PREFIX.predictions.csv, .report.csv, .confusion.csv/.png")
     e.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
     e.set_defaults(func=cmd_evaluate)
+    from .cli_audit import add_parser as _add_audit; _add_audit(sub)
+    from .cli_video import add_parser as _add_video; _add_video(sub)
     return p
 
 
@@ -182,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .detect import DetectorUnavailable
 
-    known = (DatasetError, ModelError, FileNotFoundError, ValueError, DetectorUnavailable)
+    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable)
     try:
         from .train import TrainingError
 

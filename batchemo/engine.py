@@ -208,22 +208,27 @@ def iter_results(
         for path, root in items:
             yield process_image(path, settings, root)
         return
-    from joblib import Parallel, delayed
+    import contextlib
 
-    if backend == "loky":
+    from joblib import Parallel, delayed, parallel_config
+
+    if backend == "dask":  # joblib registers its dask backend on first use through parallel_config
+        ctx, n_jobs, backend_arg = parallel_config(backend="dask"), -1, None
+    else:
         settings = replace(settings, threads_per_worker=max(1, (os.cpu_count() or 1) // jobs))
-    with Parallel(n_jobs=jobs, backend=backend, return_as="generator", batch_size=1) as parallel:
+        ctx, n_jobs, backend_arg = contextlib.nullcontext(), jobs, backend
+    with ctx, Parallel(n_jobs=n_jobs, backend=backend_arg, return_as="generator", batch_size=1) as parallel:
         yield from parallel(delayed(process_image)(p, settings, r) for p, r in items)
 
 
 def collect(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
     """(file, the folder it was found under) for every image under ``paths``, in a stable order."""
-    from .sources import find_media
+    from .sources import find_media, is_video
 
     items = []
     for p in map(Path, paths):
         root = str(p) if p.is_dir() else None
-        items += [(str(f), root) for f in find_media([p])]
+        items += [(str(f), root) for f in find_media([p]) if not is_video(f)]  # videos: see video.run_videos
     return items
 
 

@@ -132,6 +132,8 @@ class ModelCard:
         default_factory=lambda: {"size": INPUT_SIZE, "color": "grayscale", "scale": "pixel / 255", "tta": "hflip"}
     )
     training_data: str = ""
+    training_faces: int = 0
+    validation_faces: int = 0
     recipe: dict[str, Any] = field(default_factory=dict)
     epochs: int = 0
     validation_accuracy: float | None = None
@@ -165,13 +167,17 @@ class ModelCard:
 
 
 class EmotionModel:
-    """A loaded CNN with its card. ``predict`` takes uint8 48x48 faces and returns (N, 7) probabilities."""
+    """A loaded CNN with its card. ``predict`` takes uint8 48x48 faces and returns (N, 7) probabilities.
+
+    Columns always come in CLASSES order: a model saved with another class order is permuted on the way out.
+    """
 
     def __init__(self, keras_model, card: ModelCard, path: Path | None = None):
         self.keras_model = keras_model
         self.card = card
         self.path = path
-        self.classes: tuple[str, ...] = tuple(card.classes)
+        self.classes: tuple[str, ...] = CLASSES
+        self._order = [list(card.classes).index(c) for c in CLASSES]
         self.tta = card.preprocessing.get("tta") == "hflip"
         self._fn = None
 
@@ -182,19 +188,21 @@ class EmotionModel:
 
             model = self.keras_model
             self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-        return np.asarray(self._fn(x))
+        return self._fn(x).numpy()
 
     def predict_scaled(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1]."""
         n = len(x)
         out = np.empty((n, len(self.classes)), np.float32)
         for i in range(0, n, batch_size):
-            chunk = np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)
-            p = self._forward(chunk)
-            if self.tta:
-                p = 0.5 * (p + self._forward(np.ascontiguousarray(chunk[:, :, ::-1])))
+            chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
+            if self.tta:  # the face and its mirror image in one forward pass, averaged
+                both = self._forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
+                p = 0.5 * (both[: len(chunk)] + both[len(chunk) :])
+            else:
+                p = self._forward(np.ascontiguousarray(chunk))
             out[i : i + len(chunk)] = p
-        return out
+        return out if self._order == list(range(len(CLASSES))) else out[:, self._order]
 
     def predict(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """(N, 7) probabilities, columns in ``self.classes`` order, for uint8 grayscale 48x48 faces."""

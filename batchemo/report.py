@@ -142,8 +142,14 @@ def run_context(df) -> dict:
     }
 
 
-def write_run_report(df, out: str | os.PathLike) -> Path:
-    """The report of ``batchemo run``: summary, statistics, and a card per image."""
+def write_run_report(df, out: str | os.PathLike, video_run=None) -> Path:
+    """The report of ``batchemo run``: summary, statistics, a card per image, links to video timelines."""
     ctx = base_context(df.attrs.get("model", {}))
     ctx.update(run_context(df))
+    ctx["videos"] = []
+    if video_run is not None:
+        ctx["videos"] = [
+            dict(link.as_dict(), href=video_run.href(link, relative_to=Path(out).parent) if video_run.report else "")
+            for link in video_run.videos
+        ]
     return render("run.html.j2", ctx, out)

@@ -59,6 +59,7 @@ class TrainState:
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     data: str = ""
+    train_faces: int = 0
 
 
 class TrainingError(Exception):
@@ -214,6 +215,7 @@ def train(
         )
     if state.epoch >= recipe.epochs:
         log(f"already trained for {state.epoch} epochs")
+    state.train_faces = len(train_set)
     tr, va = _datasets(train_set, val_set, recipe)
     steps = math.ceil(len(train_set) / recipe.batch_size)
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -251,6 +253,7 @@ def train(
     if state.epoch < recipe.epochs:
         model.fit(
             tr, validation_data=va, epochs=recipe.epochs, initial_epoch=state.epoch, callbacks=callbacks,
+            shuffle=False,  # tf.data shuffles every epoch already
             verbose=1 if sys.stderr.isatty() else 2,
         )
     return finalize(out, state, val_set, log)
@@ -282,6 +285,8 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     card = ModelCard(
         architecture=recipe.arch,
         training_data=state.data,
+        training_faces=state.train_faces,
+        validation_faces=len(val_set),
         recipe=state.recipe,
         epochs=state.best_epoch,
         parameters=int(model.count_params()),

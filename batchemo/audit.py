@@ -1,0 +1,309 @@
+"""Auditing a model on a labelled set: where it goes wrong, how sure it was, and what it looked at.
+
+Builds on ``evaluate`` (metrics, confusion, per-face table) and on LIME (``explain``): the gallery explains
+each selected mistake twice, for the class the model chose and for the true one, so a person can compare
+the evidence. Everything here is computed; ``audit_report`` only renders it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .datasets import LabelledSet, load_split
+from .evaluate import Evaluation
+from .explain import LimeSettings, explain_faces
+from .model import CLASSES, EmotionModel, ModelError, load_model
+from .records import Explanation
+
+
+# ---------------------------------------------------------------- calibration (pure functions)
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Faces whose confidence falls in (lower, upper]: how sure the model was, and how often it was right."""
+
+    lower: float
+    upper: float
+    count: int
+    confidence: float  # mean top-class probability in the bin (nan when empty)
+    accuracy: float  # share of correct predictions in the bin (nan when empty)
+
+    @property
+    def gap(self) -> float:
+        """Over-confidence: positive when the model is surer than it is right."""
+        return self.confidence - self.accuracy
+
+
+def reliability_bins(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> list[ReliabilityBin]:
+    """Equal-width confidence bins over [0, 1]; bin k holds (k/n, (k+1)/n], the first also holds 0."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    conf = np.asarray(confidences, np.float64).ravel()
+    ok = np.asarray(correct, bool).ravel()
+    if conf.shape != ok.shape:
+        raise ValueError(f"confidences and correct differ in length ({conf.size} vs {ok.size})")
+    which = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    bins = []
+    for k in range(n_bins):
+        members = which == k
+        n = int(members.sum())
+        bins.append(ReliabilityBin(
+            lower=k / n_bins, upper=(k + 1) / n_bins, count=n,
+            confidence=float(conf[members].mean()) if n else float("nan"),
+            accuracy=float(ok[members].mean()) if n else float("nan"),
+        ))
+    return bins
+
+
+def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over the reliability bins (nan for no faces)."""
+    bins = reliability_bins(confidences, correct, n_bins)
+    total = sum(b.count for b in bins)
+    if total == 0:
+        return float("nan")
+    return float(sum(b.count * abs(b.accuracy - b.confidence) for b in bins if b.count) / total)
+
+
+# ---------------------------------------------------------------- mistakes (pure functions)
+def mistake_pairs(labels: np.ndarray, probabilities: np.ndarray) -> list[tuple[tuple[int, int], list[int]]]:
+    """Mistakes grouped by (true, predicted) class index, largest group first (ties in class order).
+
+    Within a group, the most confident mistakes come first: those are the ones worth a person's look.
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probabilities)
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(pred != labels):
+        groups.setdefault((int(labels[i]), int(pred[i])), []).append(int(i))
+    for key, members in groups.items():
+        members.sort(key=lambda i: (-float(probs[i, key[1]]), i))
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
+def select_mistakes(pairs: list[tuple[tuple[int, int], list[int]]], cap: int) -> list[int]:
+    """Up to ``cap`` mistakes taken round-robin over ``pairs`` (as ``mistake_pairs`` orders them).
+
+    Round-robin spreads a small budget over many kinds of confusion instead of spending it all on the
+    most common pair, while the ordering still favours large pairs and confident mistakes.
+    """
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < cap:
+        row = [members[depth] for _, members in pairs if depth < len(members)]
+        if not row:
+            break
+        chosen += row[: cap - len(chosen)]
+        depth += 1
+    return chosen
+
+
+# ---------------------------------------------------------------- result records
+@dataclass
+class Mistake:
+    """One misclassified face, with LIME's evidence for the predicted and for the true class."""
+
+    index: int  # row of the face in the evaluation (and the CSV)
+    source: str
+    true: str
+    predicted: str
+    p_predicted: float
+    p_true: float
+    face: np.ndarray  # uint8 (48, 48)
+    explanations: dict[str, Explanation] = field(default_factory=dict)  # keyed by class name
+
+
+@dataclass
+class MistakeGroup:
+    """All mistakes of one (true, predicted) pair; ``shown`` are the explained ones, most confident first."""
+
+    true: str
+    predicted: str
+    count: int
+    support: int  # faces of the true class, so count / support is the confusion rate
+    shown: list[Mistake] = field(default_factory=list)
+
+
+@dataclass
+class SampleItem:
+    """One face of the seeded random sample (the seed's "test on random validation images" view)."""
+
+    index: int
+    source: str
+    true: str
+    predicted: str
+    confidence: float
+    face: np.ndarray  # uint8 (48, 48)
+
+    @property
+    def correct(self) -> bool:
+        return self.true == self.predicted
+
+
+@dataclass
+class AuditResult:
+    """Everything the audit report shows; ``evaluation`` holds every face's probabilities."""
+
+    evaluation: Evaluation
+    origin: str
+    bins: list[ReliabilityBin]
+    ece: float
+    groups: list[MistakeGroup]  # every confused pair, largest first
+    sample: list[SampleItem]
+    skipped: list[tuple[str, str]]  # (source, reason) of files that could not be read
+    model_name: str
+    model_card: dict
+    tta: bool
+    settings: dict
+    timings: dict[str, float]  # seconds per stage: load, predict, explain, total
+
+    @property
+    def accuracy(self) -> float:
+        return self.evaluation.accuracy
+
+    @property
+    def macro_f1(self) -> float:
+        return self.evaluation.macro_f1
+
+    @property
+    def mistakes(self) -> int:
+        return sum(g.count for g in self.groups)
+
+    @property
+    def explained(self) -> list[Mistake]:
+        return [m for g in self.groups for m in g.shown]
+
+
+# ---------------------------------------------------------------- the audit
+def _column_order(model, name: str) -> np.ndarray:
+    """Indices that put the model's output columns in CLASSES order, the order the labels use.
+
+    A model trained with another class order is fine (its card says so); one with other classes is not.
+    """
+    classes = tuple(getattr(model, "classes", ()))
+    if sorted(classes) != sorted(CLASSES):
+        raise ModelError(
+            f"{name}: the model's classes {list(classes)} do not match the data's {list(CLASSES)}"
+        )
+    return np.array([classes.index(c) for c in CLASSES])
+
+
+def _model_name(model) -> str:
+    path = getattr(model, "path", None)
+    return str(path) if path else getattr(getattr(model, "card", None), "architecture", "") or type(model).__name__
+
+
+def audit(
+    data: str | os.PathLike | LabelledSet,
+    model: EmotionModel | str | os.PathLike | None = None,
+    split: str | None = None,
+    max_explanations: int = 50,
+    sample: int = 24,
+    seed: int = 0,
+    lime_samples: int = 1000,
+    n_jobs: int = 2,
+    log: Callable[[str], None] | None = None,
+) -> AuditResult:
+    """Score ``model`` on the labelled set ``data`` and collect what the audit report shows.
+
+    ``data`` is a folder (``<class>/`` folders, or one holding ``validation/``), a fer2013.csv (``split``
+    picks its Usage: PublicTest by default, PrivateTest or Training) or an already loaded LabelledSet.
+    ``model`` is a loaded model or a .keras path (None: the shipped model). Up to ``max_explanations``
+    mistakes are explained with LIME (``lime_samples`` perturbations each, on ``n_jobs`` threads);
+    ``sample`` faces are drawn at random with ``seed``.
+    """
+    for key, value, least in (("max_explanations", max_explanations, 0), ("sample", sample, 0),
+                              ("lime_samples", lime_samples, 1), ("n_jobs", n_jobs, 1)):
+        if value < least:
+            raise ValueError(f"{key} must be at least {least}, got {value}")
+    say = log or (lambda msg: None)
+    t0 = time.perf_counter()
+    if isinstance(data, LabelledSet):
+        labelled = data
+    else:
+        if split is not None and not os.path.isfile(data):
+            raise ValueError(f"{data}: --split selects rows of a fer2013.csv; this is a folder")
+        labelled = load_split(data, "validation", split=split)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    name = _model_name(model)
+    order = _column_order(model, name)
+    t_load = time.perf_counter()
+
+    say(f"predicting {len(labelled)} faces from {labelled.origin}")
+    raw = np.asarray(model.predict(labelled.images))
+    if raw.shape != (len(labelled), len(CLASSES)):
+        raise ModelError(f"{name}: predicted an array of shape {raw.shape}, expected ({len(labelled)}, {len(CLASSES)})")
+    ev = Evaluation(labelled.labels, raw[:, order].astype(np.float32), list(labelled.sources))
+    pred = ev.predictions
+    conf = ev.probabilities.max(1) if len(pred) else np.zeros(0)
+    bins = reliability_bins(conf, pred == ev.labels)
+    ece = expected_calibration_error(conf, pred == ev.labels)
+    t_pred = time.perf_counter()
+
+    pairs = mistake_pairs(ev.labels, ev.probabilities)
+    chosen = select_mistakes(pairs, max_explanations)
+    explanations: list[dict[str, Explanation]] = []
+    if chosen:
+        say(f"explaining {len(chosen)} of {sum(len(m) for _, m in pairs)} mistakes with LIME "
+            f"({lime_samples} samples each, {n_jobs} thread{'s' if n_jobs > 1 else ''})")
+        explanations = explain_faces(
+            model, [labelled.images[i] for i in chosen],
+            labels=[[CLASSES[pred[i]], CLASSES[ev.labels[i]]] for i in chosen],
+            settings=LimeSettings(num_samples=lime_samples, seed=seed), n_jobs=n_jobs,
+        )
+    explained = dict(zip(chosen, explanations))
+    t_explain = time.perf_counter()
+
+    support = np.bincount(ev.labels, minlength=len(CLASSES))
+    groups = []
+    for (t, p), members in pairs:
+        shown = [
+            Mistake(index=i, source=ev.sources[i], true=CLASSES[t], predicted=CLASSES[p],
+                    p_predicted=float(ev.probabilities[i, p]), p_true=float(ev.probabilities[i, t]),
+                    face=labelled.images[i], explanations=explained[i])
+            for i in members if i in explained
+        ]
+        groups.append(MistakeGroup(CLASSES[t], CLASSES[p], len(members), int(support[t]), shown))
+
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(len(ev.labels), size=min(sample, len(ev.labels)), replace=False) if sample else []
+    picks = [
+        SampleItem(index=int(i), source=ev.sources[i], true=CLASSES[ev.labels[i]], predicted=CLASSES[pred[i]],
+                   confidence=float(conf[i]), face=labelled.images[i])
+        for i in drawn
+    ]
+    card = getattr(model, "card", None)
+    return AuditResult(
+        evaluation=ev, origin=labelled.origin, bins=bins, ece=ece, groups=groups, sample=picks,
+        skipped=list(labelled.skipped), model_name=name,
+        model_card=dict(card.__dict__) if card is not None else {}, tta=bool(getattr(model, "tta", False)),
+        settings={"max_explanations": max_explanations, "sample": sample, "seed": seed,
+                  "lime_samples": lime_samples, "n_jobs": n_jobs},
+        timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,
+                 "total": time.perf_counter() - t0},
+    )
+
+
+def write_audit_csv(result: AuditResult, path: str | os.PathLike):
+    """One row per face: path, true and predicted label, confidence, the 7 probabilities, correct."""
+    from .outputs import write_table
+
+    return write_table(result.evaluation.table(), path)
+
+
+def write_audit_report(result: AuditResult, out: str | os.PathLike):
+    """The audit's self-contained HTML report (rendered by ``audit_report``), written atomically."""
+    from .audit_report import write_audit_report as _write
+
+    return _write(result, out)
+
+
+__all__ = [
+    "AuditResult", "Mistake", "MistakeGroup", "ReliabilityBin", "SampleItem", "audit",
+    "expected_calibration_error", "mistake_pairs", "reliability_bins", "select_mistakes", "write_audit_csv",
+    "write_audit_report",
+]

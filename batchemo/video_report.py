@@ -1,0 +1,190 @@
+"""The video report: per video a filmstrip and, per face, an emotion timeline chart, the dominant emotion per
+segment, a summary, keyframes and LIME heatmaps. Same look as ``batchemo run``'s (extends base.html.j2).
+
+Everything is computed from the DataFrames ``video.analyze_video`` returns; nothing here runs a model.
+Charts are matplotlib PNGs drawn without pyplot (no global state, safe in any thread).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .model import CLASSES
+from .report import base_context, data_uri, render
+
+STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
+_NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+
+
+def segment_length(duration: float, sample_period: float, max_segments: int = 20) -> float:
+    """A round segment length (1, 2, 5, 10 s ...) giving at most ``max_segments`` segments, each holding
+    at least two samples, so that 'dominant emotion' is about a moment, not a single noisy frame."""
+    for step in _NICE_STEPS:
+        if step * 1.01 >= 2 * sample_period and duration / step <= max_segments:
+            return float(step)
+    return float(math.ceil(duration / max_segments / 3600) * 3600) or 3600.0
+
+
+def dominant_segments(face, seg: float, n_segments: int, col_prefix: str = "ps_") -> list[str]:
+    """Per segment, the emotion with the highest mean probability while the face was there ('' if absent)."""
+    out = [""] * n_segments
+    if not len(face):
+        return out
+    probs = face[[f"{col_prefix}{c}" for c in CLASSES]].to_numpy(np.float64)
+    which = np.minimum((face["time"].to_numpy(np.float64) // seg).astype(int), n_segments - 1)
+    for s in np.unique(which):
+        out[int(s)] = CLASSES[int(probs[which == s].mean(0).argmax())]
+    return out
+
+
+def timeline_chart(face, duration: float, seg: float, segments: Sequence[str], gap: float, smoothed: bool) -> bytes:
+    """PNG: the 7 probabilities of one face over the video's time axis, a band of dominant emotions on top.
+
+    Lines break where the face was off screen for more than ``gap`` seconds; with smoothing, the smoothed
+    probabilities are the lines and the raw ones a faint trace behind them.
+    """
+    from matplotlib.figure import Figure
+
+    from .engine import EMOTION_COLOURS
+
+    colours = {c: tuple(v / 255 for v in rgb) for c, rgb in EMOTION_COLOURS.items()}
+    fig = Figure(figsize=(11.0, 2.7), dpi=100)
+    band, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 6], "hspace": 0.08})
+    fig.subplots_adjust(left=0.05, right=0.995, top=0.97, bottom=0.16)
+    end = max(duration, float(face["time"].max()) if len(face) else 0.0, 1e-3)
+    for i, label in enumerate(segments):
+        if label:
+            x0, x1 = i * seg, min((i + 1) * seg, end)
+            band.axvspan(x0, x1, color=colours[label], lw=0)
+            if (x1 - x0) / end > 0.045:
+                band.text((x0 + x1) / 2, 0.5, label, ha="center", va="center", fontsize=7.5, color="white",
+                          clip_on=True)
+    band.set_yticks([])
+    band.set_ylim(0, 1)
+    for s in ("top", "right", "left", "bottom"):
+        band.spines[s].set_visible(False)
+    t = face["time"].to_numpy(np.float64)
+    breaks = np.flatnonzero(np.diff(t) > gap) + 1
+
+    def broken(y):
+        return np.insert(t, breaks, np.nan), np.insert(y, breaks, np.nan)
+
+    for c in CLASSES:
+        if smoothed:
+            ax.plot(*broken(face[f"p_{c}"].to_numpy(np.float64)), color=colours[c], lw=0.8, alpha=0.25)
+        ax.plot(*broken(face[f"ps_{c}"].to_numpy(np.float64)), color=colours[c], lw=1.7, label=c,
+                marker="o" if len(t) < 40 else None, ms=2.5)
+    ax.set_xlim(0, end)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0, 0.5, 1])
+    ax.set_ylabel("probability", fontsize=8)
+    ax.set_xlabel("time (s)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, color="#e3e6ec", lw=0.6)
+    for s in ("top", "right"):
+        ax.spines[s].set_visible(False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, charts: bool) -> dict:
+    period = float(a.get("sample_period") or 0.0)
+    col = "label_smoothed"
+    n = len(face)
+    shares = {c: float((face[col] == c).mean()) for c in CLASSES}
+    mean_probs = {c: float(face[f"ps_{c}"].mean()) for c in CLASSES}
+    segments = dominant_segments(face, seg, n_seg)
+    gap = max(1.0, 3 * period)
+    kfs = sorted((k for k in keyframes if k.face_id == fid), key=lambda k: k.time)
+    best = max((k for k in kfs if k.kind == "peak"), key=lambda k: k.confidence, default=None)
+    return {
+        "id": int(fid), "samples": n, "first": float(face["time"].min()), "last": float(face["time"].max()),
+        "on_screen": n * period, "shares": shares, "mean_probs": mean_probs,
+        "dominant": max(shares, key=shares.get),
+        "thumb": data_uri(best.face_jpg) if best else "",
+        "segments": [{"start": i * seg, "end": (i + 1) * seg, "label": lb} for i, lb in enumerate(segments)],
+        "chart": data_uri(timeline_chart(face, float(a.get("duration") or 0), seg, segments, gap,
+                                         bool(a.get("smooth")))) if charts else "",
+        "keyframes": [{
+            "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence, "kind": k.kind,
+            "frame_jpg": data_uri(k.frame_jpg), "face_jpg": data_uri(k.face_jpg),
+        } for k in kfs],
+        "explained": [{
+            "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
+            "face_jpg": data_uri(k.face_jpg), "heatmap_png": data_uri(k.heatmap_png), "lime_png": data_uri(k.lime_png),
+            "lime_score": k.lime_score, "probs": k.probabilities,
+        } for k in sorted((k for k in kfs if k.heatmap_png),
+                          key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
+    }
+
+
+def video_context(df, index: int, min_face_samples: int | None = None) -> dict:
+    """Everything video.html.j2 shows for one video."""
+    a = df.attrs
+    if min_face_samples is None:
+        min_face_samples = int(a.get("min_face_samples") or 3)
+    duration = float(a.get("duration") or 0.0)
+    period = float(a.get("sample_period") or 0.0)
+    seg = segment_length(duration, period)
+    n_seg = max(1, math.ceil(duration / seg - 1e-9)) if duration else 1
+    faces, brief = [], []
+    keyframes = list(a.get("keyframes", []))
+    if len(df):
+        for fid, face in df.groupby("face_id", sort=True):
+            face = face.sort_values("time")
+            long_enough = len(face) >= min_face_samples
+            ctx = _face_context(fid, face, a, keyframes, seg, n_seg, charts=long_enough)
+            (faces if long_enough else brief).append(ctx)
+    faces.sort(key=lambda f: -f["samples"])
+    status = a.get("status", "failed")
+    return {
+        "anchor": f"video-{index}", "name": a.get("name") or os.path.basename(str(a.get("video", ""))),
+        "path": str(a.get("video", "")), "status": status, "status_text": STATUS_TEXT.get(status, status),
+        "reason": a.get("reason") or "", "warnings": list(a.get("warnings", [])),
+        "duration": duration, "width": a.get("width") or 0, "height": a.get("height") or 0,
+        "fps_nominal": a.get("fps_nominal") or 0.0, "frames_decoded": a.get("frames_decoded") or 0,
+        "frames_sampled": a.get("frames_sampled") or 0, "sample_period": period, "seconds": a.get("seconds") or 0.0,
+        "rows": len(df), "segment": seg, "faces": faces, "brief": brief, "min_face_samples": min_face_samples,
+        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": data_uri(s.jpg)}
+                      for s in a.get("filmstrip", [])],
+    }
+
+
+def write_video_report(results: Sequence, out: str | os.PathLike, min_face_samples: int | None = None) -> Path:
+    """The report of ``batchemo video`` (and of the videos of ``batchemo run``), written atomically.
+
+    ``results``: the DataFrames of analyze_video / analyze_videos. Faces seen in fewer than
+    ``min_face_samples`` sampled frames (often detector false positives; default: the analysis' setting) are
+    listed without a chart.
+    """
+    videos = [video_context(df, i, min_face_samples) for i, df in enumerate(results, 1)]
+    first = next((df.attrs for df in results if df.attrs.get("model")), {})
+    ctx = base_context(first.get("model", {}))
+    done = [v for v in videos if v["status"] != "failed"]
+    ctx.update(
+        videos=videos,
+        summary={
+            "videos": len(videos), "with_faces": sum(1 for v in videos if v["faces"] or v["brief"]),
+            "faces": sum(len(v["faces"]) + len(v["brief"]) for v in videos),
+            "failed": len(videos) - len(done), "duration": sum(v["duration"] for v in done),
+            "seconds": sum(v["seconds"] for v in videos),
+        },
+        settings={k: first.get(k) for k in ("fps", "smooth", "detector", "detector_options", "explain_keyframes",
+                                             "lime_samples")},
+        classes=list(CLASSES), clock=fmt_time,
+    )
+    return render("video.html.j2", ctx, out)
+
+
+def fmt_time(seconds: float) -> str:
+    """0:07.5 / 1:02:03 style for captions."""
+    seconds = max(0.0, float(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m)}:{s:04.1f}"

@@ -1,0 +1,48 @@
+"""Photos/s and faces/s of `batchemo run`, with and without LIME, on 1 and 2 worker processes, one run.
+
+    python benchmarks/run_speed.py [--copies 3] [--lime-samples 1000]
+
+Input: the real photos of ../shared/media/photos, copied ``--copies`` times into a temp folder.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _common import SHARED
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=3)
+    ap.add_argument("--lime-samples", type=int, default=1000)
+    ap.add_argument("--model")
+    a = ap.parse_args()
+
+    from batchemo.engine import analyze, summary
+
+    photos = SHARED / "media" / "photos"
+    if not photos.exists():
+        raise SystemExit(f"needs {photos}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(a.copies):
+            shutil.copytree(photos, Path(tmp) / f"copy{k}")
+        analyze(tmp, model=a.model, explain=False, progress=False)  # warm caches (model file, cascades)
+        print(f"`batchemo run` on {a.copies} copies of {photos}")
+        print(f"{'explain':8s} {'jobs':>4s} {'photos':>6s} {'faces':>5s} {'seconds':>8s} {'photos/s':>9s} {'faces/s':>8s}")
+        for explain in (False, True):
+            for jobs in (1, 2):
+                t = time.perf_counter()
+                df = analyze(tmp, model=a.model, explain=explain, lime_samples=a.lime_samples, jobs=jobs,
+                             progress=False)
+                secs = time.perf_counter() - t
+                s = summary(df)
+                print(f"{str(explain):8s} {jobs:4d} {s['images']:6d} {s['faces']:5d} {secs:8.1f} "
+                      f"{s['images'] / secs:9.2f} {s['faces'] / secs:8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The model module: class order, loading with a card, clear errors, and the shipped default model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from batchemo.model import CLASSES, DEFAULT_MODEL_PATH, ModelCard, ModelError, build, class_index, load_model
+
+
+def test_classes_order_is_fixed():
+    assert CLASSES == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+@pytest.mark.parametrize("name,idx", [("angry", 0), ("Happy", 3), ("NEUTRAL", 4), ("natural", 4), (" sad ", 5)])
+def test_class_index_accepts_case_and_aliases(name, idx):
+    assert class_index(name) == idx
+
+
+def test_class_index_rejects_unknown():
+    with pytest.raises(ValueError, match="contempt"):
+        class_index("contempt")
+
+
+def test_seed_architecture_matches_the_seed():
+    m = build("seed")
+    kinds = [type(layer).__name__ for layer in m.layers]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+                     "Conv2D", "Conv2D", "Flatten", "Activation"]
+    convs = [layer for layer in m.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [32, 64, 128, 128, 6, 7]
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 4 + [(1, 1), (4, 4)]
+    assert m.input_shape == (None, 48, 48, 1) and m.output_shape == (None, 7)
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build("resnet")
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "nope.keras")
+
+
+def test_corrupt_model_file(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"this is not a keras zip file")
+    with pytest.raises(ModelError, match=r"bad\.keras: cannot load model"):
+        load_model(bad)
+
+
+def test_wrong_input_shape(tmp_path):
+    import keras
+
+    m = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Flatten(), keras.layers.Dense(7)])
+    path = tmp_path / "rgb64.keras"
+    m.save(path)
+    with pytest.raises(ModelError, match="incompatible input shape"):
+        load_model(path)
+
+
+def test_wrong_number_of_classes(tmp_path):
+    import keras
+
+    m = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    path = tmp_path / "five.keras"
+    m.save(path)
+    with pytest.raises(ModelError, match="5 outputs"):
+        load_model(path)
+
+
+def test_card_with_other_class_order_is_reordered(untrained_model_path, tmp_path):
+    """A model saved with another class order still answers in CLASSES order."""
+    import shutil
+
+    model = load_model(untrained_model_path)
+    faces = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    p = model.predict(faces)
+    other = tmp_path / "other.keras"
+    shutil.copy(untrained_model_path, other)
+    card = json.loads(ModelCard.path_for(untrained_model_path).read_text())
+    card["classes"] = list(reversed(CLASSES))
+    ModelCard.path_for(other).write_text(json.dumps(card))
+    q = load_model(other).predict(faces)
+    np.testing.assert_allclose(q, p[:, ::-1], atol=1e-6)
+
+
+def test_predict_shapes(untrained_model_path):
+    model = load_model(untrained_model_path)
+    assert model.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+    p = model.predict(np.full((3, 48, 48, 1), 128, np.uint8))
+    assert p.shape == (3, 7)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="48"):
+        model.predict(np.zeros((2, 32, 32), np.uint8))
+
+
+# ---------------------------------------------------------------- the shipped model
+def test_shipped_model_is_small_and_carded():
+    assert DEFAULT_MODEL_PATH.exists()
+    assert DEFAULT_MODEL_PATH.stat().st_size < 8 * 2**20
+    card = ModelCard.load(DEFAULT_MODEL_PATH)
+    assert card is not None and card.classes == list(CLASSES)
+    assert card.validation_accuracy > 0.652
+    assert set(card.per_class_f1) == set(CLASSES)
+
+
+def test_shipped_model_loads_in_class_order(default_model):
+    assert default_model.classes == CLASSES
+    assert default_model.card.architecture == "default"
+
+
+def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
+    """The whole FER2013 validation split: above the `fer` package's 65.2%, and as the card says."""
+    from batchemo.datasets import load_folder
+    from batchemo.evaluate import evaluate
+
+    data = load_folder(fer_validation)
+    assert len(data) == 3589
+    ev = evaluate(default_model, data)
+    assert ev.accuracy > 0.652
+    assert abs(ev.accuracy - default_model.card.validation_accuracy) < 0.002
+    # confident and right on a handful of clear validation faces of each common class
+    for cls in ("happy", "surprise"):
+        idx = np.flatnonzero(data.labels == CLASSES.index(cls))[:10]
+        probs = default_model.predict(data.images[idx])
+        assert (probs.argmax(1) == CLASSES.index(cls)).mean() >= 0.8
+        assert np.median(probs.max(1)) > 0.6

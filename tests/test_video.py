@@ -1,0 +1,261 @@
+"""batchemo video: sampling at real timestamps, tracking, smoothing, bad files, CLI, report, run hook.
+
+Most tests use a video generated here (skimage's astronaut sliding across a canvas, MJPG in an AVI, whose
+frames stay readable when the file is cut short) and an untrained model: they check plumbing, not accuracy.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batchemo import video
+from batchemo.records import Box
+from batchemo.video import (
+    SMOOTH_COLUMNS, PROB_COLUMNS, TIMELINE_COLUMNS, FaceTracker, analyze_video, run_videos, smooth_timeline,
+)
+
+FPS, N_FRAMES, W, H, SIDE, STEP = 8, 24, 480, 256, 240, 10
+
+
+def write_video(path, frames, fps=FPS, fourcc="MJPG"):
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), path
+    for rgb in frames:
+        writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def astro_video(tmp_path_factory, astronaut_rgb):
+    """3 s at 8 fps: the astronaut (240 px) moves 10 px right per frame; Haar finds her in every frame."""
+    import cv2
+
+    face = cv2.resize(astronaut_rgb, (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(N_FRAMES):
+        canvas = np.full((H, W, 3), 40, np.uint8)
+        canvas[8: 8 + SIDE, i * STEP: i * STEP + SIDE] = face
+        frames.append(canvas)
+    return write_video(tmp_path_factory.mktemp("video") / "astronaut.avi", frames)
+
+
+@pytest.fixture(scope="module")
+def blank_video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("video") / "blank.avi", [np.full((120, 160, 3), 90, np.uint8)] * 6)
+
+
+@pytest.fixture(scope="module")
+def model(untrained_model_path):
+    from batchemo.model import load_model
+
+    return load_model(untrained_model_path)
+
+
+# ---------------------------------------------------------------- generated video
+def test_every_frame_one_face_id(astro_video, model):
+    df = analyze_video(astro_video, model, fps=0)
+    a = df.attrs
+    assert list(df.columns) == TIMELINE_COLUMNS
+    assert a["status"] == "ok" and a["reason"] == "" and a["warnings"] == []
+    assert a["frames_decoded"] == a["frames_sampled"] == N_FRAMES
+    assert df["frame"].tolist() == list(range(N_FRAMES))  # every sampled frame present, once
+    assert df["face_id"].unique().tolist() == [1]
+    np.testing.assert_allclose(df["time"], np.arange(N_FRAMES) / FPS, atol=1e-3)
+    assert df["x"].is_monotonic_increasing and df["x"].iloc[-1] - df["x"].iloc[0] > 150
+    np.testing.assert_allclose(df[PROB_COLUMNS].sum(axis=1), 1, atol=1e-4)
+    assert (df[SMOOTH_COLUMNS].to_numpy() == df[PROB_COLUMNS].to_numpy()).all()  # smoothing off: a copy
+    assert a["duration"] == pytest.approx(N_FRAMES / FPS, abs=1e-3)
+    assert 1 <= len(a["filmstrip"]) <= 12 and a["keyframes"] and all(k.face_id == 1 for k in a["keyframes"])
+
+
+def test_sampling_follows_timestamps(astro_video, model):
+    df = analyze_video(astro_video, model, fps=2)
+    assert df["frame"].tolist() == [0, 4, 8, 12, 16, 20]  # one frame each 0.5 s at 8 fps
+    np.testing.assert_allclose(df["time"], [0, 0.5, 1.0, 1.5, 2.0, 2.5], atol=1e-3)
+    assert df["face_id"].nunique() == 1 and df.attrs["frames_decoded"] == N_FRAMES
+    assert df.attrs["sample_period"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_truncated_copy_keeps_readable_part(astro_video, model, tmp_path):
+    full = analyze_video(astro_video, model, fps=0)
+    cut = tmp_path / "cut.avi"
+    data = astro_video.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    df = analyze_video(cut, model, fps=0)
+    a = df.attrs
+    assert a["status"] == "partial" and "truncated" in a["reason"]
+    assert any("truncated" in w for w in a["warnings"])
+    assert 3 <= len(df) < N_FRAMES
+    assert df["frame"].tolist() == list(range(len(df)))
+    pd.testing.assert_frame_equal(df[["frame", "time", "face_id", "x", "y", "w", "h"]],
+                                  full[["frame", "time", "face_id", "x", "y", "w", "h"]].iloc[: len(df)])
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("missing.mp4", None, "no such file"),
+    ("empty.mp4", b"", "empty file (0 bytes)"),
+    ("notes.mp4", b"this is not a video\n" * 50, "cannot open as a video"),
+])
+def test_bad_files_fail_with_a_reason(tmp_path, model, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    df = analyze_video(path, model)
+    assert df.attrs["status"] == "failed" and expected in df.attrs["reason"]
+    assert len(df) == 0 and list(df.columns) == TIMELINE_COLUMNS
+
+
+def test_mp4_cut_short_fails_clearly(tmp_path, model):
+    mp4 = write_video(tmp_path / "a.mp4", [np.full((64, 64, 3), 80, np.uint8)] * 10, fourcc="mp4v")
+    data = mp4.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # its index (moov) is at the end: gone
+    df = analyze_video(tmp_path / "cut.mp4", model)
+    assert df.attrs["status"] == "failed" and "MP4 cut short" in df.attrs["reason"]
+
+
+class _Header0:
+    """A capture whose header reports 0 fps and no frame count (optionally no timestamps either)."""
+
+    def __init__(self, cap, timestamps=True):
+        self._cap, self._timestamps = cap, timestamps
+
+    def get(self, prop):
+        import cv2
+
+        if prop in (cv2.CAP_PROP_FPS, cv2.CAP_PROP_FRAME_COUNT):
+            return 0.0
+        if prop == cv2.CAP_PROP_POS_MSEC and not self._timestamps:
+            return 0.0
+        return self._cap.get(prop)
+
+    def __getattr__(self, name):
+        return getattr(self._cap, name)
+
+
+def test_zero_fps_header_uses_frame_timestamps(astro_video, model, monkeypatch):
+    real = video._open_capture
+    monkeypatch.setattr(video, "_open_capture", lambda p: _Header0(real(p)))
+    df = analyze_video(astro_video, model, fps=2)
+    assert df.attrs["status"] == "ok" and "0 fps" in df.attrs["warnings"][0]
+    np.testing.assert_allclose(df["time"], [0, 0.5, 1.0, 1.5, 2.0, 2.5], atol=1e-3)
+
+    monkeypatch.setattr(video, "_open_capture", lambda p: _Header0(real(p), timestamps=False))
+    df = analyze_video(astro_video, model, fps=2)
+    assert df.attrs["status"] == "failed" and "0 fps" in df.attrs["reason"] and "timestamps" in df.attrs["reason"]
+
+
+# ---------------------------------------------------------------- tracker and smoothing
+def test_tracker_keeps_ids_and_closes_stale_tracks():
+    tr = FaceTracker(max_gap=1.0)
+    assert tr.update([Box(0, 0, 50, 50), Box(300, 0, 50, 50)], 0.0) == [1, 2]
+    assert tr.update([Box(310, 0, 50, 50), Box(12, 0, 50, 50)], 0.1) == [2, 1]  # order of boxes irrelevant
+    # a fast move (no overlap with the last box) is still followed through the track's velocity
+    assert tr.update([Box(80, 0, 50, 50)], 0.5) == [1]
+    assert tr.update([Box(100, 0, 50, 50)], 0.6) == [1]
+    assert tr.update([Box(300, 0, 50, 50)], 2.0) == [3]  # face 2 unseen for > max_gap: a new id
+
+
+def test_exponential_smoothing_per_face():
+    tau = 0.5
+    rows = []
+    for i, t in enumerate([0.0, 0.25, 0.5, 1.5]):
+        for fid, hot in ((1, i % 2 * 3), (2, 4)):
+            p = np.full(7, 0.0)
+            p[hot] = 1.0
+            rows.append({"face_id": fid, "time": t, **dict(zip(PROB_COLUMNS, p))})
+    df = smooth_timeline(pd.DataFrame(rows), tau)
+    f1 = df[df["face_id"] == 1]
+    s = np.eye(7)[0]
+    expected = [s.copy()]
+    for prev, t, hot in ((0.0, 0.25, 3), (0.25, 0.5, 0), (0.5, 1.5, 3)):
+        s = s + (1 - math.exp(-(t - prev) / tau)) * (np.eye(7)[hot] - s)
+        expected.append(s.copy())
+    np.testing.assert_allclose(f1[SMOOTH_COLUMNS].to_numpy(), expected, atol=1e-9)
+    assert (df.loc[df["face_id"] == 2, "ps_neutral"] == 1).all()  # a steady face is untouched by the other
+    assert (f1[PROB_COLUMNS].to_numpy() == np.eye(7)[[0, 3, 0, 3]]).all()  # raw values kept
+    assert f1["label_smoothed"].tolist()[:2] == ["angry", "angry"]
+
+
+def test_filmstrip_is_bounded_and_spread():
+    strip = video._Filmstrip(12)
+    for n in range(1000):
+        if strip.wants(n):
+            strip.add(n, n)
+    kept = [n for n, _ in strip.stills]
+    assert 6 <= len(kept) <= 12 and kept[0] == 0 and kept[-1] > 700
+
+
+# ---------------------------------------------------------------- CLI, report, run hook
+def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, capsys):
+    from batchemo.cli import main
+
+    csv, html = tmp_path / "timeline.csv", tmp_path / "video.html"
+    missing = tmp_path / "gone.mp4"
+    rc = main(["video", str(astro_video), str(blank_video), str(missing), "--csv", str(csv), "--report", str(html),
+               "--fps", "4", "--smooth", "0.5", "--explain-keyframes", "1", "--lime-samples", "40",
+               "--model", str(untrained_model_path), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert f"failed: {missing}: no such file" in err
+    df = pd.read_csv(csv)
+    assert list(df.columns) == TIMELINE_COLUMNS
+    assert set(df["video"]) == {str(astro_video)} and len(df) == 12 and df["face_id"].nunique() == 1
+    assert not np.allclose(df[PROB_COLUMNS].to_numpy(), df[SMOOTH_COLUMNS].to_numpy(), atol=0)
+    page = html.read_text()
+    assert "Face #1" in page and "LIME: " in page and page.count("data:image/png") >= 3
+    assert "No face found" in page and "no such file" in page
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
+
+    # nothing processable: non-zero exit, and still a CSV with its header
+    rc = main(["video", str(missing), "--csv", str(csv), "--model", str(untrained_model_path), "-q"])
+    assert rc == 1
+    assert csv.read_text().strip() == ",".join(TIMELINE_COLUMNS)
+
+
+def test_run_videos_for_the_run_command(astro_video, model, tmp_path):
+    out = tmp_path / "out"
+    result = run_videos([astro_video, tmp_path / "nope.avi"], out / "report", model=model, fps=2,
+                        explain_keyframes=0)
+    assert result.csv == out / "report.timeline.csv" and result.report == out / "report.videos.html"
+    assert [v.status for v in result.videos] == ["ok", "failed"] and result.failed == 1
+    assert result.videos[0].faces == 1 and result.videos[1].reason == "no such file"
+    assert result.href(result.videos[0], out) == "report.videos.html#video-1"
+    assert 'id="video-2"' in result.report.read_text()
+    assert len(pd.read_csv(result.csv)) == 6
+
+
+# ---------------------------------------------------------------- the real clip from ../shared
+def test_real_clip(videos, model):
+    clip = videos / "short_hamilton_clip.mp4"
+    df = analyze_video(clip, model, fps=2)
+    a = df.attrs
+    assert a["status"] == "ok" and a["duration"] == pytest.approx(9.2, abs=0.2) and a["faces"] >= 1
+    assert a["frames_sampled"] == pytest.approx(19, abs=1) and a["frames_decoded"] == 275
+    assert (np.diff(np.sort(df["time"].unique())) >= 0.49).all()  # at most one sample per 0.5 s
+
+    df = analyze_video(clip, model, fps=10)  # neighbouring samples 0.1 s apart
+    assert len(df) >= 30 and df.attrs["faces"] >= 1
+    times = df.groupby("frame", sort=True)["time"].first().to_numpy()
+    assert (np.diff(times) > 0.09).all()  # times increase with the frame index, real-time spacing
+    # stable ids: a face that overlaps well with one in the previous sampled frame keeps its id
+    frames = sorted(df["frame"].unique())
+    checked = 0
+    for prev, cur in zip(frames, frames[1:]):
+        before, after = df[df["frame"] == prev], df[df["frame"] == cur]
+        for _, r in after.iterrows():
+            box = Box(r.x, r.y, r.w, r.h)
+            for _, q in before.iterrows():
+                if box.iou(Box(q.x, q.y, q.w, q.h)) > 0.5:
+                    assert r.face_id == q.face_id
+                    checked += 1
+    assert checked >= 10
+    # and a face keeps its id for a while: the longest track spans over a second
+    spans = df.groupby("face_id")["time"].agg(lambda t: t.max() - t.min())
+    assert spans.max() > 1.0
