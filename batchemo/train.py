@@ -177,9 +177,6 @@ def train(
     log=print,
 ) -> Path:
     """Train on DATA's train split, choose on its validation split, write ``out`` + card, history, curves."""
-    import keras
-    import tensorflow as tf
-
     out = Path(out)
     if out.suffix != ".keras":
         raise TrainingError(f"{out}: the model file must end in .keras")
@@ -199,6 +196,8 @@ def train(
     for s in (train_set, val_set):
         if s.skipped:
             log(f"skipped {len(s.skipped)} unreadable image(s) in {s.origin}, e.g. {s.skipped[0][0]}")
+    import keras  # after the data checks: a bad path fails in a second, not after TensorFlow's start-up
+
     log(f"data: {len(train_set)} training and {len(val_set)} validation faces from {data} ({time.time() - t0:.0f} s)")
 
     keras.utils.set_random_seed(recipe.seed)
