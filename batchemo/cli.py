@@ -79,7 +79,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         options = {"scale_factor": a.scale_factor, "min_neighbors": a.min_neighbors}
     df = analyze(
         a.paths, model=a.model, detector=a.detector, explain=a.explain, lime_samples=a.lime_samples,
-        jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed, **options,
+        jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed,
+        cache=a.cache, **options,
     )
     written = []
     videos, video_run = _videos_in(a.paths), None
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     r.add_argument("--model", help="model file (.keras); default: the shipped model")
     r.add_argument("--seed", type=int, default=0, help="LIME random seed (default: %(default)s)")
+    r.add_argument("--cache", metavar="DIR",
+                   help="keep each image's results in DIR and reuse them when files, model and settings are "
+                   "unchanged: a stopped run resumes where it stopped")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 

@@ -243,13 +243,16 @@ def analyze(
     scheduler: str | None = None,
     progress: bool = True,
     seed: int = 0,
+    cache: str | os.PathLike | None = None,
     **detector_options,
 ):
     """Faces, emotions and (optionally) LIME explanations for every image under ``paths``.
 
     Returns a pandas DataFrame, one row per face (plus one row per image without a face or that failed,
     with ``status`` and ``reason``). Columns: see ``TABLE_COLUMNS``; the encoded images the report uses are
-    in ``IMAGE_COLUMNS``. ``df.attrs`` records the settings, model card and timing.
+    in ``IMAGE_COLUMNS``. ``df.attrs`` records the settings, model card and timing. With ``cache`` (a
+    folder), each image's rows are stored as they are computed and reused by later runs with the same
+    files, model and settings: a stopped run resumes where it stopped.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -273,9 +276,21 @@ def analyze(
     client = None
     if backend == "dask":
         client = _dask_client(scheduler)
+    store = None
+    if cache is not None:
+        from .cache import ResultCache
+
+        store = ResultCache(cache, settings)
+    known = [store.get(p, r) if store else None for p, r in items]
+    todo = [item for item, rows_ in zip(items, known) if rows_ is None]
     try:
         bar = tqdm(total=len(items), unit="img", desc="batchemo", disable=not progress, file=sys.stderr)
-        for result in iter_results(items, settings, jobs, backend):
+        fresh = iter_results(todo, settings, jobs, backend) if todo else iter([])
+        for (path, root), result in zip(items, known):
+            if result is None:  # results come back in input order, so the next fresh one is this item's
+                result = next(fresh)
+                if store is not None:
+                    store.put(path, root, result)
             rows += result
             bar.update(1)
         bar.close()
@@ -289,7 +304,7 @@ def analyze(
     df.attrs.update(
         seconds=time.time() - t0, images=len(items), model=card.__dict__, detector=detector,
         detector_options=detector_options, explain=explain, lime_samples=lime_samples, jobs=jobs,
-        backend=backend, inputs=[str(p) for p in paths],
+        backend=backend, inputs=[str(p) for p in paths], cached=len(items) - len(todo),
     )
     return df
 

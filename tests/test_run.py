@@ -292,3 +292,26 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
     html = (out / "r.html").read_text()
     assert 'href="r.videos.html#video-1"' in html and (out / "r.videos.html").exists()
+
+
+def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):
+    from batchemo import engine
+
+    src = tmp_path / "in"
+    for i in range(3):
+        write_image(src / f"a{i}.jpg", np.roll(astronaut_rgb, 15 * i, axis=1))
+    cache = tmp_path / "cache"
+    first = analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache)
+    assert first.attrs["cached"] == 0
+
+    calls = []
+    original = engine.process_image
+    monkeypatch.setattr(engine, "process_image", lambda p, s, r=None: calls.append(p) or original(p, s, r))
+    write_image(src / "a1.jpg", np.roll(astronaut_rgb, 40, axis=1))  # changed: must be recomputed
+    again = analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache)
+    assert calls == [str(src / "a1.jpg")] and again.attrs["cached"] == 2
+    assert table(again).loc[again["path"] != str(src / "a1.jpg")].equals(
+        table(first).loc[first["path"] != str(src / "a1.jpg")])
+    calls.clear()
+    analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache, min_neighbors=4)
+    assert len(calls) == 3  # other settings: nothing reused
