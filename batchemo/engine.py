@@ -28,7 +28,7 @@ TABLE_COLUMNS = [
     *(f"p_{c}" for c in CLASSES), "lime_label", "lime_score", "image_width", "image_height",
 ]
 #: Encoded images carried for the report, not written to CSV / JSON.
-IMAGE_COLUMNS = ["thumbnail", "face_jpg", "heatmap_png", "lime_png"]
+IMAGE_COLUMNS = ["thumbnail", "face_jpg", "heatmap_img", "lime_img"]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class RunSettings:
     explain: bool = True
     lime: LimeSettings = field(default_factory=LimeSettings)
     max_side: int = 2048  # images are decoded at most this long (memory)
-    thumb_side: int = 480  # report thumbnails
+    thumb_side: int = 400  # report thumbnails
     threads_per_worker: int | None = None
 
 
@@ -128,8 +128,6 @@ def face_rows(
     faces, probabilities: np.ndarray, explanations: Sequence[dict] | None, base: dict, colour_crops=None
 ) -> list[dict]:
     """Table rows for the faces of one image or frame: box, label, probabilities, encoded images."""
-    from .explain import heatmap_image
-
     rows = []
     for k, (face, probs) in enumerate(zip(faces, probabilities)):
         label = CLASSES[int(np.argmax(probs))]
@@ -141,12 +139,20 @@ def face_rows(
         if explanations is not None:
             exp = explanations[k].get(label) or next(iter(explanations[k].values()))
             row["lime_label"], row["lime_score"] = exp.label, exp.score
-            row["heatmap_png"] = encode(heatmap_image(face.crop, exp.heatmap, 112), ".png")
-            import cv2
-
-            row["lime_png"] = encode(cv2.resize(exp.boundaries, (112, 112), interpolation=cv2.INTER_NEAREST), ".png")
+            row["heatmap_img"], row["lime_img"] = explanation_images(face.crop, exp)
         rows.append(row)
     return rows
+
+
+def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, bytes]:
+    """(heatmap, superpixel boundaries) of one explanation as JPEG bytes for a report."""
+    import cv2
+
+    from .explain import heatmap_image
+
+    heat = encode(heatmap_image(crop, exp.heatmap, side), ".jpg", 88)
+    bounds = encode(cv2.resize(exp.boundaries, (side, side), interpolation=cv2.INTER_NEAREST), ".jpg", 88)
+    return heat, bounds
 
 
 def _square(img: np.ndarray, side: int) -> np.ndarray:

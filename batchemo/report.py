@@ -82,8 +82,8 @@ def _face_view(r) -> dict:
         "x": int(r["x"]), "y": int(r["y"]), "w": int(r["w"]), "h": int(r["h"]),
         "probs": {c: float(r[f"p_{c}"]) for c in CLASSES},
         "face_jpg": data_uri(r.get("face_jpg")),
-        "heatmap_png": data_uri(r.get("heatmap_png")) if isinstance(r.get("heatmap_png"), bytes) else "",
-        "lime_png": data_uri(r.get("lime_png")) if isinstance(r.get("lime_png"), bytes) else "",
+        "heatmap_img": data_uri(r.get("heatmap_img")) if isinstance(r.get("heatmap_img"), bytes) else "",
+        "lime_img": data_uri(r.get("lime_img")) if isinstance(r.get("lime_img"), bytes) else "",
         "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
     }
 

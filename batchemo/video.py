@@ -386,8 +386,8 @@ class Keyframe:
     crop: np.ndarray  # the uint8 48x48 face the CNN saw
     face_jpg: bytes
     frame_jpg: bytes  # the frame, small, every face boxed
-    heatmap_png: bytes | None = None
-    lime_png: bytes | None = None
+    heatmap_img: bytes | None = None
+    lime_img: bytes | None = None
     lime_score: float | None = None
     kind: str = "peak"
 
@@ -711,10 +711,8 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
     the face's main emotion at its most confident moment; then its evenly spaced moments. All chosen faces
     go to LIME in one parallel call.
     """
-    import cv2
-
-    from .engine import encode
-    from .explain import LimeSettings, explain_faces, heatmap_image
+    from .engine import explanation_images
+    from .explain import LimeSettings, explain_faces
 
     col = "label_smoothed" if "label_smoothed" in df and df["label_smoothed"].notna().all() else "label"
     shares = df.groupby("face_id")[col].value_counts(normalize=True).to_dict() if len(df) else {}
@@ -732,8 +730,7 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
                          LimeSettings(num_samples=lime_samples, seed=seed))
     for k, e in zip(chosen, exps):
         exp = e.get(k.label) or next(iter(e.values()))
-        k.heatmap_png = encode(heatmap_image(k.crop, exp.heatmap, 112), ".png")
-        k.lime_png = encode(cv2.resize(exp.boundaries, (112, 112), interpolation=cv2.INTER_NEAREST), ".png")
+        k.heatmap_img, k.lime_img = explanation_images(k.crop, exp)
         k.lime_score = exp.score
     return chosen
 

@@ -117,9 +117,9 @@ def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, c
         } for k in kfs],
         "explained": [{
             "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
-            "face_jpg": data_uri(k.face_jpg), "heatmap_png": data_uri(k.heatmap_png), "lime_png": data_uri(k.lime_png),
+            "face_jpg": data_uri(k.face_jpg), "heatmap_img": data_uri(k.heatmap_img), "lime_img": data_uri(k.lime_img),
             "lime_score": k.lime_score, "probs": k.probabilities,
-        } for k in sorted((k for k in kfs if k.heatmap_png),
+        } for k in sorted((k for k in kfs if k.heatmap_img),
                           key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
     }
 
