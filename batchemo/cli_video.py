@@ -6,7 +6,6 @@ registers it with ``add_parser``.
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _non_negative(kind):
@@ -22,16 +21,13 @@ def _non_negative(kind):
     return parse
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def cmd_video(a: argparse.Namespace) -> int:
+    from .cli import _err, _log
     from .outputs import write_table
     from .video import STATUS_FAILED, analyze_videos, describe, find_videos, timeline_table
 
     if not (a.csv or a.json or a.report):
-        _log("batchemo: error: nothing to write: give --csv, --json and/or --report")
+        _err("nothing to write: give --csv, --json and/or --report")
         return 2
     paths = find_videos(a.videos)
     if not paths:

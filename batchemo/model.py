@@ -187,7 +187,7 @@ class EmotionModel:
             import tensorflow as tf
 
             model = self.keras_model
-            self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+            self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True, autograph=False)
         return self._fn(x).numpy()
 
     def predict_scaled(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -36,6 +36,7 @@ class Recipe:
     zoom: float = 0.1
     shift: float = 0.1  # fraction of the side
     hflip: bool = True
+    erase: float = 0.0  # probability of random erasing (one grey rectangle of 4-25% of the face)
     patience: int = 15  # early stopping on validation accuracy
     seed: int = 1
 
@@ -104,6 +105,20 @@ def augment(x, recipe: Recipe, seed: int):
     if recipe.hflip:
         flip = tf.random.uniform([n, 1, 1, 1]) < 0.5
         out = tf.where(flip, tf.reverse(out, axis=[2]), out)
+    if recipe.erase > 0:
+        # Random erasing: hide a part of the face so no single region (say, the mouth) carries the class.
+        side = tf.shape(x)[1]
+        area = u(0.04, 0.25) * size * size
+        aspect = tf.exp(u(math.log(0.5), math.log(2.0)))
+        h = tf.minimum(tf.sqrt(area * aspect), size)
+        w = tf.minimum(tf.sqrt(area / aspect), size)
+        y0 = u(0.0, 1.0) * (size - h)
+        x0 = u(0.0, 1.0) * (size - w)
+        grid = tf.cast(tf.range(side), tf.float32)
+        rows = (grid[None, :] >= y0[:, None]) & (grid[None, :] < (y0 + h)[:, None])
+        cols = (grid[None, :] >= x0[:, None]) & (grid[None, :] < (x0 + w)[:, None])
+        hit = rows[:, :, None] & cols[:, None, :] & (tf.random.uniform([n, 1, 1]) < recipe.erase)
+        out = tf.where(hit[..., None], tf.fill(tf.shape(out), 0.5), out)
     return out
 
 
