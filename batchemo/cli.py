@@ -21,6 +21,21 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def at_least(least: float, kind=int):
+    """An argparse type: a number >= ``least`` (a bad value is a usage error, not a traceback)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value >= least:
+            raise argparse.ArgumentTypeError(f"{text} is less than {least}")
+        return value
+
+    return parse
+
+
 # ---------------------------------------------------------------- train / evaluate
 def cmd_train(a: argparse.Namespace) -> int:
     from .train import Recipe, train
@@ -148,12 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", help="JSON to write, one record per face")
     r.add_argument("--detector", choices=["haar", "hog", "cnn"], default="haar",
                    help="face detector: haar (OpenCV, default), hog or cnn (dlib, needs batchemo[dlib])")
-    r.add_argument("--scale-factor", type=float, default=1.3, help="Haar scaleFactor (default: %(default)s)")
-    r.add_argument("--min-neighbors", type=int, default=5, help="Haar minNeighbors (default: %(default)s)")
+    r.add_argument("--scale-factor", type=at_least(1.01, float), default=1.3, help="Haar scaleFactor (default: %(default)s)")
+    r.add_argument("--min-neighbors", type=at_least(0), default=5, help="Haar minNeighbors (default: %(default)s)")
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")
-    r.add_argument("--lime-samples", type=int, default=1000, help="LIME perturbations per face (default: %(default)s)")
-    r.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default: %(default)s)")
+    r.add_argument("--lime-samples", type=at_least(10), default=1000, help="LIME perturbations per face (default: %(default)s)")
+    r.add_argument("--jobs", "-j", type=at_least(1), default=1, help="worker processes (default: %(default)s)")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     r.add_argument("--model", help="model file (.keras); default: the shipped model")
@@ -175,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
     t.add_argument("--arch", choices=["default", "seed"], default="default", help="architecture (default: %(default)s)")
     t.add_argument("--recipe", choices=["default", "seed"], help="training recipe (default: the one named like --arch)")
-    t.add_argument("--epochs", type=int, help="number of epochs (default recipe 60, seed recipe 50)")
-    t.add_argument("--batch-size", type=int, help="batch size (default recipe 64, seed recipe 512)")
+    t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
+    t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
     t.add_argument("--schedule", choices=["cosine", "plateau"], help="learning-rate schedule")
     t.add_argument("--patience", type=int, help="early stopping: epochs without a better validation accuracy")

@@ -6,20 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _count(least: int):
-    """An argparse type: an integer of at least ``least`` (a bad value is a usage error, not a traceback)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"{value} is less than {least}")
-        return value
-
-    return parse
+from .cli import at_least
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -42,15 +29,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     a.add_argument("--report", help="self-contained HTML report to write")
     a.add_argument("--csv", help="CSV to write: path, true_label, predicted_label, confidence, p_<class> x7, correct")
     a.add_argument("--split", help="fer2013.csv rows to audit: PublicTest (default), PrivateTest or Training")
-    a.add_argument("--max-explanations", type=_count(0), default=50, metavar="N",
+    a.add_argument("--max-explanations", type=at_least(0), default=50, metavar="N",
                    help="mistakes to explain with LIME, spread over the confused pairs (default: %(default)s; "
                    "0 for none)")
-    a.add_argument("--sample", type=_count(0), default=24, metavar="N",
+    a.add_argument("--sample", type=at_least(0), default=24, metavar="N",
                    help="random faces to show with predicted vs true label (default: %(default)s)")
-    a.add_argument("--lime-samples", type=_count(10), default=1000, metavar="N",
+    a.add_argument("--lime-samples", type=at_least(10), default=1000, metavar="N",
                    help="LIME perturbations per explained face (default: %(default)s)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random sample and of LIME (default: %(default)s)")
-    a.add_argument("--jobs", "-j", type=_count(1), default=2, metavar="N",
+    a.add_argument("--jobs", "-j", type=at_least(1), default=2, metavar="N",
                    help="threads explaining mistakes in parallel (default: %(default)s)")
     a.set_defaults(func=cmd_audit)
     return a

@@ -7,18 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _non_negative(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-
-    return parse
+from .cli import at_least
 
 
 def cmd_video(a: argparse.Namespace) -> int:
@@ -78,15 +67,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     v.add_argument("--csv", help="timeline CSV to write, one row per face per sampled frame")
     v.add_argument("--json", help="the same timeline as JSON records")
     v.add_argument("--report", help="self-contained HTML report to write")
-    v.add_argument("--fps", type=_non_negative(float), default=2.0,
+    v.add_argument("--fps", type=at_least(0, float), default=2.0,
                    help="frames sampled per second of video; 0 = every frame (default: %(default)s)")
-    v.add_argument("--smooth", type=_non_negative(float), metavar="SECONDS",
+    v.add_argument("--smooth", type=at_least(0, float), metavar="SECONDS",
                    help="smooth each face's probabilities with an exponential moving average of this time "
                    "constant; the raw values stay in the CSV beside the smoothed ps_* (default: off)")
-    v.add_argument("--explain-keyframes", type=_non_negative(int), default=1, metavar="N",
+    v.add_argument("--explain-keyframes", type=at_least(0), default=1, metavar="N",
                    help="LIME heatmaps in the report for N keyframes per face, its most confident moments "
                    "of the emotions it showed longest; 0 = none (default: %(default)s)")
-    v.add_argument("--lime-samples", type=_non_negative(int), default=1000,
+    v.add_argument("--lime-samples", type=at_least(0), default=1000,
                    help="LIME perturbations per explained keyframe (default: %(default)s)")
     v.add_argument("--detector", choices=["haar", "hog", "cnn"], default="haar",
                    help="face detector: haar (OpenCV, default), hog or cnn (dlib, needs batchemo[dlib])")

@@ -27,7 +27,7 @@ class Recipe:
     """Everything that decides how a model is trained; saved in the checkpoint and the model card."""
 
     arch: str = "default"
-    epochs: int = 60
+    epochs: int = 80
     batch_size: int = 64
     lr: float = 2e-3
     schedule: str = "cosine"  # "cosine" (with 1 warm-up epoch) or "plateau" (halve on a 5-epoch plateau)
