@@ -88,7 +88,7 @@ def test_faces_in_real_photos(media_run):
     rgba = _faces_of(df, "32bit.png")
     assert (rgba["status"] == "ok").all()
     ok = df[df["status"] == "ok"]
-    np.testing.assert_allclose(ok[[f"p_{c}" for c in CLASSES]].sum(1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(ok[[f"p_{c}" for c in CLASSES]].sum(axis=1), 1.0, atol=1e-4)
     assert set(ok["label"]) <= set(CLASSES)
     assert (ok["lime_label"] == ok["label"]).all()
     assert ok[["x", "y", "w", "h"]].notna().all().all()
