@@ -5,9 +5,12 @@ Heavy imports (TensorFlow, OpenCV) happen on first use, not on ``import batchemo
 """
 from __future__ import annotations
 
+from .audit import audit
 from .engine import analyze
+from .evaluate import evaluate
 from .model import CLASSES, EmotionModel, ModelError, load_model
+from .video import analyze_video, analyze_videos
 
 __version__ = "0.1.0"
 
-__all__ = ["analyze", "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__"]
+__all__ = ["analyze", "analyze_video", "analyze_videos", "audit", "evaluate", "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__"]
