@@ -30,6 +30,7 @@ class LimeSettings:
     # explains nothing; SLIC gives ~45 compact, edge-following segments (eyes, brows, mouth corners).
     n_segments: int = 50
     compactness: float = 20.0
+    tta: bool = False  # explain the network on the face as it is (see classifier_fn)
 
     def segmenter(self):
         from lime.wrappers.scikit_image import SegmentationAlgorithm
@@ -43,14 +44,20 @@ def _quiet(iterable, *args, **kwargs):
     return iterable
 
 
-def classifier_fn(model: EmotionModel):
-    """LIME hands us RGB perturbations of a grayscale crop; channel 0 is the gray image."""
+def classifier_fn(model: EmotionModel, tta: bool = False):
+    """LIME hands us RGB perturbations of a grayscale crop; channel 0 is the gray image.
+
+    Without the mirror-image average by default: hiding a superpixel also hides its mirror image's
+    evidence in the flipped copy, so LIME would credit a region with what the network saw on the other
+    side of the face. The network on the face as it is keeps each weight tied to its place (and halves
+    the cost). ``LimeSettings(tta=True)`` explains the averaged classifier instead.
+    """
 
     def predict(images: np.ndarray) -> np.ndarray:
         gray = np.asarray(images)[..., 0]
         if gray.dtype != np.uint8:
             gray = np.clip(gray, 0, 255).astype(np.uint8)
-        return model.predict_scaled(preprocess(gray), batch_size=4096)
+        return model.predict_scaled(preprocess(gray), batch_size=4096, tta=tta)
 
     return predict
 
@@ -76,7 +83,7 @@ def explain_face(
     explainer = lime_image.LimeImageExplainer(random_state=s.seed)
     wanted = None if labels is None else [model.classes.index(lb) for lb in labels]
     exp = explainer.explain_instance(
-        image, classifier_fn(model),
+        image, classifier_fn(model, s.tta),
         labels=tuple(wanted) if wanted else (),
         top_labels=None if wanted else s.top_labels,
         hide_color=s.hide_color,

@@ -190,13 +190,17 @@ class EmotionModel:
             self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True, autograph=False)
         return self._fn(x).numpy()
 
-    def predict_scaled(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1]."""
+    def predict_scaled(self, x: np.ndarray, batch_size: int = 512, tta: bool | None = None) -> np.ndarray:
+        """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1].
+
+        ``tta`` overrides the card's test-time augmentation for this call (None: as the card says).
+        """
+        tta = self.tta if tta is None else tta
         n = len(x)
         out = np.empty((n, len(self.classes)), np.float32)
         for i in range(0, n, batch_size):
             chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
-            if self.tta:  # the face and its mirror image in one forward pass, averaged
+            if tta:  # the face and its mirror image in one forward pass, averaged
                 both = self._forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
                 p = 0.5 * (both[: len(chunk)] + both[len(chunk) :])
             else:
@@ -213,6 +217,43 @@ class EmotionModel:
     @property
     def name(self) -> str:
         return self.path.name if self.path else self.card.architecture
+
+
+def fold_batchnorm(km):
+    """An inference copy of a linear-chain model with each BatchNorm folded into the conv before it.
+
+    Same function (checked on random input by the caller), fewer ops: a batch-norm after a conv is an
+    affine map per channel, so it can live in the conv's kernel and bias. Returns None when the model is
+    not a plain chain of layers.
+    """
+    import keras
+
+    layers = [layer for layer in km.layers if not isinstance(layer, keras.layers.InputLayer)]
+    inp = keras.Input(km.input_shape[1:])
+    x, prev, i = inp, km.inputs[0], 0
+    while i < len(layers):
+        layer = layers[i]
+        if layer.input is not prev:  # not a chain: leave the model as it is
+            return None
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, keras.layers.Conv2D) and isinstance(nxt, keras.layers.BatchNormalization):
+            kernel = layer.kernel.numpy()
+            bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-1], np.float32)
+            gamma = nxt.gamma.numpy() if nxt.scale else 1.0
+            beta = nxt.beta.numpy() if nxt.center else 0.0
+            scale = gamma / np.sqrt(nxt.moving_variance.numpy() + nxt.epsilon)
+            cfg = dict(layer.get_config(), use_bias=True, kernel_regularizer=None, name=layer.name + "_bnfolded")
+            conv = keras.layers.Conv2D.from_config(cfg)
+            x = conv(x)
+            conv.set_weights([kernel * scale, (bias - nxt.moving_mean.numpy()) * scale + beta])
+            prev, i = nxt.output, i + 2
+        else:
+            clone = layer.__class__.from_config(layer.get_config())
+            x = clone(x)
+            if layer.weights:
+                clone.set_weights(layer.get_weights())
+            prev, i = layer.output, i + 1
+    return keras.Model(inp, x, name=km.name)
 
 
 def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
@@ -238,4 +279,18 @@ def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
         raise ModelError(f"{path}: model has {n_out} outputs but its card lists {len(card.classes)} classes")
     if sorted(card.classes) != sorted(CLASSES):
         raise ModelError(f"{path}: classes {card.classes} are not the 7 FER2013 emotions {list(CLASSES)}")
-    return EmotionModel(km, card, path)
+    return EmotionModel(_inference_copy(km), card, path)
+
+
+def _inference_copy(km):
+    """The BatchNorm-folded copy when it computes the same function (to 1e-4), else the model itself."""
+    try:
+        folded = fold_batchnorm(km)
+    except Exception:  # an unusual layer config: not worth failing a load over
+        return km
+    if folded is None:
+        return km
+    x = np.random.default_rng(0).random((8, INPUT_SIZE, INPUT_SIZE, 1), dtype=np.float32)
+    if not np.allclose(folded(x, training=False).numpy(), km(x, training=False).numpy(), atol=1e-4):
+        return km
+    return folded

@@ -39,7 +39,7 @@ class MarkerModel:
         self.tta = False
         self.path = None
 
-    def predict_scaled(self, x, batch_size=512):
+    def predict_scaled(self, x, batch_size=512, tta=None):
         px = np.rint(np.asarray(x)[:, 0, :3, 0] * 255).astype(int)
         out = np.full((len(px), len(self.classes)), 1 / len(self.classes), np.float32)
         for row, (magic, k, c) in enumerate(px):

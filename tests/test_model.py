@@ -128,3 +128,12 @@ def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
         probs = default_model.predict(data.images[idx])
         assert (probs.argmax(1) == CLASSES.index(cls)).mean() >= 0.8
         assert np.median(probs.max(1)) > 0.6
+
+
+def test_batchnorm_is_folded_for_inference_without_changing_answers(default_model):
+    import keras
+
+    raw = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in default_model.keras_model.layers)
+    x = np.random.default_rng(1).random((16, 48, 48, 1), dtype=np.float32)
+    np.testing.assert_allclose(default_model.keras_model(x).numpy(), raw(x, training=False).numpy(), atol=1e-4)

@@ -182,9 +182,9 @@ def test_lime_is_seeded_and_batched(untrained_model_path, lfw_faces):
     calls = []
     original = model.predict_scaled
 
-    def spy(x, batch_size=512):
+    def spy(x, batch_size=512, **kw):
         calls.append(len(x))
-        return original(x, batch_size)
+        return original(x, batch_size, **kw)
 
     model.predict_scaled = spy
     crop = cv2.resize(lfw_faces[0], (48, 48))
