@@ -220,14 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     from .datasets import DatasetError
     from .model import ModelError
 
-    args = build_parser().parse_args(argv)
     from .detect import DetectorUnavailable
+    from .train import TrainingError
 
-    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable)
+    args = build_parser().parse_args(argv)
+    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError)
     try:
-        from .train import TrainingError
-
-        known = known + (TrainingError,)
         return args.func(args)
     except known as e:
         _err(str(e))

@@ -135,7 +135,7 @@ def face_rows(
                    w=face.box.w, h=face.box.h, label=label, confidence=float(np.max(probs)))
         row.update({f"p_{c}": float(p) for c, p in zip(CLASSES, probs)})
         crop_img = colour_crops[k] if colour_crops is not None else face.crop
-        row["face_jpg"] = encode(_square(crop_img, 112), ".jpg", 90)
+        row["face_jpg"] = encode(square(crop_img, 112), ".jpg", 90)
         if explanations is not None:
             exp = explanations[k].get(label) or next(iter(explanations[k].values()))
             row["lime_label"], row["lime_score"] = exp.label, exp.score
@@ -155,10 +155,14 @@ def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, b
     return heat, bounds
 
 
-def _square(img: np.ndarray, side: int) -> np.ndarray:
+def square(img: np.ndarray, side: int) -> np.ndarray:
+    """A face crop resized to ``side`` x ``side`` for a report (black when the crop is empty)."""
     import cv2
 
-    return cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR)
+    if img.size == 0:
+        return np.zeros((side, side, 3), np.uint8)
+    interp = cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=interp)
 
 
 # ---------------------------------------------------------------- one work item
@@ -269,13 +273,11 @@ def analyze(
     from .detect import make_detector
 
     make_detector(detector, **detector_options)  # fail fast (missing dlib, bad option) before any work
-    from .model import load_model
-
-    card = load_model(model).card
     settings = RunSettings(
         model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
         explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
     )
+    card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
     items = collect(paths)
     t0 = time.time()
     rows: list[dict] = []

@@ -43,9 +43,10 @@ def environment():
     return _ENV
 
 
-def data_uri(data: bytes | None, mime: str | None = None) -> str:
-    """Embed image bytes; the MIME type is sniffed from the bytes (JPEG or PNG)."""
-    if not data:
+def data_uri(data, mime: str | None = None) -> str:
+    """Embed image bytes; the MIME type is sniffed from the bytes (JPEG or PNG). Anything else (None, a
+    pandas NaN for a row without that image) gives "", so templates can test it."""
+    if not isinstance(data, bytes) or not data:
         return ""
     if mime is None:
         mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
@@ -82,8 +83,8 @@ def _face_view(r) -> dict:
         "x": int(r["x"]), "y": int(r["y"]), "w": int(r["w"]), "h": int(r["h"]),
         "probs": {c: float(r[f"p_{c}"]) for c in CLASSES},
         "face_jpg": data_uri(r.get("face_jpg")),
-        "heatmap_img": data_uri(r.get("heatmap_img")) if isinstance(r.get("heatmap_img"), bytes) else "",
-        "lime_img": data_uri(r.get("lime_img")) if isinstance(r.get("lime_img"), bytes) else "",
+        "heatmap_img": data_uri(r.get("heatmap_img")),
+        "lime_img": data_uri(r.get("lime_img")),
         "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
     }
 
@@ -131,7 +132,7 @@ def run_context(df) -> dict:
             "path": path, "name": os.path.basename(path), "status": status,
             "status_text": STATUS_TEXT.get(status, status) + (f" ({len(face_views)})" if face_views else ""),
             "reason": first.get("reason") or "",
-            "thumbnail": data_uri(first.get("thumbnail")) if isinstance(first.get("thumbnail"), bytes) else "",
+            "thumbnail": data_uri(first.get("thumbnail")),
             "size": f"{int(w)}×{int(h)} px" if _num(w) else "", "faces": face_views, "tags": tags,
         })
     a = df.attrs

@@ -262,8 +262,9 @@ def train(
     callbacks = [Checkpoint()]
     if recipe.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=5, min_lr=1e-6))
-    # Early stopping counts from the best epoch so far, so it survives a resume.
-    callbacks.append(_EarlyStop(state, recipe.patience))
+    # Early stopping counts from the best epoch in the state, so it survives a resume.
+    callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(
+        model, "stop_training", epoch + 1 - state.best_epoch >= recipe.patience)))
     if state.epoch < recipe.epochs:
         model.fit(
             tr, validation_data=va, epochs=recipe.epochs, initial_epoch=state.epoch, callbacks=callbacks,
@@ -271,20 +272,6 @@ def train(
             verbose=1 if sys.stderr.isatty() else 2,
         )
     return finalize(out, state, val_set, log)
-
-
-class _EarlyStop:
-    """Stop when validation accuracy has not improved for ``patience`` epochs (state-based, resumable)."""
-
-    def __new__(cls, state: TrainState, patience: int):
-        import keras
-
-        class EarlyStop(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch + 1 - state.best_epoch >= patience:
-                    self.model.stop_training = True
-
-        return EarlyStop()
 
 
 def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> Path:

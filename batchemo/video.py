@@ -617,6 +617,8 @@ class _State:
     def queue(self, frame: Frame, sample: int, boxes: list[Box], ids: list[int], crops: list[np.ndarray]) -> None:
         import cv2
 
+        from .engine import square
+
         if self.samples == 0:
             self.first_sample_time = frame.time
         self.samples += 1
@@ -625,7 +627,7 @@ class _State:
         f = min(1.0, self.thumb_side / max(h, w))
         thumb = cv2.resize(frame.rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
             if f < 1 else frame.rgb.copy()
-        colour = [_square(frame.rgb[max(b.y, 0): b.y + b.h, max(b.x, 0): b.x + b.w], 112) for b in boxes]
+        colour = [square(frame.rgb[max(b.y, 0): b.y + b.h, max(b.x, 0): b.x + b.w], 112) for b in boxes]
         self.pending.append(_Pending(frame.index, frame.time, sample, thumb, f, boxes, frame.scale, ids, crops, colour))
         self.pending_faces += len(boxes)
 
@@ -692,15 +694,6 @@ class _State:
         if not self.rows:
             return _empty_timeline()
         return pd.DataFrame(self.rows, columns=TIMELINE_COLUMNS[: 10 + len(CLASSES)])
-
-
-def _square(img: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
-    if img.size == 0:
-        return np.zeros((side, side, 3), np.uint8)
-    interp = cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=interp)
 
 
 def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: int, lime_samples: int = 1000,
