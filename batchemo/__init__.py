@@ -5,12 +5,16 @@ Heavy imports (TensorFlow, OpenCV) happen on first use, not on ``import batchemo
 """
 from __future__ import annotations
 
+from ._version import __version__
 from .audit import audit
 from .engine import analyze
 from .evaluate import evaluate
-from .model import CLASSES, EmotionModel, ModelError, load_model
-from .video import analyze_video, analyze_videos
+from .model import EmotionModel, ModelError, load_model
+from .records import CLASSES
+from .train import train
+from .video import VideoAnalysis, analyze_video, analyze_videos, video_timeline
 
-__version__ = "0.1.0"
-
-__all__ = ["analyze", "analyze_video", "analyze_videos", "audit", "evaluate", "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__"]
+__all__ = [
+    "analyze", "analyze_video", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
+    "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__",
+]

@@ -2,7 +2,8 @@
 
 Builds on ``evaluate`` (metrics, confusion, per-face table) and on LIME (``explain``): the gallery explains
 each selected mistake twice, for the class the model chose and for the true one, so a person can compare
-the evidence. Everything here is computed; ``audit_report`` only renders it.
+the evidence. Everything here is computed, nothing written; ``report.audit`` renders it and the CLI writes
+the table (``AuditResult.evaluation.table()``).
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 
 from .datasets import LabelledSet, load_split
 from .evaluate import Evaluation
-from .explain import LimeSettings, explain_faces
-from .model import CLASSES, EmotionModel, ModelError, load_model
-from .records import Explanation
+from .explain import LimeSettings
+from .model import EmotionModel, ModelError, load_model
+from .records import CLASSES, Explanation
 
 
 # ---------------------------------------------------------------- calibration (pure functions)
@@ -178,19 +179,6 @@ class AuditResult:
 
 
 # ---------------------------------------------------------------- the audit
-def _column_order(model, name: str) -> np.ndarray:
-    """Indices that put the model's output columns in CLASSES order, the order the labels use.
-
-    A model trained with another class order is fine (its card says so); one with other classes is not.
-    """
-    classes = tuple(getattr(model, "classes", ()))
-    if sorted(classes) != sorted(CLASSES):
-        raise ModelError(
-            f"{name}: the model's classes {list(classes)} do not match the data's {list(CLASSES)}"
-        )
-    return np.array([classes.index(c) for c in CLASSES])
-
-
 def _model_name(model) -> str:
     path = getattr(model, "path", None)
     return str(path) if path else getattr(getattr(model, "card", None), "architecture", "") or type(model).__name__
@@ -204,19 +192,24 @@ def audit(
     sample: int = 24,
     seed: int = 0,
     lime_samples: int = 1000,
-    n_jobs: int = 2,
+    jobs: int = 2,
     log: Callable[[str], None] | None = None,
+    progress: bool = True,
 ) -> AuditResult:
     """Score ``model`` on the labelled set ``data`` and collect what the audit report shows.
 
     ``data`` is a folder (``<class>/`` folders, or one holding ``validation/``), a fer2013.csv (``split``
     picks its Usage: PublicTest by default, PrivateTest or Training) or an already loaded LabelledSet.
-    ``model`` is a loaded model or a .keras path (None: the shipped model). Up to ``max_explanations``
-    mistakes are explained with LIME (``lime_samples`` perturbations each, on ``n_jobs`` threads);
-    ``sample`` faces are drawn at random with ``seed``.
+    ``model`` is a loaded model or a .keras path (None: the shipped model). The metrics come from
+    ``evaluate``; up to ``max_explanations`` mistakes are explained with LIME for the predicted and the true
+    class (``lime_samples`` perturbations each, ``jobs`` at once, with a progress bar); ``sample`` faces
+    are drawn at random with ``seed``.
     """
+    from .classify import classify
+    from .evaluate import evaluate
+
     for key, value, least in (("max_explanations", max_explanations, 0), ("sample", sample, 0),
-                              ("lime_samples", lime_samples, 1), ("n_jobs", n_jobs, 1)):
+                              ("lime_samples", lime_samples, 1), ("jobs", jobs, 1)):
         if value < least:
             raise ValueError(f"{key} must be at least {least}, got {value}")
     say = log or (lambda msg: None)
@@ -230,14 +223,13 @@ def audit(
     if model is None or isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     name = _model_name(model)
-    order = _column_order(model, name)
+    if sorted(getattr(model, "classes", ())) != sorted(CLASSES):
+        raise ModelError(f"{name}: the model's classes {list(getattr(model, 'classes', ()))} do not match "
+                         f"the data's {list(CLASSES)}")
     t_load = time.perf_counter()
 
     say(f"predicting {len(labelled)} faces from {labelled.origin}")
-    raw = np.asarray(model.predict(labelled.images))
-    if raw.shape != (len(labelled), len(CLASSES)):
-        raise ModelError(f"{name}: predicted an array of shape {raw.shape}, expected ({len(labelled)}, {len(CLASSES)})")
-    ev = Evaluation(labelled.labels, raw[:, order].astype(np.float32), list(labelled.sources))
+    ev = evaluate(model, labelled)
     pred = ev.predictions
     conf = ev.probabilities.max(1) if len(pred) else np.zeros(0)
     bins = reliability_bins(conf, pred == ev.labels)
@@ -248,12 +240,11 @@ def audit(
     chosen = select_mistakes(pairs, max_explanations)
     explanations: list[dict[str, Explanation]] = []
     if chosen:
-        say(f"explaining {len(chosen)} of {sum(len(m) for _, m in pairs)} mistakes with LIME "
-            f"({lime_samples} samples each, {n_jobs} thread{'s' if n_jobs > 1 else ''})")
-        explanations = explain_faces(
-            model, [labelled.images[i] for i in chosen],
-            labels=[[CLASSES[pred[i]], CLASSES[ev.labels[i]]] for i in chosen],
-            settings=LimeSettings(num_samples=lime_samples, seed=seed), n_jobs=n_jobs,
+        say(f"explaining {len(chosen)} of {sum(len(m) for _, m in pairs)} mistakes with LIME, for the predicted "
+            f"and the true class ({lime_samples} samples each, {jobs} at once)")
+        _, explanations = classify(
+            model, labelled.images[chosen], LimeSettings(num_samples=lime_samples, seed=seed),
+            also_explain=[[CLASSES[ev.labels[i]]] for i in chosen], n_jobs=jobs, progress=progress,
         )
     explained = dict(zip(chosen, explanations))
     t_explain = time.perf_counter()
@@ -282,28 +273,13 @@ def audit(
         skipped=list(labelled.skipped), model_name=name,
         model_card=dict(card.__dict__) if card is not None else {}, tta=bool(getattr(model, "tta", False)),
         settings={"max_explanations": max_explanations, "sample": sample, "seed": seed,
-                  "lime_samples": lime_samples, "n_jobs": n_jobs},
+                  "lime_samples": lime_samples, "jobs": jobs},
         timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,
                  "total": time.perf_counter() - t0},
     )
 
 
-def write_audit_csv(result: AuditResult, path: str | os.PathLike):
-    """One row per face: path, true and predicted label, confidence, the 7 probabilities, correct."""
-    from .outputs import write_table
-
-    return write_table(result.evaluation.table(), path)
-
-
-def write_audit_report(result: AuditResult, out: str | os.PathLike):
-    """The audit's self-contained HTML report (rendered by ``audit_report``), written atomically."""
-    from .audit_report import write_audit_report as _write
-
-    return _write(result, out)
-
-
 __all__ = [
     "AuditResult", "Mistake", "MistakeGroup", "ReliabilityBin", "SampleItem", "audit",
-    "expected_calibration_error", "mistake_pairs", "reliability_bins", "select_mistakes", "write_audit_csv",
-    "write_audit_report",
+    "expected_calibration_error", "mistake_pairs", "reliability_bins", "select_mistakes",
 ]

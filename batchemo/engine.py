@@ -7,7 +7,6 @@ as the collection grows.
 """
 from __future__ import annotations
 
-import io
 import os
 import sys
 import time
@@ -18,14 +17,13 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .explain import LimeSettings
-from .model import CLASSES
-
-STATUS_OK, STATUS_NO_FACES, STATUS_FAILED = "ok", "no_faces", "failed"
+from .outputs import annotate, encode, explanation_images, fit, square
+from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, Faces
 
 #: The columns of the CSV / JSON output, in order (one row per face; one row per image without faces).
 TABLE_COLUMNS = [
-    "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "label", "confidence",
-    *(f"p_{c}" for c in CLASSES), "lime_label", "lime_score", "image_width", "image_height",
+    "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
+    *PROB_COLUMNS, "lime_label", "lime_score", "image_width", "image_height",
 ]
 #: Encoded images carried for the report, not written to CSV / JSON.
 IMAGE_COLUMNS = ["thumbnail", "face_jpg", "heatmap_img", "lime_img"]
@@ -82,95 +80,57 @@ def worker_detector(name: str, options: dict):
     return _WORKER[key]
 
 
-# ---------------------------------------------------------------- encoding helpers
-def encode(rgb: np.ndarray, fmt: str = ".jpg", quality: int = 85) -> bytes:
-    import cv2
+# ---------------------------------------------------------------- the faces of one picture
+def find_faces(rgb: np.ndarray, scale: float, detector, source: str, frame: int | None = None,
+               time: float | None = None) -> Faces:
+    """Detect and crop the faces of one decoded picture: a ``Faces`` record, boxes in original pixels.
 
-    bgr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
-    ok, buf = cv2.imencode(fmt, np.ascontiguousarray(bgr), params)
-    if not ok:
-        raise ValueError("image encoding failed")
-    return buf.tobytes()
-
-
-EMOTION_COLOURS = {  # RGB, shared with the report's CSS
-    "angry": (220, 50, 47), "disgust": (133, 153, 0), "fear": (108, 113, 196), "happy": (230, 160, 0),
-    "neutral": (120, 120, 120), "sad": (38, 139, 210), "surprise": (211, 54, 130),
-}
-
-
-def annotate(rgb: np.ndarray, faces: Sequence[tuple], thumb_side: int) -> np.ndarray:
-    """A thumbnail with a box and 'label 87%' over each face, as the seed overlays them.
-
-    ``faces`` holds (box in ``rgb`` pixels, label, confidence, face index).
+    ``scale`` is decoded size / original size (``read_image`` and ``VideoStream`` give it).
     """
-    import cv2
+    from .detect import crop_face, to_gray
 
-    h, w = rgb.shape[:2]
-    f = min(1.0, thumb_side / max(h, w))
-    img = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else rgb.copy()
-    th = max(1, round(max(img.shape[:2]) / 240))
-    for box, label, conf, idx in faces:
-        x, y, bw, bh = (int(round(v * f)) for v in (box.x, box.y, box.w, box.h))
-        colour = EMOTION_COLOURS.get(label, (255, 255, 0))
-        cv2.rectangle(img, (x, y), (x + bw, y + bh), colour, th + 1)
-        text = f"#{idx} {label} {conf:.0%}"
-        scale = max(0.4, img.shape[1] / 900)
-        (tw, tht), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, th)
-        ty = y - 4 if y - tht - 6 > 0 else y + bh + tht + 4
-        cv2.rectangle(img, (x, ty - tht - 3), (x + tw + 4, ty + base - 1), colour, -1)
-        cv2.putText(img, text, (x + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), th, cv2.LINE_AA)
-    return img
+    found = detector.detect(rgb)
+    if not found:
+        return Faces.empty(source, frame, time)
+    boxes = [getattr(d, "box", d) for d in found]
+    scores = np.array([float(getattr(d, "score", np.nan)) for d in found], np.float32)
+    gray = to_gray(rgb)
+    crops = np.stack([crop_face(gray, b) for b in boxes])
+    original = np.array([(o.x, o.y, o.w, o.h) for o in (b.scaled(1 / scale) for b in boxes)], np.int64)
+    return Faces(source, original, scores, crops, frame, time)
 
 
-def face_rows(
-    faces, probabilities: np.ndarray, explanations: Sequence[dict] | None, base: dict, colour_crops=None
-) -> list[dict]:
-    """Table rows for the faces of one image or frame: box, label, probabilities, encoded images."""
+def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale: float = 1.0) -> list[dict]:
+    """Table rows for the classified faces of one image: box, label, probabilities, encoded images.
+
+    ``colour`` is the decoded picture (``scale`` = its size / original size), for the colour face crops
+    the report shows; without it the gray CNN crop is shown.
+    """
     rows = []
-    for k, (face, probs) in enumerate(zip(faces, probabilities)):
-        label = CLASSES[int(np.argmax(probs))]
-        row = dict(base, status=STATUS_OK, reason="", face_index=face.index, x=face.box.x, y=face.box.y,
-                   w=face.box.w, h=face.box.h, label=label, confidence=float(np.max(probs)))
-        row.update({f"p_{c}": float(p) for c, p in zip(CLASSES, probs)})
-        crop_img = colour_crops[k] if colour_crops is not None else face.crop
+    labels, confs = faces.labels, faces.confidences
+    for i in range(len(faces)):
+        b = faces.box(i)
+        row = dict(base, status=STATUS_OK, reason="", face_index=i, x=b.x, y=b.y, w=b.w, h=b.h,
+                   score=float(faces.scores[i]), label=labels[i], confidence=float(confs[i]))
+        row.update({c: float(p) for c, p in zip(PROB_COLUMNS, faces.probabilities[i])})
+        if colour is not None:
+            d = b.scaled(scale)
+            crop_img = colour[max(d.y, 0): d.y + d.h, max(d.x, 0): d.x + d.w]
+        else:
+            crop_img = faces.crops[i]
         row["face_jpg"] = encode(square(crop_img, 112), ".jpg", 90)
-        if explanations is not None:
-            exp = explanations[k].get(label) or next(iter(explanations[k].values()))
+        exp = faces.shown_explanation(i)
+        if exp is not None:
             row["lime_label"], row["lime_score"] = exp.label, exp.score
-            row["heatmap_img"], row["lime_img"] = explanation_images(face.crop, exp)
+            row["heatmap_img"], row["lime_img"] = explanation_images(faces.crops[i], exp)
         rows.append(row)
     return rows
-
-
-def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, bytes]:
-    """(heatmap, superpixel boundaries) of one explanation as JPEG bytes for a report."""
-    import cv2
-
-    from .explain import heatmap_image
-
-    heat = encode(heatmap_image(crop, exp.heatmap, side), ".jpg", 88)
-    bounds = encode(cv2.resize(exp.boundaries, (side, side), interpolation=cv2.INTER_NEAREST), ".jpg", 88)
-    return heat, bounds
-
-
-def square(img: np.ndarray, side: int) -> np.ndarray:
-    """A face crop resized to ``side`` x ``side`` for a report (black when the crop is empty)."""
-    import cv2
-
-    if img.size == 0:
-        return np.zeros((side, side, 3), np.uint8)
-    interp = cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=interp)
 
 
 # ---------------------------------------------------------------- one work item
 def process_image(path: str, settings: RunSettings, root: str | None = None) -> list[dict]:
     """Everything batchemo does to one image file; never raises for a bad file (status + reason instead)."""
-    from .detect import crop_face, to_gray
-    from .explain import explain_faces
-    from .records import Face
+    from .classify import classify_faces
     from .sources import SourceError, read_image
 
     rel = os.path.relpath(path, root) if root else os.path.basename(path)
@@ -186,23 +146,17 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     base.update(image_width=round(w / scale), image_height=round(h / scale))
     model = worker_model(settings.model_path, settings.threads_per_worker)
     detector = worker_detector(settings.detector, settings.detector_options)
-    boxes = detector.detect(rgb)
-    if not boxes:
-        thumb = encode(annotate(rgb, [], settings.thumb_side))
-        return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=thumb)]
-    gray = to_gray(rgb)
-    faces = [Face(path, i, b.scaled(1 / scale), crop_face(gray, b)) for i, b in enumerate(boxes)]
-    colour = [rgb[max(b.y, 0): b.y + b.h, max(b.x, 0): b.x + b.w] for b in boxes]
-    probs = model.predict(np.stack([f.crop for f in faces]))
-    exps = None
-    if settings.explain:
-        exps = explain_faces(model, [f.crop for f in faces], settings=settings.lime,
-                             n_jobs=1 if settings.threads_per_worker == 1 else 2)
-    rows = face_rows(faces, probs, exps, base, colour)
-    thumb = encode(annotate(rgb, [(b, r["label"], r["confidence"], r["face_index"]) for b, r in zip(boxes, rows)],
-                            settings.thumb_side))
+    faces = find_faces(rgb, scale, detector, path)
+    thumb, f = fit(rgb, settings.thumb_side)
+    if not len(faces):
+        return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=encode(thumb))]
+    lime = settings.lime if settings.explain else None
+    classify_faces(model, [faces], lime, n_jobs=1 if settings.threads_per_worker == 1 else 2)
+    rows = face_rows(faces, base, rgb, scale)
+    marks = [(faces.box(i), r["label"], r["confidence"], i) for i, r in enumerate(rows)]
+    thumb_jpg = encode(annotate(thumb, marks, scale * f))
     for r in rows:
-        r["thumbnail"] = thumb  # the same bytes object for every face of the image
+        r["thumbnail"] = thumb_jpg  # the same bytes object for every face of the image
     return rows
 
 
@@ -272,13 +226,13 @@ def analyze(
     paths = list(paths)
     from .detect import make_detector
 
+    items = collect(paths)  # a missing path fails here, before the model's 10 s load
     make_detector(detector, **detector_options)  # fail fast (missing dlib, bad option) before any work
     settings = RunSettings(
         model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
         explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
     )
     card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
-    items = collect(paths)
     t0 = time.time()
     rows: list[dict] = []
     client = None
@@ -328,16 +282,3 @@ def _dask_client(scheduler: str | None):
 def table(df):
     """The CSV / JSON view: the documented columns, without the encoded images."""
     return df[TABLE_COLUMNS]
-
-
-def summary(df) -> dict:
-    """Counts a person reads first: images scanned, with faces, faces, failures."""
-    per_image = df.groupby("path", sort=False)["status"].first()
-    return {
-        "images": int(df.attrs.get("images", len(per_image))),
-        "images_with_faces": int((per_image == STATUS_OK).sum()),
-        "images_without_faces": int((per_image == STATUS_NO_FACES).sum()),
-        "faces": int((df["status"] == STATUS_OK).sum()),
-        "failed": int((per_image == STATUS_FAILED).sum()),
-        "seconds": float(df.attrs.get("seconds", 0.0)),
-    }

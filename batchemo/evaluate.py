@@ -78,8 +78,17 @@ class Evaluation:
         return df
 
 
-def evaluate(model: EmotionModel, data: LabelledSet, batch_size: int = 512) -> Evaluation:
-    return Evaluation(data.labels, model.predict(data.images, batch_size=batch_size), data.sources)
+def evaluate(model: EmotionModel, data: LabelledSet) -> Evaluation:
+    """Every face of ``data`` through ``classify`` (the road photos and video frames take, TTA included)."""
+    from .classify import classify
+
+    probs, _ = classify(model, data.images)
+    if probs.shape != (len(data), len(CLASSES)):
+        from .model import ModelError
+
+        raise ModelError(f"{getattr(model, 'name', model)}: predicted an array of shape {probs.shape}, "
+                         f"expected ({len(data)}, {len(CLASSES)})")
+    return Evaluation(data.labels, probs.astype(np.float32), data.sources)
 
 
 def plot_confusion(ev: Evaluation, path: str | os.PathLike, title: str = "") -> Path:

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-#: The 7 FER2013 emotions, in the one order used everywhere. Saved with every model; never assume it.
-CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+from .records import CLASSES, INPUT_SIZE
 
 #: Folder-name spellings accepted for a class (case-insensitive); the seed spells neutral "natural".
 CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
@@ -22,7 +21,6 @@ CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
 #: FER2013's own label order in fer2013.csv (0=angry … 6=neutral), mapped onto CLASSES by name.
 FER2013_CSV_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-INPUT_SIZE = 48
 ARCHITECTURES = ("default", "seed")
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.keras"
 

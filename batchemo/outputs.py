@@ -1,6 +1,7 @@
-"""Atomic file output: write to a temp file in the same folder, then rename into place.
+"""Everything that leaves the process: atomic file writes, tables, and the small images reports embed.
 
-A crash or a full disk mid-write leaves the previous file intact, never a half-written one.
+Files are written to a temp file in the same folder and renamed into place: a crash or a full disk
+mid-write leaves the previous file intact, never a half-written one.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -30,6 +33,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise OSError with a one-line reason if ``path`` could not be written; checked before any work.
+
+    A report path whose parent is a file, or a folder without write permission, should fail in the first
+    second, not after an hour of analysis.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(f"{path}: is a folder, expected a file name")
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OSError(f"{path}: cannot write there: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(f"{path}: cannot write there: no permission to write in {folder}")
+    if path.exists() and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
+        raise OSError(f"{path}: cannot replace it: no permission")
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -57,3 +83,108 @@ def write_table(df, path: str | os.PathLike) -> Path:
         else:
             df.to_csv(tmp, index=False)
     return path
+
+
+# ---------------------------------------------------------------- images for reports
+EMOTION_COLOURS = {  # RGB, shared with the report's CSS
+    "angry": (220, 50, 47), "disgust": (133, 153, 0), "fear": (108, 113, 196), "happy": (230, 160, 0),
+    "neutral": (120, 120, 120), "sad": (38, 139, 210), "surprise": (211, 54, 130),
+}
+
+
+def encode(rgb: np.ndarray, fmt: str = ".jpg", quality: int = 85) -> bytes:
+    """An RGB (or gray) uint8 image as JPEG or PNG bytes: what reports embed, small enough to keep."""
+    import cv2
+
+    bgr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    ok, buf = cv2.imencode(fmt, np.ascontiguousarray(bgr), params)
+    if not ok:
+        raise ValueError("image encoding failed")
+    return buf.tobytes()
+
+
+def fit(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``rgb`` shrunk to at most ``side`` pixels long (never enlarged), and the factor applied."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    f = min(1.0, side / max(h, w))
+    if f >= 1.0:
+        return rgb.copy(), 1.0
+    return cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA), f
+
+
+def square(img: np.ndarray, side: int) -> np.ndarray:
+    """A face crop resized to ``side`` x ``side`` for a report (black when the crop is empty)."""
+    import cv2
+
+    if img.size == 0:
+        return np.zeros((side, side, 3), np.uint8)
+    interp = cv2.INTER_AREA if min(img.shape[:2]) > side else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=interp)
+
+
+def annotate(img: np.ndarray, marks, scale: float = 1.0) -> np.ndarray:
+    """Boxes and '#i label 87%' tags drawn on a copy of ``img`` (already at display size).
+
+    ``marks`` holds (Box in original pixels, label, confidence, face index); ``scale`` maps original pixels
+    to ``img`` pixels. Tags are sized for the picture as displayed (about 1/28 of its width, never below a
+    readable 11 px) and placed above their box, below it, or inside it, whichever does not cover an earlier
+    tag, so the faces of a group photo keep their labels apart.
+    """
+    import cv2
+
+    out = img.copy()
+    h, w = out.shape[:2]
+    th = max(1, round(max(h, w) / 300))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    size = max(0.42, w / 700)
+    placed: list[tuple[int, int, int, int]] = []
+
+    def free(r):
+        return all(r[2] <= q[0] or q[2] <= r[0] or r[3] <= q[1] or q[3] <= r[1] for q in placed)
+
+    for box, label, conf, idx in marks:
+        x, y, bw, bh = (int(round(v * scale)) for v in (box.x, box.y, box.w, box.h))
+        colour = EMOTION_COLOURS.get(label, (255, 255, 0))
+        cv2.rectangle(out, (x, y), (x + bw, y + bh), colour, th + 1)
+        text = f"#{idx} {label} {conf:.0%}"
+        (tw, tht), base = cv2.getTextSize(text, font, size, th)
+        tw, tag_h = tw + 6, tht + base + 6
+        left = min(max(0, x), max(0, w - tw))
+        candidates = [y - tag_h, y + bh, y + 2, y - 2 * tag_h, y + bh + tag_h]
+        top = next((t for t in candidates if 0 <= t <= h - tag_h and free((left, t, left + tw, t + tag_h))),
+                   min(max(0, y - tag_h), max(0, h - tag_h)))
+        placed.append((left, top, left + tw, top + tag_h))
+        cv2.rectangle(out, (left, top), (left + tw, top + tag_h), colour, -1)
+        cv2.putText(out, text, (left + 3, top + tht + 3), font, size, (255, 255, 255), th, cv2.LINE_AA)
+    return out
+
+
+def heatmap_image(crop: np.ndarray, heatmap: np.ndarray, size: int = 144, alpha: float = 0.55) -> np.ndarray:
+    """The face in gray under a diverging colour map of LIME weights: green for, red against the class.
+
+    Scaled symmetrically by the largest absolute weight, so white/neutral means no evidence either way.
+    """
+    import cv2
+
+    face = cv2.resize(np.asarray(crop, np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
+    face_rgb = np.stack([face] * 3, -1).astype(np.float32)
+    hm = cv2.resize(heatmap.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    peak = float(np.abs(hm).max())
+    v = hm / peak if peak > 0 else hm
+    pos, neg = np.clip(v, 0, 1)[..., None], np.clip(-v, 0, 1)[..., None]
+    colour = pos * np.array([0, 200, 60], np.float32) + neg * np.array([230, 30, 30], np.float32)
+    strength = alpha * np.maximum(pos, neg)
+    out = face_rgb * (1 - strength) + colour * strength
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, bytes]:
+    """(heatmap, superpixel boundaries) of one Explanation as JPEG bytes for a report."""
+    import cv2
+
+    heat = encode(heatmap_image(crop, exp.heatmap, side), ".jpg", 88)
+    bounds = encode(cv2.resize(exp.boundaries, (side, side), interpolation=cv2.INTER_NEAREST), ".jpg", 88)
+    return heat, bounds

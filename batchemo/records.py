@@ -1,16 +1,35 @@
-"""The typed records that cross module boundaries: sources -> faces -> predictions -> explanations."""
+"""The records that cross the seams: sources -> faces -> predictions -> explanations -> outputs.
+
+This module imports nothing from batchemo, so every stage can import it without pulling in another.
+One columnar ``Faces`` record per image or video frame flows through the pipeline, in the spirit of
+supervision's ``Detections``: each stage fills in its field and passes the record on.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import CLASSES
+#: The 7 FER2013 emotions, in the one order used everywhere. Saved with every model; never assume it.
+CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+#: Side of the square grayscale crop the CNN reads.
+INPUT_SIZE = 48
+
+#: What became of one input (an image, a video, or a file found under a folder).
+STATUS_OK = "ok"  # faces found and classified
+STATUS_NO_FACES = "no_faces"  # read fine, no face in it
+STATUS_PARTIAL = "partial"  # a video whose readable part was analysed (truncated or damaged)
+STATUS_FAILED = "failed"  # could not be read; ``reason`` says why
+STATUS_SKIPPED = "skipped"  # not a kind of file batchemo reads (e.g. .gif); ``reason`` says which
+STATUSES = (STATUS_OK, STATUS_NO_FACES, STATUS_PARTIAL, STATUS_FAILED, STATUS_SKIPPED)
+
+PROB_COLUMNS: list[str] = [f"p_{c}" for c in CLASSES]
 
 
 @dataclass(frozen=True)
 class Box:
-    """A face box in pixels of the original image (x, y = top-left corner)."""
+    """A face box in pixels (x, y = top-left corner)."""
 
     x: int
     y: int
@@ -33,36 +52,6 @@ class Box:
 
 
 @dataclass
-class Face:
-    """One detected face: where it came from, where it is, and its 48x48 grayscale crop."""
-
-    source: str
-    index: int  # face number within its image or frame, left to right
-    box: Box
-    crop: np.ndarray  # uint8 (48, 48)
-    frame: int | None = None  # video frame index
-    time: float | None = None  # video timestamp, seconds
-
-
-@dataclass
-class Prediction:
-    """The CNN's 7 probabilities for one face, in CLASSES order."""
-
-    probabilities: np.ndarray  # float32 (7,)
-
-    @property
-    def label(self) -> str:
-        return CLASSES[int(np.argmax(self.probabilities))]
-
-    @property
-    def confidence(self) -> float:
-        return float(np.max(self.probabilities))
-
-    def as_dict(self) -> dict[str, float]:
-        return {f"p_{c}": float(p) for c, p in zip(CLASSES, self.probabilities)}
-
-
-@dataclass
 class Explanation:
     """LIME's answer for one face and one class: superpixels, their weights, and the images a person reads."""
 
@@ -71,4 +60,55 @@ class Explanation:
     weights: dict[int, float]  # superpixel id -> LIME weight for ``label``
     heatmap: np.ndarray  # float32 (48, 48): each pixel's superpixel weight
     boundaries: np.ndarray  # uint8 RGB (48, 48, 3): top features outlined, as lime's mark_boundaries draws
-    score: float  # R^2 of LIME's local linear fit
+    score: float  # R^2 of LIME's local linear fit for this label
+
+
+@dataclass
+class Faces:
+    """The faces of one image or video frame, as columns: row ``i`` of every array is face ``i``.
+
+    Detection fills ``boxes``, ``scores`` and ``crops``; classification adds ``probabilities`` and, where
+    asked, ``explanations``; tracking adds ``track_ids``. Boxes are in pixels of the original image
+    (before any downscaling for decoding or detection), faces ordered left to right.
+    """
+
+    source: str
+    boxes: np.ndarray  # int64 (n, 4): x, y, w, h
+    scores: np.ndarray  # float32 (n,): detector confidence
+    crops: np.ndarray  # uint8 (n, 48, 48): what the CNN and LIME read
+    frame: int | None = None  # video frame index
+    time: float | None = None  # video timestamp, seconds
+    probabilities: np.ndarray | None = None  # float32 (n, 7), CLASSES order
+    explanations: list[dict[str, Explanation]] | None = None  # per face, keyed by the class explained
+    track_ids: np.ndarray | None = None  # int64 (n,), video only
+    extra: dict = field(default_factory=dict)  # per-record data a stage wants to pass on (e.g. report images)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls, source: str, frame: int | None = None, time: float | None = None) -> "Faces":
+        return cls(source, np.zeros((0, 4), np.int64), np.zeros(0, np.float32),
+                   np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8), frame, time)
+
+    def box(self, i: int) -> Box:
+        return Box(*(int(v) for v in self.boxes[i]))
+
+    @property
+    def labels(self) -> list[str]:
+        """The class each face is labelled with (argmax of ``probabilities``)."""
+        if self.probabilities is None:
+            raise ValueError("faces not classified yet")
+        return [CLASSES[int(i)] for i in self.probabilities.argmax(1)] if len(self) else []
+
+    @property
+    def confidences(self) -> np.ndarray:
+        if self.probabilities is None:
+            raise ValueError("faces not classified yet")
+        return self.probabilities.max(1) if len(self) else np.zeros(0, np.float32)
+
+    def shown_explanation(self, i: int) -> Explanation | None:
+        """The explanation of the class face ``i`` is labelled with, the one a person sees beside it."""
+        if self.explanations is None:
+            return None
+        return self.explanations[i].get(self.labels[i])

@@ -30,11 +30,13 @@ def unpack_validation(archive: Path, into: Path) -> Path:
 
 
 def timed_audit(data: Path, model, out: Path, explanations: int, jobs: int) -> tuple[float, object]:
-    from batchemo.audit import audit, write_audit_csv, write_audit_report
+    from batchemo.audit import audit
+    from batchemo.outputs import write_table
+    from batchemo.report.audit import write_audit_report
 
     t0 = time.perf_counter()
-    result = audit(data, model, max_explanations=explanations, n_jobs=jobs)
-    write_audit_csv(result, out / f"audit{explanations}.csv")
+    result = audit(data, model, max_explanations=explanations, jobs=jobs, progress=False)
+    write_table(result.evaluation.table(), out / f"audit{explanations}.csv")
     write_audit_report(result, out / f"audit{explanations}.html")
     return time.perf_counter() - t0, result
 

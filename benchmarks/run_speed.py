@@ -22,7 +22,8 @@ def main() -> None:
     ap.add_argument("--model")
     a = ap.parse_args()
 
-    from batchemo.engine import analyze, summary
+    from batchemo.engine import analyze
+    from batchemo.report.run import summary
 
     photos = SHARED / "media" / "photos"
     if not photos.exists():

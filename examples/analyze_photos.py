@@ -7,7 +7,7 @@ from pathlib import Path
 
 import batchemo
 from batchemo.engine import table
-from batchemo.report import write_run_report
+from batchemo.report.run import write_run_report
 
 folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "photos"
 df = batchemo.analyze(folder, explain=True, lime_samples=500)

@@ -230,18 +230,39 @@ def test_cli_missing_path_and_nothing_processed(tmp_path, untrained_model_path):
     assert pd.read_csv(tmp_path / "o.csv")["status"].tolist() == ["failed"]
 
 
-def test_rerun_replaces_output_atomically(tmp_path, astronaut_rgb, untrained_model_path):
-    from batchemo.outputs import atomic_path
+def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rgb, untrained_model_path,
+                                                           monkeypatch):
+    """The CLI's second run dies while writing its CSV: the first run's files stay as they were."""
+    from batchemo.cli import main
 
     write_image(tmp_path / "in" / "a.jpg", astronaut_rgb)
-    out = tmp_path / "faces.csv"
-    out.write_text("old content\n")
-    with pytest.raises(RuntimeError):
-        with atomic_path(out) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash mid-write")
-    assert out.read_text() == "old content\n"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+    out = tmp_path / "out"
+    args = ["run", str(tmp_path / "in"), "--csv", str(out / "faces.csv"), "--report", str(out / "r.html"),
+            "--model", str(untrained_model_path), "--no-explain", "-q"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_image(tmp_path / "in" / "b.jpg", astronaut_rgb[:, ::-1])
+
+    def half_then_crash(self, path, *a, **k):
+        with open(path, "w") as f:
+            f.write("path,status\nhalf")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
+    assert main(args) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp file, nothing replaced
+
+
+def test_unwritable_output_fails_before_any_work(tmp_path, untrained_model_path, capsys, monkeypatch):
+    from batchemo import engine
+    from batchemo.cli import main
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(engine, "analyze", lambda *a, **k: pytest.fail("analysis ran before the output check"))
+    rc = main(["run", str(tmp_path), "--report", str(tmp_path / "file" / "r.html"), "-q"])
+    assert rc == 2 and "is a file, not a folder" in capsys.readouterr().err
+    rc = main(["run", str(tmp_path / "missing"), "--csv", str(tmp_path / "o.csv"), "-q"])
+    assert rc == 2 and "missing: no such file or folder" in capsys.readouterr().err
 
 
 def test_missing_dlib_names_the_install_command():
@@ -257,6 +278,7 @@ def test_missing_dlib_names_the_install_command():
         pytest.skip("face-recognition is installed here")
 
 
+@pytest.mark.slow
 def test_real_model_reads_a_smile(photos, default_model):
     """The shipped model on a real photo: a confident smile (the `justin.jpg` test photo smiles broadly)."""
     df = analyze(photos / "justin.jpg", explain=False, progress=False)
@@ -285,7 +307,7 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    assert "1 videos (0 failed)" in r.stdout
+    assert "1 image: 1 with faces, 1 face" in r.stdout and "1 video: 1 analysed, 0 failed" in r.stdout
     faces = pd.read_csv(out / "r.csv")
     assert faces["path"].tolist() == [str(src / "a.jpg")]  # the video is not read as an image
     timeline = pd.read_csv(out / "r.timeline.csv")

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo import video
-from batchemo.records import Box
-from batchemo.video import (
-    SMOOTH_COLUMNS, PROB_COLUMNS, TIMELINE_COLUMNS, FaceTracker, analyze_video, run_videos, smooth_timeline,
-)
+from batchemo import sources, video
+from batchemo.records import PROB_COLUMNS, Box
+from batchemo.track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
+from batchemo.video import TIMELINE_COLUMNS, analyze_video, video_timeline
 
 FPS, N_FRAMES, W, H, SIDE, STEP = 8, 24, 480, 256, 240, 10
 
@@ -60,8 +59,8 @@ def model(untrained_model_path):
 
 # ---------------------------------------------------------------- generated video
 def test_every_frame_one_face_id(astro_video, model):
-    df = analyze_video(astro_video, model, fps=0)
-    a = df.attrs
+    result = video_timeline(astro_video, model, fps=0)
+    df, a = result.table(), result.info
     assert list(df.columns) == TIMELINE_COLUMNS
     assert a["status"] == "ok" and a["reason"] == "" and a["warnings"] == []
     assert a["frames_decoded"] == a["frames_sampled"] == N_FRAMES
@@ -72,7 +71,9 @@ def test_every_frame_one_face_id(astro_video, model):
     np.testing.assert_allclose(df[PROB_COLUMNS].sum(axis=1), 1, atol=1e-4)
     assert (df[SMOOTH_COLUMNS].to_numpy() == df[PROB_COLUMNS].to_numpy()).all()  # smoothing off: a copy
     assert a["duration"] == pytest.approx(N_FRAMES / FPS, abs=1e-3)
-    assert 1 <= len(a["filmstrip"]) <= 12 and a["keyframes"] and all(k.face_id == 1 for k in a["keyframes"])
+    assert 1 <= len(result.filmstrip) <= 12 and result.keyframes and all(k.face_id == 1 for k in result.keyframes)
+    assert (df["score"] > 0).all()  # the detector's confidence for every face
+    assert all(isinstance(v, (str, int, float, list, dict, type(None))) for v in a.values())  # plain values only
 
 
 def test_sampling_follows_timestamps(astro_video, model):
@@ -140,13 +141,13 @@ class _Header0:
 
 
 def test_zero_fps_header_uses_frame_timestamps(astro_video, model, monkeypatch):
-    real = video._open_capture
-    monkeypatch.setattr(video, "_open_capture", lambda p: _Header0(real(p)))
+    real = sources._open_capture
+    monkeypatch.setattr(sources, "_open_capture", lambda p: _Header0(real(p)))
     df = analyze_video(astro_video, model, fps=2)
     assert df.attrs["status"] == "ok" and "0 fps" in df.attrs["warnings"][0]
     np.testing.assert_allclose(df["time"], [0, 0.5, 1.0, 1.5, 2.0, 2.5], atol=1e-3)
 
-    monkeypatch.setattr(video, "_open_capture", lambda p: _Header0(real(p), timestamps=False))
+    monkeypatch.setattr(sources, "_open_capture", lambda p: _Header0(real(p), timestamps=False))
     df = analyze_video(astro_video, model, fps=2)
     assert df.attrs["status"] == "failed" and "0 fps" in df.attrs["reason"] and "timestamps" in df.attrs["reason"]
 
@@ -219,19 +220,15 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     assert csv.read_text().strip() == ",".join(TIMELINE_COLUMNS)
 
 
-def test_run_videos_for_the_run_command(astro_video, model, tmp_path):
-    out = tmp_path / "out"
-    result = run_videos([astro_video, tmp_path / "nope.avi"], out / "report", model=model, fps=2,
-                        explain_keyframes=0)
-    assert result.csv == out / "report.timeline.csv" and result.report == out / "report.videos.html"
-    assert [v.status for v in result.videos] == ["ok", "failed"] and result.failed == 1
-    assert result.videos[0].faces == 1 and result.videos[1].reason == "no such file"
-    assert result.href(result.videos[0], out) == "report.videos.html#video-1"
-    assert 'id="video-2"' in result.report.read_text()
-    assert len(pd.read_csv(result.csv)) == 6
+def test_a_photo_given_as_a_video_says_so(tmp_path, astronaut_rgb, model):
+    from .conftest import write_image
+
+    df = analyze_video(write_image(tmp_path / "a.jpg", astronaut_rgb), model)
+    assert df.attrs["status"] == "failed" and "a photo, not a video" in df.attrs["reason"]
 
 
 # ---------------------------------------------------------------- the real clip from ../shared
+@pytest.mark.slow
 def test_real_clip(videos, model):
     clip = videos / "short_hamilton_clip.mp4"
     df = analyze_video(clip, model, fps=2)

@@ -1,80 +1,25 @@
-"""The self-contained HTML reports: Jinja2 templates (autoescaped), images embedded as data URIs.
-
-Every report reads the one results table the engine produces; nothing here runs a model.
-"""
+"""The report of ``batchemo run``: summary tiles, aggregate statistics, per-folder table, a card per image."""
 from __future__ import annotations
 
-import base64
+import math
 import os
-from datetime import datetime
 from pathlib import Path
 
-from .model import CLASSES
-from .outputs import atomic_write_text
-
-_ENV = None
+from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK
+from . import base_context, data_uri, render
 
 
-def _template_dir() -> Path:
-    """Installed: the ``batchemo.templates`` package data; from a checkout: the top-level templates/."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("batchemo.templates")))
-        if (path / "base.html.j2").exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "templates"
-
-
-def environment():
-    global _ENV
-    if _ENV is None:
-        from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-        _ENV = Environment(
-            loader=FileSystemLoader(str(_template_dir())),
-            autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-    return _ENV
-
-
-def data_uri(data, mime: str | None = None) -> str:
-    """Embed image bytes; the MIME type is sniffed from the bytes (JPEG or PNG). Anything else (None, a
-    pandas NaN for a row without that image) gives "", so templates can test it."""
-    if not isinstance(data, bytes) or not data:
-        return ""
-    if mime is None:
-        mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def base_context(model_card: dict) -> dict:
-    from . import __version__
-    from .engine import EMOTION_COLOURS
-
+def summary(df) -> dict:
+    """Counts a person reads first: images scanned, with faces, faces, failures."""
+    per_image = df.groupby("path", sort=False)["status"].first()
     return {
-        "version": __version__,
-        "created": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "colours": EMOTION_COLOURS,
-        "model": _Card(model_card),
+        "images": int(df.attrs.get("images", len(per_image))),
+        "images_with_faces": int((per_image == STATUS_OK).sum()),
+        "images_without_faces": int((per_image == STATUS_NO_FACES).sum()),
+        "faces": int((df["status"] == STATUS_OK).sum()),
+        "failed": int((per_image == STATUS_FAILED).sum()),
+        "seconds": float(df.attrs.get("seconds", 0.0)),
     }
-
-
-class _Card(dict):
-    """Model card fields as attributes for the templates; a missing one reads as empty, not an error."""
-
-    def __getattr__(self, key):
-        return self.get(key, "")
-
-
-def render(template: str, context: dict, out: str | os.PathLike) -> Path:
-    html = environment().get_template(template).render(**context)
-    return atomic_write_text(out, html)
 
 
 def _face_view(r) -> dict:
@@ -86,13 +31,12 @@ def _face_view(r) -> dict:
         "heatmap_img": data_uri(r.get("heatmap_img")),
         "lime_img": data_uri(r.get("lime_img")),
         "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
+        "score": _num(r.get("score")),
     }
 
 
 def _num(v):
     try:
-        import math
-
         return None if v is None or math.isnan(float(v)) else float(v)
     except (TypeError, ValueError):
         return None
@@ -103,8 +47,6 @@ STATUS_TEXT = {"ok": "faces found", "no_faces": "no face found", "failed": "fail
 
 def run_context(df) -> dict:
     """Everything run.html.j2 shows, computed from the results table."""
-    from .engine import STATUS_OK, summary
-
     faces = df[df["status"] == STATUS_OK]
     n = len(faces)
     distribution = {c: float((faces["label"] == c).mean()) if n else 0.0 for c in CLASSES}
@@ -143,14 +85,12 @@ def run_context(df) -> dict:
     }
 
 
-def write_run_report(df, out: str | os.PathLike, video_run=None) -> Path:
-    """The report of ``batchemo run``: summary, statistics, a card per image, links to video timelines."""
+def write_run_report(df, out: str | os.PathLike, videos: list[dict] | None = None) -> Path:
+    """The report of ``batchemo run``: summary, statistics, a card per image, links to video timelines.
+
+    ``videos``: one dict per video of the run (name, status, reason, duration, frames_sampled, faces, href).
+    """
     ctx = base_context(df.attrs.get("model", {}))
     ctx.update(run_context(df))
-    ctx["videos"] = []
-    if video_run is not None:
-        ctx["videos"] = [
-            dict(link.as_dict(), href=video_run.href(link, relative_to=Path(out).parent) if video_run.report else "")
-            for link in video_run.videos
-        ]
+    ctx["videos"] = list(videos or [])
     return render("run.html.j2", ctx, out)

@@ -1,4 +1,4 @@
-"""The audit's self-contained HTML report: the AuditResult turned into template data (numbers and images).
+"""The audit's self-contained HTML report: an ``audit.AuditResult`` turned into template data (numbers and images).
 
 Nothing here runs a model; user-supplied text (file names, paths) reaches the page only through Jinja2's
 autoescaping. Images are embedded as data URIs and the reliability diagram is inline SVG, so the file
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audit import AuditResult, ReliabilityBin
-from .model import CLASSES
-from .report import base_context, data_uri, render
+from ..outputs import encode, heatmap_image
+from ..records import CLASSES
+from . import base_context, data_uri, render
 
 FACE_SIDE = 112  # px, gallery faces and heatmaps
 SAMPLE_SIDE = 96  # px, random-sample faces
@@ -23,16 +23,11 @@ SAMPLE_SIDE = 96  # px, random-sample faces
 def _jpeg(gray_or_rgb: np.ndarray, side: int) -> str:
     import cv2
 
-    from .engine import encode
-
     img = cv2.resize(np.asarray(gray_or_rgb, np.uint8), (side, side), interpolation=cv2.INTER_LINEAR)
     return data_uri(encode(img, ".jpg", 92))
 
 
 def _heatmap(face: np.ndarray, exp) -> str:
-    from .engine import encode
-    from .explain import heatmap_image
-
     return data_uri(encode(heatmap_image(face, exp.heatmap, FACE_SIDE), ".jpg", 92))
 
 
@@ -45,7 +40,7 @@ def _finite(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def reliability_geometry(bins: list[ReliabilityBin], width: int = 320, height: int = 220) -> dict:
+def reliability_geometry(bins: list, width: int = 320, height: int = 220) -> dict:
     """Coordinates for the inline-SVG reliability diagram (accuracy bars, gaps to the diagonal, a histogram)."""
     left, top, hist_h = 46, 12, 46
     hist_top = top + height + 40
@@ -81,7 +76,7 @@ def reliability_geometry(bins: list[ReliabilityBin], width: int = 320, height: i
     }
 
 
-def audit_context(result: AuditResult) -> dict:
+def audit_context(result) -> dict:
     """Everything audit.html.j2 shows, computed from the audit result."""
     ev = result.evaluation
     rep = ev.report()
@@ -143,7 +138,7 @@ def audit_context(result: AuditResult) -> dict:
     }
 
 
-def write_audit_report(result: AuditResult, out: str | os.PathLike) -> Path:
+def write_audit_report(result, out: str | os.PathLike) -> Path:
     """The audit as one self-contained HTML file, written atomically."""
     ctx = base_context(result.model_card)
     ctx.update(audit_context(result))

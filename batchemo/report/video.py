@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import CLASSES
-from .report import base_context, data_uri, render
+from ..outputs import EMOTION_COLOURS
+from ..records import CLASSES
+from . import base_context, data_uri, render
 
 STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -49,8 +50,6 @@ def timeline_chart(face, duration: float, seg: float, segments: Sequence[str], g
     probabilities are the lines and the raw ones a faint trace behind them.
     """
     from matplotlib.figure import Figure
-
-    from .engine import EMOTION_COLOURS
 
     colours = {c: tuple(v / 255 for v in rgb) for c, rgb in EMOTION_COLOURS.items()}
     fig = Figure(figsize=(11.0, 2.7), dpi=100)
@@ -124,9 +123,9 @@ def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, c
     }
 
 
-def video_context(df, index: int, min_face_samples: int | None = None) -> dict:
-    """Everything video.html.j2 shows for one video."""
-    a = df.attrs
+def video_context(result, index: int, min_face_samples: int | None = None) -> dict:
+    """Everything video.html.j2 shows for one video (a ``video.VideoAnalysis``)."""
+    df, a = result.timeline, result.info
     if min_face_samples is None:
         min_face_samples = int(a.get("min_face_samples") or 3)
     duration = float(a.get("duration") or 0.0)
@@ -134,7 +133,7 @@ def video_context(df, index: int, min_face_samples: int | None = None) -> dict:
     seg = segment_length(duration, period)
     n_seg = max(1, math.ceil(duration / seg - 1e-9)) if duration else 1
     faces, brief = [], []
-    keyframes = list(a.get("keyframes", []))
+    keyframes = list(result.keyframes)
     if len(df):
         for fid, face in df.groupby("face_id", sort=True):
             face = face.sort_values("time")
@@ -152,19 +151,19 @@ def video_context(df, index: int, min_face_samples: int | None = None) -> dict:
         "frames_sampled": a.get("frames_sampled") or 0, "sample_period": period, "seconds": a.get("seconds") or 0.0,
         "rows": len(df), "segment": seg, "faces": faces, "brief": brief, "min_face_samples": min_face_samples,
         "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": data_uri(s.jpg)}
-                      for s in a.get("filmstrip", [])],
+                      for s in result.filmstrip],
     }
 
 
 def write_video_report(results: Sequence, out: str | os.PathLike, min_face_samples: int | None = None) -> Path:
     """The report of ``batchemo video`` (and of the videos of ``batchemo run``), written atomically.
 
-    ``results``: the DataFrames of analyze_video / analyze_videos. Faces seen in fewer than
+    ``results``: the VideoAnalysis records of ``video.analyze_videos``. Faces seen in fewer than
     ``min_face_samples`` sampled frames (often detector false positives; default: the analysis' setting) are
     listed without a chart.
     """
     videos = [video_context(df, i, min_face_samples) for i, df in enumerate(results, 1)]
-    first = next((df.attrs for df in results if df.attrs.get("model")), {})
+    first = next((r.info for r in results if r.info.get("model")), {})
     ctx = base_context(first.get("model", {}))
     done = [v for v in videos if v["status"] != "failed"]
     ctx.update(

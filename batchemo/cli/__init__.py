@@ -1,0 +1,53 @@
+"""The ``batchemo`` command line: a thin layer over the Python API, one module per command family.
+
+Every expected failure (bad path, bad data, bad model) is one line on stderr and a non-zero exit,
+never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .._version import __version__
+from .options import err
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import audit, run, train, video
+
+    p = argparse.ArgumentParser(
+        prog="batchemo",
+        description="Faces, emotions and LIME explanations for whole collections of photos and videos.",
+    )
+    p.add_argument("--version", action="version", version=f"batchemo {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run.add_parser(sub)
+    video.add_parser(sub)
+    audit.add_parser(sub)
+    train.add_parsers(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..datasets import DatasetError
+    from ..detect import DetectorUnavailable
+    from ..model import ModelError
+    from ..train import TrainingError
+
+    args = build_parser().parse_args(argv)
+    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError)
+    try:
+        return args.func(args)
+    except known as e:
+        err(str(e))
+        return 2
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

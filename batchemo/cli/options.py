@@ -1,0 +1,93 @@
+"""What every subcommand shares: messages, number validation, and the options that mean the same everywhere.
+
+One helper per option family, so ``--lime-samples``, ``--jobs`` or the Haar settings cannot drift apart
+between ``run``, ``video`` and ``audit``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+#: The fewest LIME perturbations accepted (a heatmap from so few is rough, but a quick look can want one).
+MIN_LIME_SAMPLES = 10
+
+
+def err(msg: str) -> None:
+    print(f"batchemo: error: {msg}", file=sys.stderr)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def at_least(least: float, kind=int):
+    """An argparse type: a number >= ``least`` (a bad value is a usage error, not a traceback)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value >= least:
+            raise argparse.ArgumentTypeError(f"{text} is less than {least}")
+        return value
+
+    return parse
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model file (.keras); default: the shipped model")
+
+
+#: Haar's scaleFactor when none is given: the seed's 1.3 for photos; finer for video frames, which are small
+#: and soft while a timeline needs the face in most frames (see video.VIDEO_HAAR_OPTIONS).
+PHOTO_SCALE_FACTOR, VIDEO_SCALE_FACTOR = 1.3, 1.2
+
+
+def add_detector(p: argparse.ArgumentParser) -> None:
+    """--detector and the Haar cascade's settings (validated the same way for every command)."""
+    p.add_argument("--detector", choices=["haar", "hog", "cnn"], default="haar",
+                   help="face detector: haar (OpenCV, default), hog or cnn (dlib, needs batchemo[dlib])")
+    p.add_argument("--scale-factor", type=at_least(1.01, float),
+                   help=f"Haar scaleFactor (default: {PHOTO_SCALE_FACTOR} for photos, {VIDEO_SCALE_FACTOR} for video "
+                   "frames, which are small and soft)")
+    p.add_argument("--min-neighbors", type=at_least(0), default=5, help="Haar minNeighbors (default: %(default)s)")
+
+
+def detector_options(a: argparse.Namespace, video: bool = False) -> dict:
+    """The detector settings the user gave (defaults filled in), for the API's ``detector_options``."""
+    if a.detector != "haar":
+        return {}
+    default = VIDEO_SCALE_FACTOR if video else PHOTO_SCALE_FACTOR
+    return {"scale_factor": a.scale_factor or default, "min_neighbors": a.min_neighbors}
+
+
+def add_lime(p: argparse.ArgumentParser, what: str = "face") -> None:
+    p.add_argument("--lime-samples", type=at_least(MIN_LIME_SAMPLES), default=1000, metavar="N",
+                   help=f"LIME perturbations per explained {what} (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="LIME random seed (default: %(default)s)")
+
+
+def add_jobs(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    p.add_argument("--jobs", "-j", type=at_least(1), default=default, metavar="N",
+                   help=f"how many {what} run at once (default: %(default)s)")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def check_outputs(*paths: str | None) -> list[Path]:
+    """Every output path the user gave, checked writable before any work (OSError naming the path)."""
+    from ..outputs import check_writable
+
+    return [check_writable(p) for p in paths if p]
+
+
+def check_inputs(paths: list[str]) -> None:
+    """Every input path exists: found in the first second, not after the model's load."""
+    for p in paths:
+        if not os.path.lexists(p):
+            raise FileNotFoundError(f"{p}: no such file or folder")

@@ -1,0 +1,125 @@
+"""``batchemo run``: photos (and the videos met on the way) to an HTML report and CSV/JSON tables."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .options import (
+    add_detector, add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, detector_options, err,
+    log,
+)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from ..engine import analyze, table
+    from ..outputs import write_table
+    from ..report.run import summary
+
+    if not (a.report or a.csv or a.json):
+        err("nothing to write: give --report, --csv and/or --json")
+        return 2
+    check_inputs(a.paths)
+    check_outputs(a.report, a.csv, a.json)
+    videos = _videos_in(a.paths)
+    df = analyze(
+        a.paths, model=a.model, detector=a.detector, explain=a.explain, lime_samples=a.lime_samples,
+        jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed,
+        cache=a.cache, **detector_options(a),
+    )
+    written, links = [], []
+    if videos:  # timelines beside the main outputs, linked from the report
+        written, links = _run_videos(a, videos)
+    if a.csv:
+        written.append(write_table(table(df), a.csv))
+    if a.json:
+        written.append(write_table(table(df), a.json))
+    if a.report:
+        from ..report.run import write_run_report
+
+        written.append(write_run_report(df, a.report, links))
+    s = summary(df)
+    parts = []
+    if s["images"]:
+        parts.append(f"{s['images']} image{'s' if s['images'] != 1 else ''}: {s['images_with_faces']} with faces, "
+                     f"{s['faces']} face{'s' if s['faces'] != 1 else ''}, {s['images_without_faces']} without a "
+                     f"face, {s['failed']} failed, in {s['seconds']:.1f} s")
+    failed_videos = sum(v["status"] == "failed" for v in links)
+    if videos:
+        parts.append(f"{len(videos)} video{'s' if len(videos) != 1 else ''}: {len(videos) - failed_videos} analysed, "
+                     f"{failed_videos} failed")
+    print("; ".join(parts) + (f" -> {', '.join(map(str, written))}" if written else ""))
+    for _, r in df[df["status"] == "failed"].iterrows():
+        log(f"failed: {r['path']}: {r['reason']}")
+    if s["images"] + len(videos) == 0:
+        err("no images or videos found in " + ", ".join(a.paths))
+        return 1
+    processed = s["images"] - s["failed"] + len(videos) - failed_videos
+    return 0 if processed > 0 else 1
+
+
+def _videos_in(paths: list[str]) -> list[Path]:
+    from ..sources import find_media, is_video
+
+    return [p for p in find_media(paths, videos=True) if is_video(p)]
+
+
+def _run_videos(a: argparse.Namespace, videos: list[Path]) -> tuple[list[Path], list[dict]]:
+    """Timelines of the run's videos: PREFIX.timeline.csv and PREFIX.videos.html beside the first output.
+
+    Returns the files written and, per video, what the run report's table shows and links to.
+    """
+    from ..outputs import write_table
+    from ..video import analyze_videos, timeline_table
+
+    prefix = Path(a.report or a.csv or a.json).with_suffix("")
+    results = analyze_videos(
+        videos, model=a.model, detector=a.detector, detector_options=detector_options(a, video=True),
+        explain_keyframes=1 if a.explain and a.report else 0, lime_samples=a.lime_samples, seed=a.seed,
+        progress=not a.quiet, log=log,
+    )
+    written = [write_table(timeline_table(results), prefix.parent / (prefix.name + ".timeline.csv"))]
+    href = ""
+    if a.report:
+        from ..report.video import write_video_report
+
+        page = write_video_report(results, prefix.parent / (prefix.name + ".videos.html"))
+        written.append(page)
+        href = Path(os.path.relpath(page, Path(a.report).parent)).as_posix()
+    links = [
+        {"video": r.info["video"], "name": r.info["name"], "status": r.status, "reason": r.info["reason"],
+         "duration": float(r.info["duration"]), "faces": int(r.info["faces"]),
+         "frames_sampled": int(r.info["frames_sampled"]), "href": f"{href}#video-{i}" if href else ""}
+        for i, r in enumerate(results, 1)
+    ]
+    return written, links
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser(
+        "run", help="faces, emotions and LIME heatmaps for photos, in one shareable HTML report",
+        description="Find every face in the images under PATH (folders are walked recursively), classify its "
+        "emotion with the CNN, explain the prediction with LIME, and write an HTML report and/or CSV/JSON "
+        "(one row per face; images without faces and files that failed are listed too). Videos found under "
+        "PATH get an emotion timeline (PREFIX.timeline.csv, PREFIX.videos.html beside the first output), "
+        "linked from the report. Output paths are checked before any work. "
+        "Exit status 0 unless nothing could be processed.",
+        epilog="example: batchemo run photos/ --report out/report.html --csv out/faces.csv",
+    )
+    r.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    r.add_argument("--report", help="self-contained HTML report to write")
+    r.add_argument("--csv", help="CSV to write, one row per face")
+    r.add_argument("--json", help="JSON to write, one record per face")
+    add_detector(r)
+    r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
+                   help="LIME heatmap for every face (default: on)")
+    add_lime(r)
+    add_jobs(r, 1, "worker processes (each with its own model; on 2 cores one process already keeps both busy)")
+    r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
+    r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
+    add_model(r)
+    r.add_argument("--cache", metavar="DIR",
+                   help="keep each image's results in DIR and reuse them when files, model and settings are "
+                   "unchanged: a stopped run resumes where it stopped")
+    add_quiet(r)
+    r.set_defaults(func=cmd_run)

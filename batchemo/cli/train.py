@@ -1,0 +1,88 @@
+"""``batchemo train`` and ``batchemo evaluate``: the model's own commands."""
+from __future__ import annotations
+
+import argparse
+
+from .options import add_model, at_least, log
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..train import Recipe, train
+
+    recipe = None
+    if not a.resume or a.epochs is not None:
+        recipe = Recipe.named(a.recipe or a.arch)
+        recipe.arch = a.arch
+        for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed"):
+            value = getattr(a, key)
+            if value is not None:
+                setattr(recipe, key, value)
+        if a.no_augment:
+            recipe.rotation = recipe.shear = recipe.zoom = recipe.shift = 0.0
+            recipe.hflip = False
+    train(a.data, a.out, recipe=recipe, resume=a.resume, log=log)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..datasets import load_split
+    from ..evaluate import evaluate, save_evaluation
+    from ..model import load_model
+    from ..records import CLASSES
+    from .options import check_inputs, check_outputs
+
+    check_inputs([a.data])
+    if a.out:
+        check_outputs(a.out + ".predictions.csv")
+    data = load_split(a.data, "validation", split=a.split)
+    model = load_model(a.model)
+    if a.no_tta:
+        model.tta = False
+    for src, why in data.skipped:
+        log(f"skipped {src}: {why}")
+    ev = evaluate(model, data)
+    print(f"model: {model.path}  data: {data.origin}  faces: {len(data)}  tta: {'hflip' if model.tta else 'none'}")
+    print(f"accuracy: {ev.accuracy:.4f}   macro F1: {ev.macro_f1:.4f}\n")
+    print(ev.report_text())
+    print(pd.DataFrame(ev.confusion, index=list(CLASSES), columns=list(CLASSES)).to_string())
+    if a.out:
+        for p in save_evaluation(ev, a.out):
+            print(f"wrote {p}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    t = sub.add_parser(
+        "train", help="train the emotion CNN on FER2013 (folder layout or fer2013.csv)",
+        description="Train on DATA's training split and keep the epoch with the best validation accuracy. "
+        "DATA is a folder with train/<class>/ and validation/<class>/ (or test/), or a Kaggle fer2013.csv "
+        "(Training rows train, PublicTest rows validate). Every epoch is checkpointed to OUT's .ckpt/ folder; "
+        "--resume continues a stopped run.",
+    )
+    t.add_argument("data", help="dataset folder or fer2013.csv")
+    t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
+    t.add_argument("--arch", choices=["default", "seed"], default="default", help="architecture (default: %(default)s)")
+    t.add_argument("--recipe", choices=["default", "seed"], help="training recipe (default: the one named like --arch)")
+    t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
+    t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
+    t.add_argument("--schedule", choices=["cosine", "plateau"], help="learning-rate schedule")
+    t.add_argument("--patience", type=int, help="early stopping: epochs without a better validation accuracy")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser(
+        "evaluate", help="accuracy, confusion matrix and classification report on a labelled set",
+        description="Score a model on a labelled folder (<class>/ folders, or a folder holding validation/) "
+        "or on a split of fer2013.csv.",
+    )
+    e.add_argument("data", help="labelled folder or fer2013.csv")
+    add_model(e)
+    e.add_argument("--split", help="fer2013.csv split: PublicTest (default), PrivateTest or Training")
+    e.add_argument("--out", help="prefix for PREFIX.predictions.csv, .report.csv, .confusion.csv/.png")
+    e.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
+    e.set_defaults(func=cmd_evaluate)

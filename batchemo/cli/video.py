@@ -1,0 +1,85 @@
+"""``batchemo video``: an emotion timeline per face for each video, as CSV/JSON and an HTML report."""
+from __future__ import annotations
+
+import argparse
+
+from .options import (
+    add_detector, add_jobs, add_lime, add_model, add_quiet, at_least, check_inputs, check_outputs,
+    detector_options, err, log,
+)
+
+
+def cmd_video(a: argparse.Namespace) -> int:
+    from ..outputs import write_table
+    from ..records import STATUS_FAILED
+    from ..video import analyze_videos, describe, find_videos, timeline_table
+
+    if not (a.csv or a.json or a.report):
+        err("nothing to write: give --csv, --json and/or --report")
+        return 2
+    check_outputs(a.csv, a.json, a.report)
+    paths = find_videos(a.videos)
+    if not paths:
+        check_inputs(a.videos)
+        raise FileNotFoundError("no video found in " + ", ".join(a.videos)
+                                + " (looked for .mp4, .avi, .mov, .mkv, .webm)")
+    results = analyze_videos(
+        paths, model=a.model, fps=a.fps, detector=a.detector, smooth=a.smooth or None,
+        explain_keyframes=a.explain_keyframes if a.report else 0,
+        detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
+        jobs=a.jobs, progress=not a.quiet,
+    )
+    for r in results:
+        if r.status != STATUS_FAILED:
+            log(describe(r))
+    written = []
+    if a.csv:
+        written.append(write_table(timeline_table(results), a.csv))
+    if a.json:
+        written.append(write_table(timeline_table(results), a.json))
+    if a.report:
+        from ..report.video import write_video_report
+
+        written.append(write_video_report(results, a.report))
+    failed = [r.info for r in results if r.status == STATUS_FAILED]
+    faces = sum(r.info["faces"] for r in results)
+    rows = sum(len(r.timeline) for r in results)
+    print(f"{len(results)} video{'s' if len(results) != 1 else ''}: {len(results) - len(failed)} analysed, "
+          f"{len(failed)} failed, {faces} face{'s' if faces != 1 else ''} tracked, {rows} timeline rows"
+          + (f" -> {', '.join(map(str, written))}" if written else ""))
+    for f in failed:  # listed last, where a person looks
+        log(f"batchemo: failed: {f['video']}: {f['reason']}")
+    return 1 if len(failed) == len(results) else 0
+
+
+def add_parser(sub) -> None:
+    v = sub.add_parser(
+        "video", help="an emotion timeline per face for each video (CSV and HTML report)",
+        description="Decode each VIDEO as a stream, sample frames at their own timestamps, find the faces, "
+        "follow each face from frame to frame (a stable face_id), and classify its emotion. Writes one CSV "
+        "row per face per sampled frame (video, frame, time, face_id, box, detector score, label, confidence, "
+        "the 7 raw probabilities p_* and the smoothed ps_*), and an HTML report with, per face, a timeline "
+        "chart, the dominant emotion per segment, time on screen, keyframes and LIME heatmaps. A folder is "
+        "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
+        "photo given by mistake) gets one line on stderr and the others go on (a truncated one keeps the "
+        "timeline of its readable part). Exit status 0 unless no video could be analysed.",
+        epilog="example: batchemo video clip.mp4 --csv timeline.csv --report video.html --smooth 1",
+    )
+    v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")
+    v.add_argument("--csv", help="timeline CSV to write, one row per face per sampled frame")
+    v.add_argument("--json", help="the same timeline as JSON records")
+    v.add_argument("--report", help="self-contained HTML report to write")
+    v.add_argument("--fps", type=at_least(0, float), default=2.0,
+                   help="frames sampled per second of video; 0 = every frame (default: %(default)s)")
+    v.add_argument("--smooth", type=at_least(0, float), metavar="SECONDS",
+                   help="smooth each face's probabilities with an exponential moving average of this time "
+                   "constant; the raw values stay in the CSV beside the smoothed ps_* (default: off)")
+    v.add_argument("--explain-keyframes", type=at_least(0), default=1, metavar="N",
+                   help="LIME heatmaps in the report for N keyframes per face, its most confident moments "
+                   "of the emotions it showed longest; 0 = none (default: %(default)s)")
+    add_lime(v, "keyframe")
+    add_jobs(v, 2, "keyframe explanations (threads sharing one model)")
+    add_detector(v)
+    add_model(v)
+    add_quiet(v)
+    v.set_defaults(func=cmd_video)

@@ -1,0 +1,76 @@
+"""The self-contained HTML reports: Jinja2 templates (autoescaped), images embedded as data URIs.
+
+One module per report (``run``, ``video``, ``audit``); each reads results (tables and records) and runs no
+model. Reports import only this package, ``outputs`` and ``records``.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from datetime import datetime
+from pathlib import Path
+
+from ..outputs import EMOTION_COLOURS, atomic_write_text
+
+_ENV = None
+
+
+def _template_dir() -> Path:
+    """Installed: the ``batchemo.templates`` package data; from a checkout: the top-level templates/."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("batchemo.templates")))
+        if (path / "base.html.j2").exists():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def environment():
+    global _ENV
+    if _ENV is None:
+        from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+        _ENV = Environment(
+            loader=FileSystemLoader(str(_template_dir())),
+            autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    return _ENV
+
+
+def data_uri(data, mime: str | None = None) -> str:
+    """Embed image bytes; the MIME type is sniffed from the bytes (JPEG or PNG). Anything else (None, a
+    pandas NaN for a row without that image) gives "", so templates can test it."""
+    if not isinstance(data, bytes) or not data:
+        return ""
+    if mime is None:
+        mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def base_context(model_card: dict) -> dict:
+    from .._version import __version__
+
+    return {
+        "version": __version__,
+        "created": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "colours": EMOTION_COLOURS,
+        "model": _Card(model_card),
+    }
+
+
+class _Card(dict):
+    """Model card fields as attributes for the templates; a missing one reads as empty, not an error."""
+
+    def __getattr__(self, key):
+        return self.get(key, "")
+
+
+def render(template: str, context: dict, out: str | os.PathLike) -> Path:
+    html = environment().get_template(template).render(**context)
+    return atomic_write_text(out, html)
