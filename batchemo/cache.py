@@ -1,8 +1,9 @@
 """A results cache that makes long runs resumable: rows of each image are stored as they are computed.
 
-A key covers everything the rows depend on: the file (path, size, modification time), the folder it was
-found under, the model file and every setting. So a changed photo, model or setting is recomputed, and a
-run stopped half-way picks up where it stopped. One small pickle per image, written atomically.
+A key covers everything the rows depend on: the file (its real path, with links and ``..`` resolved, its
+size and modification time), the model file and every setting. So ``photos/`` and ``/abs/photos/`` share
+their results, a changed photo, model or setting is recomputed, and a run stopped half-way picks up where
+it stopped. One small pickle per image, written atomically; temp files a killed run left are removed.
 """
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ import pickle
 from dataclasses import asdict
 from pathlib import Path
 
-from .outputs import atomic_write_bytes
+from .outputs import atomic_write_bytes, remove_stale_temp_files
 
 
 def _file_identity(path: str | os.PathLike) -> str:
     st = os.stat(path)
-    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
 
 
 class ResultCache:
-    """Rows per (image, root) under ``folder``; ``settings`` is the engine's RunSettings."""
+    """Rows per image under ``folder``; ``settings`` is the engine's RunSettings."""
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, folder: str | os.PathLike, settings):
         from .model import DEFAULT_MODEL_PATH
@@ -35,17 +36,21 @@ class ResultCache:
         described = {"v": self.VERSION, "model": _file_identity(model), "settings": asdict(settings)}
         described["settings"].pop("threads_per_worker", None)  # how, not what
         self._settings_key = json.dumps(described, sort_keys=True, default=str)
+        for sub in self.folder.iterdir():
+            if sub.is_dir():
+                remove_stale_temp_files(sub)
 
-    def _file(self, path: str, root: str | None) -> Path | None:
+    def _file(self, path: str) -> Path | None:
         try:
             ident = _file_identity(path)
         except OSError:
             return None  # unreadable: never cached, always reported afresh
-        digest = hashlib.sha1(f"{ident}|{root}|{self._settings_key}".encode()).hexdigest()
+        digest = hashlib.sha1(f"{ident}|{self._settings_key}".encode()).hexdigest()
         return self.folder / digest[:2] / f"{digest}.pkl"
 
-    def get(self, path: str, root: str | None) -> list[dict] | None:
-        f = self._file(path, root)
+    def get(self, path: str) -> list[dict] | None:
+        """The stored rows of ``path`` (their ``path``/``folder`` as the run that stored them named it)."""
+        f = self._file(path)
         if f is None or not f.exists():
             return None
         try:
@@ -54,7 +59,11 @@ class ResultCache:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
             return None  # a damaged entry is recomputed
 
-    def put(self, path: str, root: str | None, rows: list[dict]) -> None:
-        f = self._file(path, root)
-        if f is not None:
+    def put(self, path: str, rows: list[dict]) -> None:
+        f = self._file(path)
+        if f is None:
+            return
+        try:
             atomic_write_bytes(f, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # a full disk or a concurrent run's clean-up: the cache is a help, never a failure
+            pass

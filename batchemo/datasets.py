@@ -121,7 +121,7 @@ def load_csv(path: str | os.PathLike, usage: str | None) -> LabelledSet:
 
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"emotion": "Int64", "pixels": str, "Usage": str})
+        df = pd.read_csv(path, dtype={"emotion": str, "pixels": str, "Usage": str}, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise DatasetError(f"{path}: cannot read CSV ({e})") from None
     missing = {"emotion", "pixels"} - set(df.columns)
@@ -139,15 +139,30 @@ def load_csv(path: str | os.PathLike, usage: str | None) -> LabelledSet:
     labels = np.empty(len(df), np.int64)
     remap = [CLASSES.index(c) for c in FER2013_CSV_ORDER]
     for k, (emotion, pixels, line) in enumerate(zip(df["emotion"], df["pixels"], df["line"])):
-        if pd.isna(emotion) or not 0 <= int(emotion) < len(remap):
-            raise DatasetError(f"{path}:{line}: emotion {emotion!r} is not a label 0-6")
-        values = np.array(str(pixels).split(), dtype=np.float64) if isinstance(pixels, str) else np.empty(0)
+        text = str(emotion).strip()
+        if not (text.isdigit() and int(text) < len(remap)):
+            raise DatasetError(f"{path}:{line}: emotion {text!r} is not a label 0-6")
+        try:
+            values = np.array(str(pixels).split(), dtype=np.float64)
+        except ValueError:
+            bad = next(v for v in str(pixels).split() if not _is_number(v))
+            raise DatasetError(f"{path}:{line}: pixel value {bad[:20]!r} is not a number") from None
         if values.size != n:
             raise DatasetError(f"{path}:{line}: {values.size} pixels, expected {n} (48x48)")
+        if not np.isfinite(values).all():
+            raise DatasetError(f"{path}:{line}: pixel value {values[~np.isfinite(values)][0]} is not a number 0-255")
         images[k] = np.clip(values, 0, 255).reshape(INPUT_SIZE, INPUT_SIZE).astype(np.uint8)
-        labels[k] = remap[int(emotion)]
+        labels[k] = remap[int(text)]
     sources = [f"{path}:{line}" for line in df["line"]]
     return LabelledSet(images, labels, sources, f"{path} ({usage or 'all rows'})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _find_split_folder(root: Path, role: str) -> Path | None:

@@ -18,7 +18,8 @@ import numpy as np
 
 from .explain import LimeSettings
 from .outputs import annotate, encode, explanation_images, fit, square
-from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, Faces
+from .gallery import GALLERY_SIZE, Gallery, RunStats
+from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Faces
 
 #: The columns of the CSV / JSON output, in order (one row per face; one row per image without faces).
 TABLE_COLUMNS = [
@@ -39,6 +40,7 @@ class RunSettings:
     explain: bool = True
     lime: LimeSettings = field(default_factory=LimeSettings)
     max_side: int = 2048  # images are decoded at most this long (memory)
+    max_pixels: int = 60_000_000  # larger non-JPEG images are refused (sources.MAX_PIXELS)
     thumb_side: int = 400  # report thumbnails
     threads_per_worker: int | None = None
 
@@ -137,7 +139,7 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     folder = os.path.dirname(rel) or "."
     base = {"path": path, "folder": folder}
     try:
-        rgb, scale = read_image(path, settings.max_side)
+        rgb, scale = read_image(path, settings.max_side, settings.max_pixels)
     except SourceError as e:
         return [dict(base, status=STATUS_FAILED, reason=e.reason)]
     except MemoryError:
@@ -185,15 +187,137 @@ def iter_results(
         yield from parallel(delayed(process_image)(p, settings, r) for p, r in items)
 
 
-def collect(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
-    """(file, the folder it was found under) for every image under ``paths``, in a stable order."""
-    from .sources import find_media, is_video
+def collect(paths: Iterable[str | os.PathLike]) -> list:
+    """Every file under ``paths`` except videos (``sources.walk``), in a stable order; a missing path raises."""
+    from .sources import walk
 
-    items = []
-    for p in map(Path, paths):
-        root = str(p) if p.is_dir() else None
-        items += [(str(f), root) for f in find_media([p]) if not is_video(f)]  # videos: see video.run_videos
-    return items
+    return [f for f in walk(paths) if f.kind != "video"]
+
+
+def _base(found) -> dict:
+    path = str(found.path)
+    rel = os.path.relpath(path, found.root) if found.root is not None else os.path.basename(path)
+    return {"path": path, "folder": os.path.dirname(rel) or "."}
+
+
+@dataclass
+class RunResult:
+    """A run of ``batchemo run``: statistics, the gallery of image cards, and the table when kept.
+
+    ``table``: one row per face (and per input without one), TABLE_COLUMNS, or None when the run streamed
+    its rows to files only. ``stats``: counts over every input. ``gallery``: the kept inputs' rows, with
+    their encoded images (IMAGE_COLUMNS). ``info``: settings, model card, timing.
+    """
+
+    table: object
+    stats: RunStats
+    gallery: Gallery
+    info: dict
+
+
+def run(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    model: str | os.PathLike | None = None,
+    detector: str = "haar",
+    explain: bool = True,
+    lime_samples: int = 1000,
+    jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    cache: str | os.PathLike | None = None,
+    sinks: Sequence = (),
+    gallery: int = GALLERY_SIZE,
+    keep_table: bool = True,
+    max_pixels: int | None = None,
+    detector_options: dict | None = None,
+) -> RunResult:
+    """Faces, emotions and (optionally) LIME explanations for every file under ``paths``, streamed.
+
+    Each input's rows go, as soon as they are computed and in input order, to every sink (``write(rows)``,
+    e.g. ``outputs.TableWriter``), to the running statistics and to the bounded gallery; only the table
+    (images left out) is kept, and only with ``keep_table``. So memory stays flat however large the
+    collection. With ``cache`` (a folder), each image's rows are stored as they are computed and reused by later runs
+    with the same files, model and settings: a stopped run resumes where it stopped.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .detect import make_detector
+    from .sources import MAX_PIXELS
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    detector_options = dict(detector_options or {})
+    found = collect(paths)  # a missing path fails here, before the model's 10 s load
+    make_detector(detector, **detector_options)  # fail fast (missing dlib, bad option) before any work
+    settings = RunSettings(
+        model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
+        explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
+        max_pixels=max_pixels or MAX_PIXELS,
+    )
+    card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
+    items = [(str(f.path), str(f.root) if f.root is not None else None) for f in found if f.kind == "image"]
+    t0 = time.time()
+    stats, shown, kept = RunStats(), Gallery(gallery, total=len(found), seed=seed), []
+    client = _dask_client(scheduler) if backend == "dask" else None
+    store = None
+    if cache is not None:
+        from .cache import ResultCache
+
+        store = ResultCache(cache, settings)
+    known = [store.get(p) if store else None for p, _ in items]
+    todo = [item for item, rows_ in zip(items, known) if rows_ is None]
+    fresh = iter_results(todo, settings, jobs, backend) if todo else iter([])
+    cached = iter(known)
+
+    def results():
+        for f in found:
+            if f.kind != "image":
+                yield [dict(_base(f), status=STATUS_SKIPPED if f.kind == "skipped" else STATUS_FAILED,
+                            reason=f.reason)]
+                continue
+            result = next(cached)
+            if result is None:  # results come back in input order, so the next fresh one is this item's
+                result = next(fresh)
+                if store is not None:
+                    store.put(str(f.path), result)
+            else:  # stored under the file's real path: name it as this run found it
+                result = [dict(r, **_base(f)) for r in result]
+            yield result
+
+    try:
+        with tqdm(total=len(found), unit="file", desc="batchemo", disable=not progress, file=sys.stderr) as bar:
+            for seq, rows in enumerate(results()):
+                rows = list(rows)
+                plain = [{k: v for k, v in r.items() if k not in IMAGE_COLUMNS} for r in rows]
+                for sink in sinks:
+                    sink.write(plain)
+                stats.add(plain)
+                shown.offer(seq, rows)
+                if keep_table:
+                    kept += plain
+                bar.update(1)
+    finally:
+        if client is not None:
+            client.close()
+    table = None
+    if keep_table:
+        table = pd.DataFrame(kept, columns=TABLE_COLUMNS)
+        for col in ("face_index", "x", "y", "w", "h", "image_width", "image_height"):
+            table[col] = table[col].astype("Int64")
+        table["reason"] = table["reason"].fillna("")
+    info = dict(
+        seconds=time.time() - t0, images=len(items), files=len(found), model=dict(card.__dict__),
+        detector=detector, detector_options=detector_options, explain=explain, lime_samples=lime_samples,
+        jobs=jobs, backend=backend, inputs=[str(p) for p in paths], cached=len(items) - len(todo),
+        gallery=gallery,
+    )
+    if table is not None:
+        table.attrs.update(info)
+    return RunResult(table, stats, shown, info)
 
 
 def analyze(
@@ -210,65 +334,15 @@ def analyze(
     cache: str | os.PathLike | None = None,
     **detector_options,
 ):
-    """Faces, emotions and (optionally) LIME explanations for every image under ``paths``.
+    """Faces, emotions and (optionally) LIME explanations for every file under ``paths``: a DataFrame.
 
-    Returns a pandas DataFrame, one row per face (plus one row per image without a face or that failed,
-    with ``status`` and ``reason``). Columns: see ``TABLE_COLUMNS``; the encoded images the report uses are
-    in ``IMAGE_COLUMNS``. ``df.attrs`` records the settings, model card and timing. With ``cache`` (a
-    folder), each image's rows are stored as they are computed and reused by later runs with the same
-    files, model and settings: a stopped run resumes where it stopped.
+    One row per face, plus one row per input without a face, that failed or that was skipped, with
+    ``status`` and ``reason``. Columns: ``TABLE_COLUMNS``; ``df.attrs`` records the settings, model card
+    and timing. The encoded images a report shows are not in it (memory): ``run`` keeps a bounded gallery
+    of them. With ``cache`` (a folder), a stopped run resumes where it stopped.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
-    from .detect import make_detector
-
-    items = collect(paths)  # a missing path fails here, before the model's 10 s load
-    make_detector(detector, **detector_options)  # fail fast (missing dlib, bad option) before any work
-    settings = RunSettings(
-        model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
-        explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
-    )
-    card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
-    t0 = time.time()
-    rows: list[dict] = []
-    client = None
-    if backend == "dask":
-        client = _dask_client(scheduler)
-    store = None
-    if cache is not None:
-        from .cache import ResultCache
-
-        store = ResultCache(cache, settings)
-    known = [store.get(p, r) if store else None for p, r in items]
-    todo = [item for item, rows_ in zip(items, known) if rows_ is None]
-    try:
-        bar = tqdm(total=len(items), unit="img", desc="batchemo", disable=not progress, file=sys.stderr)
-        fresh = iter_results(todo, settings, jobs, backend) if todo else iter([])
-        for (path, root), result in zip(items, known):
-            if result is None:  # results come back in input order, so the next fresh one is this item's
-                result = next(fresh)
-                if store is not None:
-                    store.put(path, root, result)
-            rows += result
-            bar.update(1)
-        bar.close()
-    finally:
-        if client is not None:
-            client.close()
-    df = pd.DataFrame(rows, columns=TABLE_COLUMNS + IMAGE_COLUMNS)
-    for col in ("face_index", "x", "y", "w", "h", "image_width", "image_height"):
-        df[col] = df[col].astype("Int64")
-    df["reason"] = df["reason"].fillna("")
-    df.attrs.update(
-        seconds=time.time() - t0, images=len(items), model=card.__dict__, detector=detector,
-        detector_options=detector_options, explain=explain, lime_samples=lime_samples, jobs=jobs,
-        backend=backend, inputs=[str(p) for p in paths], cached=len(items) - len(todo),
-    )
-    return df
+    return run(paths, model, detector, explain, lime_samples, jobs, backend, scheduler, progress, seed, cache,
+               gallery=0, detector_options=detector_options).table
 
 
 def _dask_client(scheduler: str | None):
@@ -277,8 +351,3 @@ def _dask_client(scheduler: str | None):
     except ImportError:
         raise ValueError("--backend dask needs dask: pip install 'batchemo[dask]'") from None
     return Client(scheduler) if scheduler else Client(processes=True, n_workers=2, threads_per_worker=1)
-
-
-def table(df):
-    """The CSV / JSON view: the documented columns, without the encoded images."""
-    return df[TABLE_COLUMNS]

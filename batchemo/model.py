@@ -261,6 +261,18 @@ def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
         raise ModelError(f"{path}: model file not found")
     if path.suffix != ".keras":
         raise ModelError(f"{path}: not a .keras model file")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a .keras model (a .keras file is a zip archive; this one is damaged, "
+                         f"truncated or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            broken = z.testzip()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelError(f"{path}: damaged .keras archive ({e})") from None
+    if broken is not None:
+        raise ModelError(f"{path}: damaged .keras archive ({broken} fails its checksum)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 

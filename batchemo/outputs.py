@@ -188,3 +188,130 @@ def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, b
     heat = encode(heatmap_image(crop, exp.heatmap, side), ".jpg", 88)
     bounds = encode(cv2.resize(exp.boundaries, (side, side), interpolation=cv2.INTER_NEAREST), ".jpg", 88)
     return heat, bounds
+
+
+# ---------------------------------------------------------------- streamed tables
+class TableWriter:
+    """Rows streamed to a CSV, JSON (an array of records) or Parquet file as they are computed.
+
+    Memory stays flat however many rows a run makes. The rows go to a temp file beside ``path``, which
+    replaces ``path`` only on ``close()``; ``abort()`` (or an exception inside ``with``) removes it, so an
+    earlier file of that name is untouched until the new one is complete. Values: numbers, strings, None
+    (NaN and None are written as empty CSV cells and JSON nulls).
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: list[str]):
+        self.path = Path(path)
+        self.columns = list(columns)
+        self.format = {".json": "json", ".parquet": "parquet"}.get(self.path.suffix.lower(), "csv")
+        if self.format == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise OSError(f"{self.path}: Parquet output needs pyarrow (pip install pyarrow)") from None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{self.path.name}", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self.rows = 0
+        self._parquet = None
+        self._pending: list[dict] = []
+        if self.format == "csv":
+            import csv
+
+            self._fh = open(self._tmp, "w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._fh)
+            self._csv.writerow(self.columns)
+        elif self.format == "json":
+            self._fh = open(self._tmp, "w", encoding="utf-8")
+            self._fh.write("[")
+
+    def __enter__(self) -> "TableWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, rows: list[dict]) -> None:
+        import json
+
+        for row in rows:
+            values = [_plain(row.get(c)) for c in self.columns]
+            if self.format == "csv":
+                self._csv.writerow(["" if v is None else v for v in values])
+            elif self.format == "json":
+                sep = "," if self.rows else ""
+                self._fh.write(sep + "\n" + json.dumps(dict(zip(self.columns, values)), ensure_ascii=False))
+            else:
+                self._pending.append(dict(zip(self.columns, values)))
+            self.rows += 1
+        if self.format == "parquet" and len(self._pending) >= 5000:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending and self._parquet is not None:
+            return
+        batch = pa.Table.from_pylist(self._pending, schema=getattr(self._parquet, "schema", None))
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._tmp, batch.schema)
+        self._parquet.write_table(batch)
+        self._pending = []
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        if self.format == "parquet":
+            self._flush_parquet()
+            self._parquet.close()
+        else:
+            if self.format == "json":
+                self._fh.write("\n]\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temp file; the earlier file at ``path``, if any, stays as it was."""
+        for closer in (getattr(self, "_fh", None), self._parquet):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:  # already closed or half-written: the file is removed anyway
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+
+def _plain(v):
+    """A table cell as a JSON/CSV-safe Python value (numpy scalars unwrapped, NaN as None)."""
+    if v is None:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def remove_stale_temp_files(folder: str | os.PathLike, name: str | None = None) -> int:
+    """Remove the ``.tmp-*`` files an interrupted batchemo run left in ``folder`` (for output ``name``, or
+    all of them); returns how many. A killed process cannot clean up after itself, so the next run does."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = f".tmp-*-{name}" if name else ".tmp-*"
+    removed = 0
+    for f in folder.glob(pattern):
+        try:
+            f.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

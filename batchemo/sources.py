@@ -19,12 +19,16 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 _TOLERANCE = 1e-3  # seconds: a frame this close before a sampling instant still counts as on time
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 #: Longest side an image is decoded at. Faces stay large enough for the detector and the 48x48 CNN,
 #: and a 100-megapixel photo costs ~12 MB instead of ~300 MB.
 MAX_SIDE = 2048
+
+#: Largest image decoded in full. JPEGs decode reduced (1/2 .. 1/8) whatever their size; other formats
+#: (PNG, TIFF, ...) must be decoded whole first, and a 13,300 x 13,300 PNG (2.3 MB on disk) took 3.8 GB.
+MAX_PIXELS = 60_000_000
 
 
 class SourceError(Exception):
@@ -44,34 +48,78 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def find_media(paths: Iterable[str | os.PathLike], videos: bool = False) -> list[Path]:
-    """Image (and, if ``videos``, video) files under ``paths``, recursively, in a stable sorted order.
+@dataclass(frozen=True)
+class Found:
+    """One file met while walking the inputs, and what batchemo will do with it.
 
-    A named file is kept whatever its extension (so a broken or mislabelled file gets reported, not
-    silently dropped); a path that does not exist raises FileNotFoundError.
+    ``kind``: "image" or "video" (to be read), "skipped" (not a kind of file batchemo reads) or "failed"
+    (cannot be read at all, e.g. a broken symbolic link); ``reason`` says why for the last two.
+    ``root`` is the folder it was found under (None for a file named directly).
     """
-    wanted = IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ())
-    out: list[Path] = []
-    seen: set[Path] = set()
+
+    path: Path
+    root: Path | None
+    kind: str
+    reason: str = ""
+
+
+def _classify_file(f: Path, root: Path | None) -> Found:
+    if f.is_symlink() and not f.exists():
+        return Found(f, root, "failed", f"broken symbolic link (points to {os.readlink(f)})")
+    if is_image(f):
+        return Found(f, root, "image")
+    if is_video(f):
+        return Found(f, root, "video")
+    what = f.suffix.lower() or "no extension"
+    return Found(f, root, "skipped", f"not an image or video batchemo reads ({what}; it reads "
+                                     f"{' '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})")
+
+
+def walk(paths: Iterable[str | os.PathLike]) -> list[Found]:
+    """Every non-hidden file under ``paths``, recursively, in a stable order, each with what to do with it.
+
+    Nothing is dropped silently: unsupported files come back "skipped" and broken links "failed", each with
+    a reason, so every input gets a row. Symbolically linked folders are followed, each real folder once
+    (no loops). A file named directly is "image" unless it is a known video: a mislabelled or broken file is
+    then reported by the decoder. A named path that does not exist raises FileNotFoundError.
+    """
+    out: list[Found] = []
+    seen: set[str] = set()
+
+    def add(found: Found) -> None:
+        key = os.path.abspath(found.path)
+        if key not in seen:
+            seen.add(key)
+            out.append(found)
+
     for p in map(Path, paths):
-        if not p.exists():
+        if not os.path.lexists(p):
             raise FileNotFoundError(f"{p}: no such file or folder")
-        if p.is_file():
-            found = [p]
+        if p.is_symlink() and not p.exists():
+            add(Found(p, None, "failed", f"broken symbolic link (points to {os.readlink(p)})"))
+        elif not p.is_dir():
+            add(Found(p, None, "video" if is_video(p) else "image"))
         else:
-            found = sorted(
-                (f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted
-                 and not any(part.startswith(".") for part in f.relative_to(p).parts)),
-                key=lambda f: str(f.relative_to(p)).lower(),
-            )
-        for f in found:
-            if f not in seen:
-                seen.add(f)
-                out.append(f)
+            visited: set[str] = set()
+            for folder, dirs, files in os.walk(p, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in visited:  # a link back to a folder already walked: a loop, or a duplicate
+                    dirs[:] = []
+                    continue
+                visited.add(real)
+                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=str.lower)
+                for name in sorted((f for f in files if not f.startswith(".")), key=str.lower):
+                    add(_classify_file(Path(folder) / name, p))
     return out
 
 
-def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]:
+def find_media(paths: Iterable[str | os.PathLike], videos: bool = False) -> list[Path]:
+    """Image (and, if ``videos``, video) files under ``paths`` (see ``walk``, which also reports the rest)."""
+    kinds = ("image", "video") if videos else ("image",)
+    return [f.path for f in walk(paths) if f.kind in kinds]
+
+
+def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
     """Decode an image as upright RGB uint8, at most ``max_side`` pixels long.
 
     Returns (rgb, scale) where scale = decoded size / original size, so boxes can be mapped back to the
@@ -91,8 +139,13 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE) -> tuple[np.nd
             orig_w, orig_h = im.size
             if orig_w == 0 or orig_h == 0:
                 raise SourceError(path, "empty image (0 pixels)")
-            if max(orig_w, orig_h) > max_side and im.format == "JPEG":
-                im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale: memory stays small
+            if im.format == "JPEG":
+                f = min(1.0, max_side / max(orig_w, orig_h), (max_pixels / (orig_w * orig_h)) ** 0.5)
+                if f < 1.0:  # decode at 1/2, 1/4 or 1/8 scale: memory stays small
+                    im.draft("RGB", (max(1, int(orig_w * f)), max(1, int(orig_h * f))))
+            elif orig_w * orig_h > max_pixels:
+                raise SourceError(path, f"image too large to decode: {orig_w}x{orig_h} pixels, over the limit of "
+                                        f"{max_pixels:,} (--max-pixels) for {im.format or 'this format'}")
             im.load()
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)

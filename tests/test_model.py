@@ -47,8 +47,12 @@ def test_missing_model_file(tmp_path):
 def test_corrupt_model_file(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"this is not a keras zip file")
-    with pytest.raises(ModelError, match=r"bad\.keras: cannot load model"):
+    with pytest.raises(ModelError, match=r"bad\.keras: not a \.keras model .*damaged, truncated"):
         load_model(bad)
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:3000])  # a download cut short: not "file not found"
+    with pytest.raises(ModelError, match=r"cut\.keras: not a \.keras model"):
+        load_model(cut)
 
 
 def test_wrong_input_shape(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.engine import TABLE_COLUMNS, analyze, table
+from batchemo.engine import TABLE_COLUMNS, analyze
 from batchemo.model import CLASSES
 
 from .conftest import write_image
@@ -122,7 +122,8 @@ def test_report_is_self_contained_and_complete(media_run):
     assert not re.search(r"(?:src|href)=[\"']?(?:https?:)?//", text)
     df = pd.read_csv(out / "faces.csv")
     assert p.face_blocks == (df["status"] == "ok").sum()
-    assert p.cards == df["path"].nunique()
+    assert p.cards == df.loc[df["status"].isin(["ok", "no_faces"]), "path"].nunique()  # small run: every image
+    assert "Files that failed or were skipped" in text and "truncated.jpg" in text  # failures, listed
     # the hostile name is text, never markup
     assert "<img src=x onerror" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in text
@@ -154,7 +155,7 @@ def test_analyze_api_on_astronaut(tmp_path, astronaut_rgb, untrained_model_path)
     ref = ok[ok["path"].str.endswith("astronaut.jpg")].iloc[0]
     assert abs(exif_row["x"] - ref["x"]) < 8 and abs(exif_row["y"] - ref["y"]) < 8  # upright, same place
     assert (exif_row["image_width"], exif_row["image_height"]) == (512, 512)
-    assert df.attrs["images"] == 6 and list(table(df).columns) == TABLE_COLUMNS
+    assert df.attrs["images"] == 6 and list(df.columns) == TABLE_COLUMNS
 
 
 def test_huge_image_is_downscaled_with_boxes_in_original_pixels(tmp_path, astronaut_rgb, untrained_model_path):
@@ -203,7 +204,7 @@ def test_parallel_jobs_give_the_same_table(tmp_path, astronaut_rgb, untrained_mo
         write_image(tmp_path / f"a{i}.jpg", np.roll(astronaut_rgb, 20 * i, axis=1))
     one = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, jobs=1)
     two = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, jobs=2)
-    pd.testing.assert_frame_equal(table(one), table(two), atol=1e-5)
+    pd.testing.assert_frame_equal(one, two, atol=1e-5)
 
 
 def test_dask_backend_on_a_local_cluster(tmp_path, astronaut_rgb, untrained_model_path):
@@ -242,13 +243,17 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     write_image(tmp_path / "in" / "b.jpg", astronaut_rgb[:, ::-1])
+    from batchemo.outputs import TableWriter
 
-    def half_then_crash(self, path, *a, **k):
-        with open(path, "w") as f:
-            f.write("path,status\nhalf")
-        raise OSError("disk full")
+    real, calls = TableWriter.write, []
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
+    def write_then_crash(self, rows):
+        real(self, rows)
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(TableWriter, "write", write_then_crash)
     assert main(args) == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp file, nothing replaced
 
@@ -309,7 +314,9 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     assert r.returncode == 0, r.stderr
     assert "1 image: 1 with faces, 1 face" in r.stdout and "1 video: 1 analysed, 0 failed" in r.stdout
     faces = pd.read_csv(out / "r.csv")
-    assert faces["path"].tolist() == [str(src / "a.jpg")]  # the video is not read as an image
+    assert faces["path"].tolist() == [str(src / "a.jpg"), str(src / "clips" / "clip.avi")]
+    video_row = faces.iloc[1]  # the video is not read as an image: its row points to its timeline
+    assert video_row["status"] == "ok" and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"]
     timeline = pd.read_csv(out / "r.timeline.csv")
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
     html = (out / "r.html").read_text()
@@ -332,8 +339,7 @@ def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untr
     write_image(src / "a1.jpg", np.roll(astronaut_rgb, 40, axis=1))  # changed: must be recomputed
     again = analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache)
     assert calls == [str(src / "a1.jpg")] and again.attrs["cached"] == 2
-    assert table(again).loc[again["path"] != str(src / "a1.jpg")].equals(
-        table(first).loc[first["path"] != str(src / "a1.jpg")])
+    assert again.loc[again["path"] != str(src / "a1.jpg")].equals(first.loc[first["path"] != str(src / "a1.jpg")])
     calls.clear()
     analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache, min_neighbors=4)
     assert len(calls) == 3  # other settings: nothing reused

@@ -5,57 +5,77 @@ import argparse
 import os
 from pathlib import Path
 
+from ..gallery import GALLERY_SIZE
+from ..sources import MAX_PIXELS
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, detector_options, err,
-    log,
+    add_detector, add_jobs, add_lime, add_model, add_quiet, at_least, check_inputs, check_outputs, detector_options,
+    err, log,
 )
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from ..engine import analyze, table
-    from ..outputs import write_table
+    import contextlib
+
+    from ..engine import TABLE_COLUMNS, run
+    from ..outputs import TableWriter, remove_stale_temp_files
     from ..report.run import summary
 
     if not (a.report or a.csv or a.json):
         err("nothing to write: give --report, --csv and/or --json")
         return 2
     check_inputs(a.paths)
-    check_outputs(a.report, a.csv, a.json)
+    outputs = check_outputs(a.report, a.csv, a.json)
+    for out in outputs:  # what a killed earlier run could not clean up
+        remove_stale_temp_files(out.parent, out.name)
     videos = _videos_in(a.paths)
-    df = analyze(
-        a.paths, model=a.model, detector=a.detector, explain=a.explain, lime_samples=a.lime_samples,
-        jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed,
-        cache=a.cache, **detector_options(a),
-    )
-    written, links = [], []
-    if videos:  # timelines beside the main outputs, linked from the report
-        written, links = _run_videos(a, videos)
-    if a.csv:
-        written.append(write_table(table(df), a.csv))
-    if a.json:
-        written.append(write_table(table(df), a.json))
+    with contextlib.ExitStack() as stack:  # the tables replace earlier ones only once complete
+        sinks = [stack.enter_context(TableWriter(p, TABLE_COLUMNS)) for p in (a.csv, a.json) if p]
+        result = run(
+            a.paths, model=a.model, detector=a.detector, explain=a.explain, lime_samples=a.lime_samples,
+            jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed,
+            cache=a.cache, sinks=sinks, gallery=a.gallery, keep_table=False, max_pixels=a.max_pixels,
+            detector_options=detector_options(a),
+        )
+        written, links = _run_videos(a, videos) if videos else ([], [])
+        for sink in sinks:  # each video gets a row too, saying where its timeline is or why it failed
+            sink.write(_video_rows(links, written))
+    written += [p for p in (a.csv, a.json) if p]
     if a.report:
         from ..report.run import write_run_report
 
-        written.append(write_run_report(df, a.report, links))
-    s = summary(df)
+        written.append(write_run_report(result, a.report, links))
+    s = summary(result)
     parts = []
-    if s["images"]:
+    if s["images"] or not videos:
         parts.append(f"{s['images']} image{'s' if s['images'] != 1 else ''}: {s['images_with_faces']} with faces, "
                      f"{s['faces']} face{'s' if s['faces'] != 1 else ''}, {s['images_without_faces']} without a "
                      f"face, {s['failed']} failed, in {s['seconds']:.1f} s")
+    if s["skipped"]:
+        parts.append(f"{s['skipped']} other file{'s' if s['skipped'] != 1 else ''} skipped")
     failed_videos = sum(v["status"] == "failed" for v in links)
     if videos:
         parts.append(f"{len(videos)} video{'s' if len(videos) != 1 else ''}: {len(videos) - failed_videos} analysed, "
                      f"{failed_videos} failed")
     print("; ".join(parts) + (f" -> {', '.join(map(str, written))}" if written else ""))
-    for _, r in df[df["status"] == "failed"].iterrows():
-        log(f"failed: {r['path']}: {r['reason']}")
+    for p in result.stats.problems:
+        log(f"{p['status']}: {p['path']}: {p['reason']}")
     if s["images"] + len(videos) == 0:
         err("no images or videos found in " + ", ".join(a.paths))
         return 1
     processed = s["images"] - s["failed"] + len(videos) - failed_videos
     return 0 if processed > 0 else 1
+
+
+def _video_rows(links: list[dict], written: list) -> list[dict]:
+    timeline = next((p.name for p in written if str(p).endswith(".timeline.csv")), "the timeline CSV")
+    rows = []
+    for v in links:
+        folder = os.path.dirname(v["video"]) or "."
+        reason = v["reason"] if v["status"] == "failed" else (
+            f"video: {v['faces']} face{'s' if v['faces'] != 1 else ''} tracked, timeline in {timeline}"
+            + (f" ({v['reason']})" if v["reason"] else ""))
+        rows.append({"path": v["video"], "folder": folder, "status": v["status"], "reason": reason})
+    return rows
 
 
 def _videos_in(paths: list[str]) -> list[Path]:
@@ -108,8 +128,9 @@ def add_parser(sub) -> None:
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     r.add_argument("--report", help="self-contained HTML report to write")
-    r.add_argument("--csv", help="CSV to write, one row per face")
-    r.add_argument("--json", help="JSON to write, one record per face")
+    r.add_argument("--csv", help="table to write, one row per face (and per file without one, with its status "
+                   "and reason), streamed as the run goes; .parquet writes Parquet (needs pyarrow)")
+    r.add_argument("--json", help="the same table as JSON records")
     add_detector(r)
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")
@@ -118,6 +139,14 @@ def add_parser(sub) -> None:
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)
+    r.add_argument("--gallery", type=at_least(0), default=GALLERY_SIZE, metavar="N",
+                   help="image cards in the report at most (default: %(default)s): a run with more images shows, "
+                   "for each emotion, the faces the model was most and least sure of and a sample of each "
+                   "folder, so the report stays small enough to e-mail; the statistics and the CSV/JSON cover "
+                   "every image")
+    r.add_argument("--max-pixels", type=at_least(1), default=MAX_PIXELS, metavar="N",
+                   help="refuse PNG/TIFF/... images larger than N pixels, which must be decoded whole (JPEGs of "
+                   "any size are decoded reduced) (default: %(default)s)")
     r.add_argument("--cache", metavar="DIR",
                    help="keep each image's results in DIR and reuse them when files, model and settings are "
                    "unchanged: a stopped run resumes where it stopped")

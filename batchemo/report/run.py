@@ -5,20 +5,21 @@ import math
 import os
 from pathlib import Path
 
-from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK
+from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 from . import base_context, data_uri, render
 
 
-def summary(df) -> dict:
-    """Counts a person reads first: images scanned, with faces, faces, failures."""
-    per_image = df.groupby("path", sort=False)["status"].first()
+def summary(result) -> dict:
+    """Counts a person reads first (from an ``engine.RunResult``): images, faces, failures, time."""
+    st = result.stats
     return {
-        "images": int(df.attrs.get("images", len(per_image))),
-        "images_with_faces": int((per_image == STATUS_OK).sum()),
-        "images_without_faces": int((per_image == STATUS_NO_FACES).sum()),
-        "faces": int((df["status"] == STATUS_OK).sum()),
-        "failed": int((per_image == STATUS_FAILED).sum()),
-        "seconds": float(df.attrs.get("seconds", 0.0)),
+        "images": st.inputs - st.count(STATUS_SKIPPED),
+        "images_with_faces": st.count(STATUS_OK),
+        "images_without_faces": st.count(STATUS_NO_FACES),
+        "faces": st.faces,
+        "failed": st.count(STATUS_FAILED),
+        "skipped": st.count(STATUS_SKIPPED),
+        "seconds": float(result.info.get("seconds", 0.0)),
     }
 
 
@@ -42,55 +43,60 @@ def _num(v):
         return None
 
 
-STATUS_TEXT = {"ok": "faces found", "no_faces": "no face found", "failed": "failed"}
+STATUS_TEXT = {"ok": "faces found", "no_faces": "no face found", "failed": "failed", "skipped": "skipped"}
 
 
-def run_context(df) -> dict:
-    """Everything run.html.j2 shows, computed from the results table."""
-    faces = df[df["status"] == STATUS_OK]
-    n = len(faces)
-    distribution = {c: float((faces["label"] == c).mean()) if n else 0.0 for c in CLASSES}
-    mean_probs = {c: float(faces[f"p_{c}"].mean()) if n else 0.0 for c in CLASSES}
-    folders = []
-    for folder, g in df.groupby("folder", sort=True):
-        gf = g[g["status"] == STATUS_OK]
-        shares = {c: float((gf["label"] == c).mean()) if len(gf) else 0.0 for c in CLASSES}
-        folders.append({
-            "folder": folder, "images": int(g["path"].nunique()), "faces": len(gf), "shares": shares,
-            "dominant": max(shares, key=shares.get) if len(gf) else "",
-        })
-    cards = []
-    filter_counts = {c: 0 for c in CLASSES}
-    filter_counts.update({"no_faces": 0, "failed": 0})
-    for path, g in df.groupby("path", sort=False):
-        first = g.iloc[0]
-        status = first["status"]
-        face_views = [_face_view(r) for _, r in g.iterrows()] if status == STATUS_OK else []
-        tags = sorted({f["label"] for f in face_views}) if face_views else [status]
-        for t in tags:
-            filter_counts[t] = filter_counts.get(t, 0) + 1
-        w, h = first.get("image_width"), first.get("image_height")
-        cards.append({
-            "path": path, "name": os.path.basename(path), "status": status,
-            "status_text": STATUS_TEXT.get(status, status) + (f" ({len(face_views)})" if face_views else ""),
-            "reason": first.get("reason") or "",
-            "thumbnail": data_uri(first.get("thumbnail")),
-            "size": f"{int(w)}×{int(h)} px" if _num(w) else "", "faces": face_views, "tags": tags,
-        })
-    a = df.attrs
+def _card(rows: list[dict]) -> dict:
+    first = rows[0]
+    status = first["status"]
+    faces = [_face_view(r) for r in rows] if status == STATUS_OK else []
+    w, h = first.get("image_width"), first.get("image_height")
+    path = first["path"]
     return {
-        "summary": summary(df), "inputs": a.get("inputs", []), "distribution": distribution,
+        "path": path, "name": os.path.basename(path), "status": status,
+        "status_text": STATUS_TEXT.get(status, status) + (f" ({len(faces)})" if faces else ""),
+        "reason": first.get("reason") or "", "thumbnail": data_uri(first.get("thumbnail")),
+        "size": f"{int(w)}×{int(h)} px" if _num(w) else "", "faces": faces,
+        "tags": sorted({f["label"] for f in faces}) if faces else [status],
+    }
+
+
+def run_context(result) -> dict:
+    """Everything run.html.j2 shows, from an ``engine.RunResult``: statistics of every input, and the
+    gallery's cards (every image of a small run, a bounded choice of a big one)."""
+    st = result.stats
+    n = st.faces
+    distribution = {c: float(st.label_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)}
+    mean_probs = {c: float(st.prob_sums[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)}
+    folders = []
+    for folder in sorted(st.folders):
+        f = st.folders[folder]
+        shares = {c: float(f["labels"][k] / f["faces"]) if f["faces"] else 0.0 for k, c in enumerate(CLASSES)}
+        folders.append({"folder": folder, "images": f["images"], "faces": f["faces"], "shares": shares,
+                        "dominant": max(shares, key=shares.get) if f["faces"] else ""})
+    cards = [_card(rows) for rows in result.gallery.cards() if rows[0]["status"] in (STATUS_OK, STATUS_NO_FACES)]
+    filter_counts = {c: 0 for c in CLASSES}
+    filter_counts["no_faces"] = 0
+    for c in cards:
+        for t in c["tags"]:
+            filter_counts[t] = filter_counts.get(t, 0) + 1
+    a = result.info
+    return {
+        "summary": summary(result), "inputs": a.get("inputs", []), "distribution": distribution,
         "mean_probs": mean_probs, "folders": folders, "cards": cards, "filter_counts": filter_counts,
+        "complete": result.gallery.keep_all, "gallery_size": a.get("gallery"),
+        "problems": st.problems, "problems_total": st.problems_total,
         "settings": {k: a.get(k) for k in ("detector", "detector_options", "explain", "lime_samples", "jobs", "backend")},
     }
 
 
-def write_run_report(df, out: str | os.PathLike, videos: list[dict] | None = None) -> Path:
-    """The report of ``batchemo run``: summary, statistics, a card per image, links to video timelines.
+def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None = None) -> Path:
+    """The report of ``batchemo run`` (an ``engine.RunResult``): summary, statistics, failures, the gallery,
+    links to video timelines.
 
     ``videos``: one dict per video of the run (name, status, reason, duration, frames_sampled, faces, href).
     """
-    ctx = base_context(df.attrs.get("model", {}))
-    ctx.update(run_context(df))
+    ctx = base_context(result.info.get("model", {}))
+    ctx.update(run_context(result))
     ctx["videos"] = list(videos or [])
     return render("run.html.j2", ctx, out)

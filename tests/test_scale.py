@@ -1,0 +1,136 @@
+"""Collections as users bring them: nothing dropped silently, bounded memory and report, resumable runs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batchemo.gallery import Gallery, RunStats
+from batchemo.records import CLASSES
+from batchemo.sources import walk
+
+from .conftest import write_image
+
+
+def test_walk_gives_every_file_a_kind_and_reason(tmp_path, astronaut_rgb):
+    from PIL import Image
+
+    root = tmp_path / "in"
+    write_image(root / "a.jpg", astronaut_rgb)
+    Image.fromarray(astronaut_rgb).save(root / "anim.gif")
+    (root / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (root / "notes.txt").write_text("hello")
+    (root / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / ".hidden.jpg").write_bytes(b"x")
+    other = tmp_path / "elsewhere"
+    for i in range(3):
+        write_image(other / f"p{i}.png", astronaut_rgb[::2, ::2])
+    (root / "linked").symlink_to(other, target_is_directory=True)
+    (other / "loop").symlink_to(root, target_is_directory=True)  # a loop back up
+    found = {str(f.path.relative_to(root)): (f.kind, f.reason) for f in walk([root])}
+    assert set(found) == {"a.jpg", "anim.gif", "phone.heic", "notes.txt", "gone.jpg",
+                          "linked/p0.png", "linked/p1.png", "linked/p2.png"}
+    assert found["anim.gif"][0] == "image" and found["a.jpg"][0] == "image"
+    assert found["phone.heic"][0] == "skipped" and "(.heic;" in found["phone.heic"][1]
+    assert found["notes.txt"][0] == "skipped"
+    assert found["gone.jpg"] == ("failed", f"broken symbolic link (points to {tmp_path / 'nowhere.jpg'})")
+    dangling = walk([root / "gone.jpg"])  # named on the command line: a row, not an abort
+    assert [(f.kind, f.reason[:20]) for f in dangling] == [("failed", "broken symbolic link")]
+
+
+def test_run_gives_every_input_a_row(tmp_path, astronaut_rgb, untrained_model_path):
+    from batchemo.cli import main
+
+    from .test_video import write_video
+
+    root = tmp_path / "in"
+    write_image(root / "a.jpg", astronaut_rgb)
+    (root / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "broken.mp4").write_bytes(b"not a video at all" * 20)
+    write_video(root / "ok.avi", [np.full((64, 64, 3), 90, np.uint8)] * 4)
+    out = tmp_path / "out"
+    rc = main(["run", str(root), "--csv", str(out / "t.csv"), "--report", str(out / "r.html"), "--model",
+               str(untrained_model_path), "--no-explain", "-q"])
+    assert rc == 0
+    df = pd.read_csv(out / "t.csv", keep_default_na=False)
+    status = dict(zip(df["path"].str.rsplit("/", n=1).str[-1], zip(df["status"], df["reason"])))
+    assert set(status) == {"a.jpg", "phone.heic", "gone.png", "broken.mp4", "ok.avi"}
+    assert status["a.jpg"][0] == "ok" and status["phone.heic"][0] == "skipped"
+    assert status["gone.png"][0] == "failed" and "broken symbolic link" in status["gone.png"][1]
+    assert status["broken.mp4"][0] == "failed" and "cannot open as a video" in status["broken.mp4"][1]
+    assert status["ok.avi"][0] == "no_faces" and "timeline in r.timeline.csv" in status["ok.avi"][1]
+    html = (out / "r.html").read_text()
+    assert "phone.heic" in html and "broken symbolic link" in html
+
+
+def test_oversized_png_is_refused_with_its_size(tmp_path):
+    from PIL import Image
+
+    from batchemo.sources import SourceError, read_image
+
+    Image.new("L", (4000, 3000), 128).save(tmp_path / "big.png")
+    with pytest.raises(SourceError, match=r"too large to decode: 4000x3000 pixels, over the limit of 1,000,000"):
+        read_image(tmp_path / "big.png", max_pixels=1_000_000)
+    Image.new("RGB", (4000, 3000), 128).save(tmp_path / "big.jpg")
+    rgb, scale = read_image(tmp_path / "big.jpg", max_pixels=1_000_000)  # JPEG: decoded reduced instead
+    assert max(rgb.shape[:2]) <= 2048 and scale < 1
+
+
+def _rows(seq, label, conf, folder="."):
+    p = np.full(len(CLASSES), (1 - conf) / (len(CLASSES) - 1))
+    p[CLASSES.index(label)] = conf
+    return [dict(path=f"{seq}.jpg", folder=folder, status="ok", reason="", label=label, confidence=conf,
+                 thumbnail=b"x" * 10, **{f"p_{c}": v for c, v in zip(CLASSES, p)})]
+
+
+def test_gallery_is_bounded_and_keeps_the_telling_faces():
+    rng = np.random.default_rng(0)
+    g, stats = Gallery(size=40, total=5000), RunStats()
+    confs = {}
+    for seq in range(5000):
+        label, conf = CLASSES[seq % 7], float(rng.uniform(0.2, 0.99))
+        confs[seq] = (label, conf)
+        rows = _rows(seq, label, conf, folder=f"f{seq % 50}")
+        g.offer(seq, rows)
+        stats.add(rows)
+        assert len(g) <= 42  # bounded at every moment, not only at the end
+    kept = {int(rows[0]["path"][:-4]) for rows in g.cards()}
+    for label in CLASSES:
+        mine = [s for s, (lb, _) in confs.items() if lb == label]
+        assert max(mine, key=lambda s: confs[s][1]) in kept  # the surest face of each emotion
+        assert min(mine, key=lambda s: confs[s][1]) in kept  # and the least sure
+    assert stats.faces == 5000 and stats.label_counts.sum() == 5000 and len(stats.folders) == 50
+    small = Gallery(size=40, total=30)
+    for seq in range(30):
+        small.offer(seq, _rows(seq, "happy", 0.9))
+    assert len(small) == 30  # a small run shows every image
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_every_file_once(tmp_path, astronaut_rgb, untrained_model_path):
+    src, cache, out = tmp_path / "in", tmp_path / "cache", tmp_path / "out"
+    for i in range(40):
+        write_image(src / f"img{i:02d}.jpg", np.roll(astronaut_rgb, 7 * i, axis=1))
+    cmd = [sys.executable, "-m", "batchemo.cli", "run", str(src), "--csv", str(out / "faces.csv"), "--cache",
+           str(cache), "--model", str(untrained_model_path), "--lime-samples", "30", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.rglob("*.pkl"))) < 5:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(cache.rglob("*.pkl")))
+    assert 5 <= done_before < 40, "the run should have been killed part-way"
+    assert not (out / "faces.csv").exists()  # a killed run leaves no half-written table in place
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out / "faces.csv")
+    assert sorted(df["path"].str.rsplit("/", n=1).str[-1]) == [f"img{i:02d}.jpg" for i in range(40)]
+    assert not [p for p in tmp_path.rglob(".tmp-*")]  # no temp file left, in the outputs or the cache
