@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--model")
     a = ap.parse_args()
 
-    from batchemo.engine import analyze
+    from batchemo.engine import run
     from batchemo.report.run import summary
 
     photos = SHARED / "media" / "photos"
@@ -31,16 +31,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.copies):
             shutil.copytree(photos, Path(tmp) / f"copy{k}")
-        analyze(tmp, model=a.model, explain=False, progress=False)  # warm caches (model file, cascades)
+        run(tmp, model=a.model, explain=False, progress=False)  # warm caches (model file, cascades)
         print(f"`batchemo run` on {a.copies} copies of {photos}")
         print(f"{'explain':8s} {'jobs':>4s} {'photos':>6s} {'faces':>5s} {'seconds':>8s} {'photos/s':>9s} {'faces/s':>8s}")
         for explain in (False, True):
             for jobs in (1, 2):
                 t = time.perf_counter()
-                df = analyze(tmp, model=a.model, explain=explain, lime_samples=a.lime_samples, jobs=jobs,
-                             progress=False)
+                result = run(tmp, model=a.model, explain=explain, lime_samples=a.lime_samples, jobs=jobs,
+                             progress=False, keep_table=False)
                 secs = time.perf_counter() - t
-                s = summary(df)
+                s = summary(result)
                 print(f"{str(explain):8s} {jobs:4d} {s['images']:6d} {s['faces']:5d} {secs:8.1f} "
                       f"{s['images'] / secs:9.2f} {s['faces'] / secs:8.2f}")
 

