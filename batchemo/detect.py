@@ -221,7 +221,8 @@ class HaarDetector(_Detector):
 
 
 class HogDetector(_Detector):
-    """dlib's frontal-face HOG detector; ``min_score`` is passed to dlib as its adjust_threshold."""
+    """dlib's frontal-face HOG detector. Its score is the SVM margin (dlib's own threshold is 0); a negative
+    ``min_score`` is passed on to dlib as its adjust_threshold (no lower than -1)."""
 
     name = "hog"
     NATIVE = 64
@@ -232,7 +233,7 @@ class HogDetector(_Detector):
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def _raw(self, img):
-        rects, scores, _ = self._model.run(img, 0, min(self.min_score, 0.0))
+        rects, scores, _ = self._model.run(img, 0, max(min(self.min_score, 0.0), -1.0))
         return [(r.left(), r.top(), r.width(), r.height(), s) for r, s in zip(rects, scores)]
 
 
