@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import INPUT_SIZE
-from .records import Box
+from .records import INPUT_SIZE, Box
 
 DETECTORS = ("haar", "hog", "cnn")
 DEFAULT_DETECTOR = "hog"  # benchmarks/detect_quality.py: haar's recall and precision, 10x faster than cnn

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .detect import DEFAULT_DETECTOR
 from .explain import LimeSettings
 from .outputs import annotate, encode, explanation_images, fit, square
 from .gallery import GALLERY_SIZE, Gallery, RunStats
@@ -24,10 +25,14 @@ from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, ST
 #: The columns of the CSV / JSON output, in order (one row per face; one row per image without faces).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "lime_label", "lime_score", "image_width", "image_height",
+    *PROB_COLUMNS, "lime_label", "lime_score", "person", "image_width", "image_height",
 ]
+#: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
+EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]
 #: Encoded images carried for the report, not written to CSV / JSON.
 IMAGE_COLUMNS = ["thumbnail", "face_jpg", "heatmap_img", "lime_img"]
+#: Per-face values that travel with a row but are not table cells (identity stays out of files by default).
+PRIVATE_COLUMNS = IMAGE_COLUMNS + ["embedding"]
 
 
 @dataclass
@@ -35,12 +40,13 @@ class RunSettings:
     """Everything a worker needs to process one path; small and picklable."""
 
     model_path: str | None = None
-    detector: str = "haar"
+    detector: str = DEFAULT_DETECTOR
     detector_options: dict = field(default_factory=dict)
     explain: bool = True
     lime: LimeSettings = field(default_factory=LimeSettings)
     max_side: int = 2048  # images are decoded at most this long (memory)
     max_pixels: int = 60_000_000  # larger non-JPEG images are refused (sources.MAX_PIXELS)
+    people: bool = True  # identity embeddings, for grouping faces into people
     thumb_side: int = 400  # report thumbnails
     threads_per_worker: int | None = None
 
@@ -84,22 +90,31 @@ def worker_detector(name: str, options: dict):
 
 # ---------------------------------------------------------------- the faces of one picture
 def find_faces(rgb: np.ndarray, scale: float, detector, source: str, frame: int | None = None,
-               time: float | None = None) -> Faces:
-    """Detect and crop the faces of one decoded picture: a ``Faces`` record, boxes in original pixels.
+               time: float | None = None, embed: bool = False) -> Faces:
+    """Detect, align and crop the faces of one decoded picture: a ``Faces`` record, boxes in original pixels.
 
-    ``scale`` is decoded size / original size (``read_image`` and ``VideoStream`` give it).
+    ``scale`` is decoded size / original size (``read_image`` and ``VideoStream`` give it). Crops are
+    aligned by the 5 landmarks (eyes level, FER2013's framing) where the detector gives them. ``embed``
+    adds each face's identity embedding (``people.embed``).
     """
-    from .detect import crop_face, to_gray
+    from .detect import align_face, to_gray
 
     found = detector.detect(rgb)
     if not found:
         return Faces.empty(source, frame, time)
-    boxes = [getattr(d, "box", d) for d in found]
-    scores = np.array([float(getattr(d, "score", np.nan)) for d in found], np.float32)
     gray = to_gray(rgb)
-    crops = np.stack([crop_face(gray, b) for b in boxes])
-    original = np.array([(o.x, o.y, o.w, o.h) for o in (b.scaled(1 / scale) for b in boxes)], np.int64)
-    return Faces(source, original, scores, crops, frame, time)
+    crops = np.stack([align_face(gray, d) for d in found])
+    here = np.array([(d.box.x, d.box.y, d.box.w, d.box.h) for d in found], np.int64)
+    marks = np.stack([d.landmarks for d in found]) if all(d.landmarks is not None for d in found) else None
+    original = [d.scaled(1 / scale).box for d in found]
+    faces = Faces(source, np.array([(b.x, b.y, b.w, b.h) for b in original], np.int64),
+                  np.array([d.score for d in found], np.float32), crops, frame, time,
+                  landmarks=None if marks is None else (marks / scale).astype(np.float32))
+    if embed:
+        from .people import embed as embed_faces
+
+        faces.embeddings, faces.embed_reasons = embed_faces(rgb, here, marks, scale)
+    return faces
 
 
 def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale: float = 1.0) -> list[dict]:
@@ -121,6 +136,10 @@ def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale:
         else:
             crop_img = faces.crops[i]
         row["face_jpg"] = encode(square(crop_img, 112), ".jpg", 90)
+        if faces.embeddings is not None:
+            row["embedding"] = faces.embeddings[i]
+            if faces.embed_reasons[i]:
+                row["reason"] = f"no person: {faces.embed_reasons[i]}"
         exp = faces.shown_explanation(i)
         if exp is not None:
             row["lime_label"], row["lime_score"] = exp.label, exp.score
@@ -148,7 +167,7 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     base.update(image_width=round(w / scale), image_height=round(h / scale))
     model = worker_model(settings.model_path, settings.threads_per_worker)
     detector = worker_detector(settings.detector, settings.detector_options)
-    faces = find_faces(rgb, scale, detector, path)
+    faces = find_faces(rgb, scale, detector, path, embed=settings.people)
     thumb, f = fit(rgb, settings.thumb_side)
     if not len(faces):
         return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=encode(thumb))]
@@ -213,12 +232,14 @@ class RunResult:
     stats: RunStats
     gallery: Gallery
     info: dict
+    faces: list = field(default_factory=list)  # people.FaceRef per face with a label, for naming people
+    settings: RunSettings | None = None  # how its images were processed (to render a few again)
 
 
 def run(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     model: str | os.PathLike | None = None,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     explain: bool = True,
     lime_samples: int = 1000,
     jobs: int = 1,
@@ -231,6 +252,8 @@ def run(
     gallery: int = GALLERY_SIZE,
     keep_table: bool = True,
     max_pixels: int | None = None,
+    people: bool = True,
+    embeddings: bool = False,
     detector_options: dict | None = None,
 ) -> RunResult:
     """Faces, emotions and (optionally) LIME explanations for every file under ``paths``, streamed.
@@ -238,8 +261,13 @@ def run(
     Each input's rows go, as soon as they are computed and in input order, to every sink (``write(rows)``,
     e.g. ``outputs.TableWriter``), to the running statistics and to the bounded gallery; only the table
     (images left out) is kept, and only with ``keep_table``. So memory stays flat however large the
-    collection. With ``cache`` (a folder), each image's rows are stored as they are computed and reused by later runs
-    with the same files, model and settings: a stopped run resumes where it stopped.
+    collection. With ``cache`` (a folder), each image's rows are stored as they are computed and reused by
+    later runs with the same files, model and settings: a stopped run resumes where it stopped.
+
+    ``people``: an identity embedding per face, kept compactly in ``RunResult.faces`` so that
+    ``people.assign`` can name people over the whole run (their ``person`` cells are filled then: the
+    table's here, a TableWriter's when it is closed). ``embeddings`` also writes them to the sinks
+    (EMBEDDING_COLUMNS): they identify people, so only when asked.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -256,12 +284,13 @@ def run(
     settings = RunSettings(
         model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
         explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
-        max_pixels=max_pixels or MAX_PIXELS,
+        max_pixels=max_pixels or MAX_PIXELS, people=people,
     )
     card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
     items = [(str(f.path), str(f.root) if f.root is not None else None) for f in found if f.kind == "image"]
     t0 = time.time()
-    stats, shown, kept = RunStats(), Gallery(gallery, total=len(found), seed=seed), []
+    stats, shown, kept, refs = RunStats(), Gallery(gallery, total=len(found), seed=seed), [], []
+    row_no = 0
     client = _dask_client(scheduler) if backend == "dask" else None
     store = None
     if cache is not None:
@@ -292,7 +321,13 @@ def run(
         with tqdm(total=len(found), unit="file", desc="batchemo", disable=not progress, file=sys.stderr) as bar:
             for seq, rows in enumerate(results()):
                 rows = list(rows)
-                plain = [{k: v for k, v in r.items() if k not in IMAGE_COLUMNS} for r in rows]
+                plain = [{k: v for k, v in r.items() if k not in PRIVATE_COLUMNS} for r in rows]
+                for r, p in zip(rows, plain):
+                    if people and r["status"] == STATUS_OK:
+                        refs.append(_face_ref(r, row_no))
+                        if embeddings and r.get("embedding") is not None:
+                            p.update(zip(EMBEDDING_COLUMNS, map(float, r["embedding"])))
+                    row_no += 1
                 for sink in sinks:
                     sink.write(plain)
                 stats.add(plain)
@@ -305,7 +340,7 @@ def run(
             client.close()
     table = None
     if keep_table:
-        table = pd.DataFrame(kept, columns=TABLE_COLUMNS)
+        table = pd.DataFrame(kept, columns=TABLE_COLUMNS + (EMBEDDING_COLUMNS if embeddings and people else []))
         for col in ("face_index", "x", "y", "w", "h", "image_width", "image_height"):
             table[col] = table[col].astype("Int64")
         table["reason"] = table["reason"].fillna("")
@@ -317,13 +352,50 @@ def run(
     )
     if table is not None:
         table.attrs.update(info)
-    return RunResult(table, stats, shown, info)
+    return RunResult(table, stats, shown, info, refs, settings)
+
+
+def _face_ref(row: dict, row_no: int):
+    from .people import EMBED_DIM, FaceRef
+
+    emb = row.get("embedding")
+    return FaceRef(source=row["path"], label=row["label"], confidence=float(row["confidence"]),
+                   probabilities=np.array([row[c] for c in PROB_COLUMNS], np.float32),
+                   embedding=np.asarray(emb, np.float32) if emb is not None else np.full(EMBED_DIM, np.nan, np.float32),
+                   row=row_no, face_index=int(row["face_index"]))
+
+
+def face_images(result: RunResult, refs) -> dict[tuple[str, int], dict]:
+    """The report images (face crop, heatmap) of a few faces of a run, by (source, face index).
+
+    Taken from the run's gallery where it kept them; otherwise the photo is processed again with the run's
+    settings (the same faces come out, in the same order): a bounded gallery cannot know in advance which
+    faces will represent each person.
+    """
+    wanted = {(r.source, r.face_index) for r in refs if r.face_index is not None}
+    found: dict[tuple[str, int], dict] = {}
+    kept = {rows[0]["path"]: rows for rows in result.gallery.cards()}
+    for source in sorted({s for s, _ in wanted}):
+        rows = kept.get(source) or process_image(source, result.settings)
+        for r in rows:
+            key = (source, r.get("face_index"))
+            if key in wanted:
+                found[key] = {k: r.get(k) for k in ("face_jpg", "heatmap_img", "lime_label")}
+    return found
+
+
+def fill_people(table, refs) -> None:
+    """Write each face's ``person`` (from ``people.assign``) into the run's table, in place."""
+    if table is None or not refs:
+        return
+    rows = [r.row for r in refs]
+    table.loc[table.index[rows], "person"] = [r.person for r in refs]
 
 
 def analyze(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     model: str | os.PathLike | None = None,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     explain: bool = True,
     lime_samples: int = 1000,
     jobs: int = 1,
@@ -332,6 +404,7 @@ def analyze(
     progress: bool = True,
     seed: int = 0,
     cache: str | os.PathLike | None = None,
+    people: bool = True,
     **detector_options,
 ):
     """Faces, emotions and (optionally) LIME explanations for every file under ``paths``: a DataFrame.
@@ -339,10 +412,15 @@ def analyze(
     One row per face, plus one row per input without a face, that failed or that was skipped, with
     ``status`` and ``reason``. Columns: ``TABLE_COLUMNS``; ``df.attrs`` records the settings, model card
     and timing. The encoded images a report shows are not in it (memory): ``run`` keeps a bounded gallery
-    of them. With ``cache`` (a folder), a stopped run resumes where it stopped.
+    of them. With ``cache`` (a folder), a stopped run resumes where it stopped. ``people``: faces grouped
+    into people over the whole call (``person``: person_1, person_2 ... by how often they appear).
     """
-    return run(paths, model, detector, explain, lime_samples, jobs, backend, scheduler, progress, seed, cache,
-               gallery=0, detector_options=detector_options).table
+    from .people import assign
+
+    result = run(paths, model, detector, explain, lime_samples, jobs, backend, scheduler, progress, seed, cache,
+                 gallery=0, people=people, detector_options=detector_options)
+    fill_people(result.table, assign(result.faces))
+    return result.table
 
 
 def _dask_client(scheduler: str | None):

@@ -191,6 +191,9 @@ def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, b
 
 
 # ---------------------------------------------------------------- streamed tables
+#: Columns of text in batchemo's tables (every other column is a number), for typed formats (Parquet).
+TEXT_COLUMNS = {"path", "folder", "status", "reason", "label", "lime_label", "person", "video", "label_smoothed"}
+
 class TableWriter:
     """Rows streamed to a CSV, JSON (an array of records) or Parquet file as they are computed.
 
@@ -231,9 +234,14 @@ class TableWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is None:
-            self.close()
+            if not self.closed:
+                self.close()
         else:
             self.abort()
+
+    @property
+    def closed(self) -> bool:
+        return not self._tmp.exists()
 
     def write(self, rows: list[dict]) -> None:
         import json
@@ -257,14 +265,19 @@ class TableWriter:
 
         if not self._pending and self._parquet is not None:
             return
-        batch = pa.Table.from_pylist(self._pending, schema=getattr(self._parquet, "schema", None))
+        schema = pa.schema([(c, pa.string() if c in TEXT_COLUMNS else pa.float64()) for c in self.columns])
+        batch = pa.Table.from_pylist(self._pending, schema=schema)
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._tmp, batch.schema)
+            self._parquet = pq.ParquetWriter(self._tmp, schema)
         self._parquet.write_table(batch)
         self._pending = []
 
-    def close(self) -> Path:
-        """Finish the file and move it into place."""
+    def close(self, fill: dict[int, dict] | None = None) -> Path:
+        """Finish the file and move it into place.
+
+        ``fill``: cells known only once every row is in (a face's ``person`` needs the whole run), by row
+        number: the rows are streamed once more through a second temp file, so memory stays flat.
+        """
         if self.format == "parquet":
             self._flush_parquet()
             self._parquet.close()
@@ -274,9 +287,64 @@ class TableWriter:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
+        if fill:
+            self._refill(fill)
         os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
         return self.path
+
+    def _refill(self, fill: dict[int, dict]) -> None:
+        import json
+
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{self.path.name}", dir=self.path.parent)
+        os.close(fd)
+        second = Path(name)
+        try:
+            if self.format == "csv":
+                import csv
+
+                with open(self._tmp, newline="", encoding="utf-8") as src, \
+                        open(second, "w", newline="", encoding="utf-8") as dst:
+                    reader, writer = csv.reader(src), csv.writer(dst)
+                    header = next(reader)
+                    writer.writerow(header)
+                    where = {c: header.index(c) for c in {k for v in fill.values() for k in v}}
+                    for i, row in enumerate(reader):
+                        for col, value in fill.get(i, {}).items():
+                            row[where[col]] = "" if value is None else value
+                        writer.writerow(row)
+            elif self.format == "json":
+                with open(self._tmp, encoding="utf-8") as src, open(second, "w", encoding="utf-8") as dst:
+                    i = 0
+                    for line in src:
+                        text = line.strip()
+                        if text in ("[", "]", ""):
+                            dst.write(line)
+                            continue
+                        comma = text.endswith(",")
+                        record = json.loads(text[:-1] if comma else text)
+                        record.update(fill.get(i, {}))
+                        dst.write(json.dumps(record, ensure_ascii=False) + ("," if comma else "") + "\n")
+                        i += 1
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                source = pq.ParquetFile(self._tmp)
+                writer, i = None, 0
+                for batch in source.iter_batches(batch_size=5000):
+                    rows = batch.to_pylist()
+                    for r in rows:
+                        r.update(fill.get(i, {}))
+                        i += 1
+                    table = pa.Table.from_pylist(rows, schema=source.schema_arrow)
+                    writer = writer or pq.ParquetWriter(second, table.schema)
+                    writer.write_table(table)
+                if writer is not None:
+                    writer.close()
+            os.replace(second, self._tmp)
+        finally:
+            second.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop the temp file; the earlier file at ``path``, if any, stays as it was."""

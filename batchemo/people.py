@@ -52,11 +52,13 @@ def available() -> bool:
     return True
 
 
-def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
+          scale: float = 1.0) -> tuple[np.ndarray, list[str]]:
     """Embeddings (n, 128) float32 of the faces of one image, and per face "" or why it has none.
 
-    ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``; a face without
-    landmarks or smaller than MIN_EMBED_SIDE gets a row of NaN and a reason.
+    ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``, a copy of the
+    original at ``scale``; a face without landmarks or smaller than MIN_EMBED_SIDE original pixels gets a
+    row of NaN and a reason.
     """
     import dlib
 
@@ -71,8 +73,8 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> t
         x, y, w, h = (int(v) for v in boxes[i])
         if landmarks is None or not np.isfinite(landmarks[i]).all():
             reasons[i] = "no landmarks to align the face"
-        elif min(w, h) < MIN_EMBED_SIDE:
-            reasons[i] = f"face too small to recognise ({min(w, h)} px, needs {MIN_EMBED_SIDE})"
+        elif min(w, h) / scale < MIN_EMBED_SIDE:
+            reasons[i] = f"face too small to recognise ({min(w, h) / scale:.0f} px, needs {MIN_EMBED_SIDE})"
         else:
             rect = dlib.rectangle(x, y, x + w, y + h)
             shape = dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
@@ -184,3 +186,65 @@ def pairwise_scores(truth: list[str], predicted: list[str]) -> tuple[float, floa
             same_true += t
             both += p and t
     return (both / same_pred if same_pred else 1.0), (both / same_true if same_true else 1.0)
+
+
+@dataclass
+class FaceRef:
+    """One face (or one video track) of a run, compact: what naming people and the People section need.
+
+    ``row``: its row in the run's table (photos) or None; ``track``: its face_id in ``source`` (videos).
+    ``weight``: how many sampled frames a track spans (1 for a photo's face).
+    """
+
+    source: str
+    label: str
+    confidence: float
+    probabilities: np.ndarray  # (7,) CLASSES order; a track's mean
+    embedding: np.ndarray  # (128,), NaN when the face has none
+    row: int | None = None
+    face_index: int | None = None
+    track: int | None = None
+    weight: float = 1.0
+    time: float | None = None  # a track's first appearance, seconds
+    person: str = ""
+
+
+def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: float = TOLERANCE) -> list[FaceRef]:
+    """Name the person of every face and track of a run, all together (a folder of photos and videos shares
+    one set of people); fills ``ref.person`` and returns ``refs``."""
+    if not refs:
+        return refs
+    names = name_people(np.stack([r.embedding for r in refs]), np.array([r.weight for r in refs]), known, tolerance)
+    for r, name in zip(refs, names):
+        r.person = name
+    return refs
+
+
+def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
+    """Per person (the ``top`` most present, most first): counts, emotion shares, and the faces worth showing:
+    the most typical (nearest the person's mean embedding), the most and the least confident photo faces."""
+    from .records import CLASSES
+
+    by: dict[str, list[FaceRef]] = {}
+    for r in refs:
+        if r.person:
+            by.setdefault(r.person, []).append(r)
+    people = []
+    for name, rs in by.items():
+        weights = np.array([r.weight for r in rs])
+        shares = {c: float(weights[[r.label == c for r in rs]].sum() / weights.sum()) for c in CLASSES}
+        photos = [r for r in rs if r.track is None]
+        tracks = [r for r in rs if r.track is not None]
+        mean = np.stack([r.embedding for r in rs]).mean(0)
+        typical = min(photos, key=lambda r: float(np.linalg.norm(r.embedding - mean))) if photos else None
+        people.append({
+            "name": name, "faces": len(photos), "photos": len({r.source for r in photos}),
+            "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
+            "weight": float(weights.sum()), "shares": shares, "dominant": max(shares, key=shares.get),
+            "typical": typical,
+            "most": max(photos, key=lambda r: r.confidence) if photos else None,
+            "least": min(photos, key=lambda r: r.confidence) if len(photos) > 1 else None,
+            "appearances": sorted(tracks, key=lambda r: (r.source, r.time or 0.0)),
+        })
+    people.sort(key=lambda p: (-p["weight"], p["name"]))
+    return people[:top]

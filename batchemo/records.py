@@ -6,7 +6,7 @@ supervision's ``Detections``: each stage fills in its field and passes the recor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -67,8 +67,9 @@ class Explanation:
 class Faces:
     """The faces of one image or video frame, as columns: row ``i`` of every array is face ``i``.
 
-    Detection fills ``boxes``, ``scores`` and ``crops``; classification adds ``probabilities`` and, where
-    asked, ``explanations``; tracking adds ``track_ids``. Boxes are in pixels of the original image
+    Detection fills ``boxes``, ``scores``, ``landmarks`` and ``crops`` (aligned by the landmarks), and
+    ``embeddings`` where people are wanted; classification adds ``probabilities`` and, where asked,
+    ``explanations``; tracking adds ``track_ids``. Boxes are in pixels of the original image
     (before any downscaling for decoding or detection), faces ordered left to right.
     """
 
@@ -80,8 +81,10 @@ class Faces:
     time: float | None = None  # video timestamp, seconds
     probabilities: np.ndarray | None = None  # float32 (n, 7), CLASSES order
     explanations: list[dict[str, Explanation]] | None = None  # per face, keyed by the class explained
+    landmarks: np.ndarray | None = None  # float32 (n, 5, 2): dlib's 5 points, original pixels
+    embeddings: np.ndarray | None = None  # float32 (n, 128): identity (NaN rows: see embed_reasons)
+    embed_reasons: list[str] | None = None  # per face, "" or why it has no embedding
     track_ids: np.ndarray | None = None  # int64 (n,), video only
-    extra: dict = field(default_factory=dict)  # per-record data a stage wants to pass on (e.g. report images)
 
     def __len__(self) -> int:
         return len(self.boxes)

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .detect import DEFAULT_DETECTOR
 from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Faces,
 )
@@ -32,10 +33,10 @@ from .track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
 TIMELINE_COLUMNS = [
-    "video", "frame", "time", "face_id", "x", "y", "w", "h", "score", "label", "confidence", *PROB_COLUMNS,
-    "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS,
+    "video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
+    *PROB_COLUMNS, "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS,
 ]
-_RAW_COLUMNS = TIMELINE_COLUMNS[: 11 + len(CLASSES)]
+_RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 
 #: Haar settings for video when none are given. Video frames are small and soft and a timeline needs the
 #: face in most frames, so the scale step is finer than the seed's 1.3 for photos. Measured on the Hamilton
@@ -67,6 +68,7 @@ class Keyframe:
     lime_img: bytes | None = None
     lime_score: float | None = None
     kind: str = "peak"
+    person: str = ""
 
 
 @dataclass
@@ -121,6 +123,15 @@ class VideoAnalysis:
     info: dict
     keyframes: list[Keyframe] = field(default_factory=list)
     filmstrip: list[Still] = field(default_factory=list)
+    tracks: list = field(default_factory=list)  # people.FaceRef per face_id (mean embedding), for naming
+
+    def fill_people(self) -> None:
+        """Copy each track's ``person`` (set by ``people.assign``) into the timeline and the keyframes."""
+        names = {r.track: r.person for r in self.tracks}
+        if len(self.timeline):
+            self.timeline["person"] = [names.get(int(f), "") for f in self.timeline["face_id"]]
+        for k in self.keyframes:
+            k.person = names.get(k.face_id, "")
 
     @property
     def status(self) -> str:
@@ -169,7 +180,7 @@ def _empty_timeline():
 def _dtype(col: str) -> str:
     if col in ("frame", "face_id", "x", "y", "w", "h"):
         return "int64"
-    if col in ("video", "label", "label_smoothed"):
+    if col in ("video", "label", "label_smoothed", "person"):
         return "object"
     return "float64"
 
@@ -178,7 +189,7 @@ def video_timeline(
     path: str | os.PathLike,
     model=None,
     fps: float = 2.0,
-    detector="haar",
+    detector=DEFAULT_DETECTOR,
     smooth: float | None = None,
     explain_keyframes: int = 0,
     *,
@@ -192,6 +203,7 @@ def video_timeline(
     batch_faces: int = 64,
     min_face_samples: int = 3,
     jobs: int = 2,
+    people: bool = True,
     progress: bool = True,
 ) -> VideoAnalysis:
     """The emotion timeline of one video with what a report needs; see ``analyze_video`` for the options."""
@@ -240,7 +252,8 @@ def video_timeline(
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
-                faces = tracker.track(find_faces(frame.rgb, frame.scale, det, str(path), frame.index, frame.time))
+                faces = tracker.track(find_faces(frame.rgb, frame.scale, det, str(path), frame.index, frame.time,
+                                                 embed=people))
                 state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
                 if state.pending_faces >= batch_faces or len(state.pending) >= 16:
                     state.flush()
@@ -276,10 +289,10 @@ def video_timeline(
         frames_decoded=stream.frames_decoded, frames_sampled=stream.frames_sampled,
         sample_period=sample_period, faces=n_faces, seconds=_clock.time() - t_start,
     )
-    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills])
+    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, str(path)))
 
 
-def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector="haar",
+def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector=DEFAULT_DETECTOR,
                   smooth: float | None = None, explain_keyframes: int = 0, **options):
     """The emotion timeline of one video: a pandas DataFrame, one row per face per sampled frame.
 
@@ -295,7 +308,12 @@ def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detecto
     never raises: status ``failed`` and a reason instead. Model and detector errors do raise. The
     report's images (keyframes, filmstrip) come with ``video_timeline``, which returns a VideoAnalysis.
     """
-    return video_timeline(path, model, fps, detector, smooth, explain_keyframes, **options).table()
+    from .people import assign
+
+    result = video_timeline(path, model, fps, detector, smooth, explain_keyframes, **options)
+    assign(result.tracks)
+    result.fill_people()
+    return result.table()
 
 
 class _State:
@@ -313,6 +331,7 @@ class _State:
         self.hits: dict[int, int] = {}
         self.samples = 0
         self.first_sample_time = self.last_sample_time = 0.0
+        self.identity: dict[int, list] = {}  # face id -> [sum of embeddings, count]
 
     def queue(self, faces: Faces, rgb: np.ndarray, scale: float, sample: int) -> None:
         from .outputs import fit, square
@@ -351,8 +370,12 @@ class _State:
             for i in range(len(faces)):
                 fid, q, label, conf, ob = (int(faces.track_ids[i]), faces.probabilities[i], labels[i],
                                            float(confs[i]), faces.box(i))
-                self.rows.append((self.video, faces.frame, faces.time, fid, ob.x, ob.y, ob.w, ob.h,
+                self.rows.append((self.video, faces.frame, faces.time, fid, "", ob.x, ob.y, ob.w, ob.h,
                                   float(faces.scores[i]), label, conf, *(float(v) for v in q)))
+                if faces.embeddings is not None and np.isfinite(faces.embeddings[i]).all():
+                    acc = self.identity.setdefault(fid, [np.zeros_like(faces.embeddings[i]), 0])
+                    acc[0] += faces.embeddings[i]
+                    acc[1] += 1
                 made: list[Keyframe] = []
 
                 def keyframe(kind: str, i=i, fid=fid, q=q, label=label, conf=conf, ob=ob) -> Keyframe:
@@ -381,6 +404,23 @@ class _State:
         seen = {(k.face_id, k.frame) for k in peaks}
         moments = [k for strip in self.moments.values() for _, k in strip.stills if (k.face_id, k.frame) not in seen]
         return sorted(peaks + moments, key=lambda k: (k.face_id, k.time, k.kind))
+
+    def track_refs(self, df, video: str) -> list:
+        """One people.FaceRef per face id: its mean embedding, main emotion and number of samples."""
+        from .people import EMBED_DIM, FaceRef
+
+        refs = []
+        if not len(df):
+            return refs
+        for fid, face in df.groupby("face_id", sort=True):
+            total, n = self.identity.get(int(fid), (None, 0))
+            probs = face[PROB_COLUMNS].to_numpy(np.float64).mean(0)
+            refs.append(FaceRef(
+                source=video, label=str(face["label"].mode().iloc[0]), confidence=float(face["confidence"].mean()),
+                probabilities=probs.astype(np.float32), track=int(fid), weight=float(len(face)),
+                time=float(face["time"].min()),
+                embedding=(total / n).astype(np.float32) if n else np.full(EMBED_DIM, np.nan, np.float32)))
+        return refs
 
     def table(self):
         import pandas as pd
@@ -444,16 +484,20 @@ def analyze_videos(
     paths: Iterable[str | os.PathLike],
     model=None,
     fps: float = 2.0,
-    detector="haar",
+    detector=DEFAULT_DETECTOR,
     smooth: float | None = None,
     explain_keyframes: int = 0,
     log: Callable[[str], None] | None = None,
+    known=None,
+    name_people: bool = True,
     **options,
 ) -> list[VideoAnalysis]:
     """``video_timeline`` for each path, with the model and detector loaded once; one VideoAnalysis each.
 
     A video that fails is recorded (status ``failed``, ``reason``) and the others go on; ``log`` receives
-    one line per video as it finishes. Model and detector errors raise: no video could use them.
+    one line per video as it finishes. Model and detector errors raise: no video could use them. With
+    ``name_people`` the faces of all the videos are grouped into one set of people (``known``: a
+    people.KnownFaces to name them); a caller that also has photos does it itself, over everything.
     """
     em = _resolve_model(model)
     det_options = options.pop("detector_options", None)
@@ -464,6 +508,12 @@ def analyze_videos(
         results.append(result)
         if log:
             log(describe(result))
+    if name_people and options.get("people", True):
+        from .people import assign
+
+        assign([t for r in results for t in r.tracks], known)
+        for r in results:
+            r.fill_people()
     return results
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 from ..gallery import GALLERY_SIZE
 from ..sources import MAX_PIXELS
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_quiet, at_least, check_inputs, check_outputs, detector_options,
-    err, log,
+    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
+    detector_options, err, log, load_known,
 )
 
 
 def cmd_run(a: argparse.Namespace) -> int:
     import contextlib
 
-    from ..engine import TABLE_COLUMNS, run
+    from ..engine import EMBEDDING_COLUMNS, TABLE_COLUMNS, run
     from ..outputs import TableWriter, remove_stale_temp_files
     from ..report.run import summary
 
@@ -27,23 +27,36 @@ def cmd_run(a: argparse.Namespace) -> int:
     outputs = check_outputs(a.report, a.csv, a.json)
     for out in outputs:  # what a killed earlier run could not clean up
         remove_stale_temp_files(out.parent, out.name)
+    known = load_known(a)
     videos = _videos_in(a.paths)
+    columns = TABLE_COLUMNS + (EMBEDDING_COLUMNS if a.embeddings and a.people else [])
     with contextlib.ExitStack() as stack:  # the tables replace earlier ones only once complete
-        sinks = [stack.enter_context(TableWriter(p, TABLE_COLUMNS)) for p in (a.csv, a.json) if p]
+        sinks = [stack.enter_context(TableWriter(p, columns)) for p in (a.csv, a.json) if p]
         result = run(
             a.paths, model=a.model, detector=a.detector, explain=a.explain, lime_samples=a.lime_samples,
             jobs=a.jobs, backend=a.backend, scheduler=a.scheduler, progress=not a.quiet, seed=a.seed,
             cache=a.cache, sinks=sinks, gallery=a.gallery, keep_table=False, max_pixels=a.max_pixels,
-            detector_options=detector_options(a),
+            people=a.people, embeddings=a.embeddings, detector_options=detector_options(a),
         )
-        written, links = _run_videos(a, videos) if videos else ([], [])
+        clips = _analyze_videos(a, videos) if videos else []
+        refs = result.faces + [t for clip in clips for t in clip.tracks]
+        if a.people:  # photos and videos share one set of people
+            from ..people import assign
+
+            assign(refs, known)
+            for clip in clips:
+                clip.fill_people()
+        written, links = _write_videos(a, clips) if clips else ([], [])
+        fill = {r.row: {"person": r.person} for r in result.faces if r.person}
         for sink in sinks:  # each video gets a row too, saying where its timeline is or why it failed
             sink.write(_video_rows(links, written))
+            sink.close(fill)
     written += [p for p in (a.csv, a.json) if p]
     if a.report:
         from ..report.run import write_run_report
 
-        written.append(write_run_report(result, a.report, links))
+        people = _people_views(result, refs, links, clips) if a.people else None
+        written.append(write_run_report(result, a.report, links, people))
     s = summary(result)
     parts = []
     if s["images"] or not videos:
@@ -56,6 +69,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     if videos:
         parts.append(f"{len(videos)} video{'s' if len(videos) != 1 else ''}: {len(videos) - failed_videos} analysed, "
                      f"{failed_videos} failed")
+    if a.people:
+        n_people = len({r.person for r in refs if r.person})
+        parts.append(f"{n_people} {'person' if n_people == 1 else 'people'}")
     print("; ".join(parts) + (f" -> {', '.join(map(str, written))}" if written else ""))
     for p in result.stats.problems:
         log(f"{p['status']}: {p['path']}: {p['reason']}")
@@ -64,6 +80,76 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 1
     processed = s["images"] - s["failed"] + len(videos) - failed_videos
     return 0 if processed > 0 else 1
+
+
+def _people_views(result, refs: list, links: list[dict], clips: list) -> list[dict]:
+    """The People section's data: per person counts, emotion shares and their telling faces as images."""
+    from ..engine import face_images
+    from ..people import summarise
+
+    people = summarise(refs)
+    wanted = [r for p in people for r in (p["typical"], p["most"], p["least"]) if r is not None]
+    images = face_images(result, wanted)
+    hrefs = {v["video"]: v["href"] for v in links}
+    for p in people:
+        for key in ("typical", "most", "least"):
+            r = p[key]
+            p[key] = None if r is None else dict(
+                images.get((r.source, r.face_index), {}), source=r.source, label=r.label, confidence=r.confidence)
+        if p["typical"] is None and p["appearances"]:  # seen in videos only: their most confident moment
+            first = p["appearances"][0]
+            moments = [k for clip in clips if clip.info["video"] == first.source for k in clip.keyframes
+                       if k.face_id == first.track]
+            if moments:
+                best = max(moments, key=lambda k: k.confidence)
+                p["typical"] = {"face_jpg": best.face_jpg, "source": first.source, "label": best.label,
+                                "confidence": best.confidence}
+        p["appearances"] = [{"video": os.path.basename(t.source), "face_id": t.track, "time": t.time,
+                             "samples": int(t.weight), "label": t.label,
+                             "href": hrefs.get(t.source, "")} for t in p["appearances"]]
+    return people
+
+
+def _videos_in(paths: list[str]) -> list[Path]:
+    from ..sources import find_media, is_video
+
+    return [p for p in find_media(paths, videos=True) if is_video(p)]
+
+
+def _analyze_videos(a: argparse.Namespace, videos: list[Path]) -> list:
+    from ..video import analyze_videos
+
+    return analyze_videos(
+        videos, model=a.model, detector=a.detector, detector_options=detector_options(a, video=True),
+        explain_keyframes=1 if a.explain and a.report else 0, lime_samples=a.lime_samples, seed=a.seed,
+        progress=not a.quiet, log=log, people=a.people, name_people=False,
+    )
+
+
+def _write_videos(a: argparse.Namespace, clips: list) -> tuple[list[Path], list[dict]]:
+    """Timelines of the run's videos: PREFIX.timeline.csv and PREFIX.videos.html beside the first output.
+
+    Returns the files written and, per video, what the run report's table shows and links to.
+    """
+    from ..outputs import write_table
+    from ..video import timeline_table
+
+    prefix = Path(a.report or a.csv or a.json).with_suffix("")
+    written = [write_table(timeline_table(clips), prefix.parent / (prefix.name + ".timeline.csv"))]
+    href = ""
+    if a.report:
+        from ..report.video import write_video_report
+
+        page = write_video_report(clips, prefix.parent / (prefix.name + ".videos.html"))
+        written.append(page)
+        href = Path(os.path.relpath(page, Path(a.report).parent)).as_posix()
+    links = [
+        {"video": r.info["video"], "name": r.info["name"], "status": r.status, "reason": r.info["reason"],
+         "duration": float(r.info["duration"]), "faces": int(r.info["faces"]),
+         "frames_sampled": int(r.info["frames_sampled"]), "href": f"{href}#video-{i}" if href else ""}
+        for i, r in enumerate(clips, 1)
+    ]
+    return written, links
 
 
 def _video_rows(links: list[dict], written: list) -> list[dict]:
@@ -76,43 +162,6 @@ def _video_rows(links: list[dict], written: list) -> list[dict]:
             + (f" ({v['reason']})" if v["reason"] else ""))
         rows.append({"path": v["video"], "folder": folder, "status": v["status"], "reason": reason})
     return rows
-
-
-def _videos_in(paths: list[str]) -> list[Path]:
-    from ..sources import find_media, is_video
-
-    return [p for p in find_media(paths, videos=True) if is_video(p)]
-
-
-def _run_videos(a: argparse.Namespace, videos: list[Path]) -> tuple[list[Path], list[dict]]:
-    """Timelines of the run's videos: PREFIX.timeline.csv and PREFIX.videos.html beside the first output.
-
-    Returns the files written and, per video, what the run report's table shows and links to.
-    """
-    from ..outputs import write_table
-    from ..video import analyze_videos, timeline_table
-
-    prefix = Path(a.report or a.csv or a.json).with_suffix("")
-    results = analyze_videos(
-        videos, model=a.model, detector=a.detector, detector_options=detector_options(a, video=True),
-        explain_keyframes=1 if a.explain and a.report else 0, lime_samples=a.lime_samples, seed=a.seed,
-        progress=not a.quiet, log=log,
-    )
-    written = [write_table(timeline_table(results), prefix.parent / (prefix.name + ".timeline.csv"))]
-    href = ""
-    if a.report:
-        from ..report.video import write_video_report
-
-        page = write_video_report(results, prefix.parent / (prefix.name + ".videos.html"))
-        written.append(page)
-        href = Path(os.path.relpath(page, Path(a.report).parent)).as_posix()
-    links = [
-        {"video": r.info["video"], "name": r.info["name"], "status": r.status, "reason": r.info["reason"],
-         "duration": float(r.info["duration"]), "faces": int(r.info["faces"]),
-         "frames_sampled": int(r.info["frames_sampled"]), "href": f"{href}#video-{i}" if href else ""}
-        for i, r in enumerate(results, 1)
-    ]
-    return written, links
 
 
 def add_parser(sub) -> None:
@@ -139,6 +188,7 @@ def add_parser(sub) -> None:
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)
+    add_people(r)
     r.add_argument("--gallery", type=at_least(0), default=GALLERY_SIZE, metavar="N",
                    help="image cards in the report at most (default: %(default)s): a run with more images shows, "
                    "for each emotion, the faces the model was most and least sure of and a sample of each "

@@ -90,13 +90,34 @@ def run_context(result) -> dict:
     }
 
 
-def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None = None) -> Path:
-    """The report of ``batchemo run`` (an ``engine.RunResult``): summary, statistics, failures, the gallery,
-    links to video timelines.
+def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None = None,
+                     people: list[dict] | None = None) -> Path:
+    """The report of ``batchemo run`` (an ``engine.RunResult``): summary, statistics, people, failures, the
+    gallery, links to video timelines.
 
     ``videos``: one dict per video of the run (name, status, reason, duration, frames_sampled, faces, href).
+    ``people``: the People section (``people.summarise`` with images), or None when people are off.
+    Embeddings never reach the report.
     """
     ctx = base_context(result.info.get("model", {}))
     ctx.update(run_context(result))
     ctx["videos"] = list(videos or [])
+    ctx["people"] = [_person_view(p) for p in people or []]
+    ctx["people_on"] = people is not None
+    names = {(r.source, r.face_index): r.person for r in result.faces if r.person}
+    for c in ctx["cards"]:
+        for f in c["faces"]:
+            f["person"] = names.get((c["path"], f["face_index"]), "")
+        c["tags"] += sorted({f["person"] for f in c["faces"] if f["person"]})
+    ctx["person_counts"] = {p["name"]: sum(p["name"] in c["tags"] for c in ctx["cards"]) for p in ctx["people"]}
     return render("run.html.j2", ctx, out)
+
+
+def _person_view(p: dict) -> dict:
+    def example(e):
+        if not e:
+            return None
+        return {"name": os.path.basename(e["source"]), "label": e["label"], "confidence": e["confidence"],
+                "face_jpg": data_uri(e.get("face_jpg")), "heatmap_img": data_uri(e.get("heatmap_img"))}
+
+    return dict(p, typical=example(p["typical"]), most=example(p["most"]), least=example(p["least"]))
