@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_quiet, at_least, check_inputs, check_outputs,
-    detector_options, err, log,
+    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
+    detector_options, err, log, load_known,
 )
 
 
@@ -18,6 +18,7 @@ def cmd_video(a: argparse.Namespace) -> int:
         err("nothing to write: give --csv, --json and/or --report")
         return 2
     check_outputs(a.csv, a.json, a.report)
+    known = load_known(a)
     paths = find_videos(a.videos)
     if not paths:
         check_inputs(a.videos)
@@ -27,16 +28,19 @@ def cmd_video(a: argparse.Namespace) -> int:
         paths, model=a.model, fps=a.fps, detector=a.detector, smooth=a.smooth or None,
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
-        jobs=a.jobs, progress=not a.quiet,
+        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known,
     )
     for r in results:
         if r.status != STATUS_FAILED:
             log(describe(r))
     written = []
+    table = timeline_table(results)
+    if a.embeddings and a.people:  # each face's mean identity embedding, only when asked
+        table = _with_embeddings(table, results)
     if a.csv:
-        written.append(write_table(timeline_table(results), a.csv))
+        written.append(write_table(table, a.csv))
     if a.json:
-        written.append(write_table(timeline_table(results), a.json))
+        written.append(write_table(table, a.json))
     if a.report:
         from ..report.video import write_video_report
 
@@ -50,6 +54,18 @@ def cmd_video(a: argparse.Namespace) -> int:
     for f in failed:  # listed last, where a person looks
         log(f"batchemo: failed: {f['video']}: {f['reason']}")
     return 1 if len(failed) == len(results) else 0
+
+
+def _with_embeddings(table, results):
+    import pandas as pd
+
+    from ..engine import EMBEDDING_COLUMNS
+
+    rows = [{"video": t.source, "face_id": t.track, **dict(zip(EMBEDDING_COLUMNS, map(float, t.embedding)))}
+            for r in results for t in r.tracks]
+    if not rows:
+        return table
+    return table.merge(pd.DataFrame(rows), on=["video", "face_id"], how="left")
 
 
 def add_parser(sub) -> None:
@@ -81,5 +97,6 @@ def add_parser(sub) -> None:
     add_jobs(v, 2, "keyframe explanations (threads sharing one model)")
     add_detector(v)
     add_model(v)
+    add_people(v)
     add_quiet(v)
     v.set_defaults(func=cmd_video)

@@ -103,7 +103,7 @@ def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, c
     kfs = sorted((k for k in keyframes if k.face_id == fid), key=lambda k: k.time)
     best = max((k for k in kfs if k.kind == "peak"), key=lambda k: k.confidence, default=None)
     return {
-        "id": int(fid), "samples": n, "first": float(face["time"].min()), "last": float(face["time"].max()),
+        "id": int(fid), "person": str(face["person"].iloc[0]) if "person" in face and n else "", "samples": n, "first": float(face["time"].min()), "last": float(face["time"].max()),
         "on_screen": n * period, "shares": shares, "mean_probs": mean_probs,
         "dominant": max(shares, key=shares.get),
         "thumb": data_uri(best.face_jpg) if best else "",
