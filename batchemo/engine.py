@@ -344,6 +344,7 @@ def run(
         for col in ("face_index", "x", "y", "w", "h", "image_width", "image_height"):
             table[col] = table[col].astype("Int64")
         table["reason"] = table["reason"].fillna("")
+        table["person"] = table["person"].astype(object).where(table["person"].notna(), "")
     info = dict(
         seconds=time.time() - t0, images=len(items), files=len(found), model=dict(card.__dict__),
         detector=detector, detector_options=detector_options, explain=explain, lime_samples=lime_samples,
