@@ -1,0 +1,90 @@
+"""People: embeddings, grouping faces into people, names from a known-faces folder, privacy of embeddings."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from batchemo.people import KnownFaces, name_people, pairwise_scores
+
+from .conftest import write_image
+
+
+def test_pairwise_scores_by_hand():
+    truth = ["a", "a", "a", "b"]
+    assert pairwise_scores(truth, ["p1", "p1", "p1", "p2"]) == (1.0, 1.0)
+    # a and b merged: 3 true pairs found out of 3, 3 of the 6 pairs put together are right
+    assert pairwise_scores(truth, ["p1"] * 4) == (0.5, 1.0)
+    # a split in two: 1 of the 3 true pairs found; nothing wrongly merged
+    assert pairwise_scores(truth, ["p1", "p1", "p2", "p3"]) == (1.0, pytest.approx(1 / 3))
+    assert pairwise_scores(truth, ["", "", "p1", "p2"]) == (1.0, 0.0)  # no person: never a pair
+
+
+def test_people_are_numbered_by_how_often_they_appear_and_known_ones_named():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=128), rng.normal(size=128)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    e = np.stack([b, a + 0.01, a, b + 0.01, a - 0.01, np.full(128, np.nan)]).astype(np.float32)
+    assert name_people(e) == ["person_2", "person_1", "person_1", "person_2", "person_1", ""]
+    # weights: one video track of 10 samples outweighs three photos
+    assert name_people(e, weights=[10, 1, 1, 1, 1, 1])[0] == "person_1"
+    known = KnownFaces(names=["Bea"], embeddings=b[None].astype(np.float32))
+    assert name_people(e, known=known) == ["Bea", "person_1", "person_1", "Bea", "person_1", ""]
+
+
+def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_rgb, untrained_model_path):
+    import cv2
+
+    from batchemo.engine import analyze
+
+    write_image(tmp_path / "a.jpg", astronaut_rgb)
+    write_image(tmp_path / "b.jpg", np.roll(astronaut_rgb, 40, axis=1)[:, ::-1])  # moved and mirrored
+    df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False)
+    ok = df[df["status"] == "ok"].set_index(df[df["status"] == "ok"]["path"].str.rsplit("/", n=1).str[-1])
+    assert ok.loc["a.jpg", "person"] == ok.loc["b.jpg", "person"] == "person_1"
+
+    from batchemo.people import MIN_EMBED_SIDE, embed
+
+    small = cv2.resize(astronaut_rgb, (128, 128), interpolation=cv2.INTER_AREA)  # her face is ~30 px here
+    marks = np.array([[[70, 30], [64, 30], [50, 30], [56, 30], [60, 40]]], np.float32)
+    vectors, reasons = embed(small, np.array([[45, 20, 30, 30]]), marks)
+    assert np.isnan(vectors).all() and reasons == [f"face too small to recognise (30 px, needs {MIN_EMBED_SIDE})"]
+    vectors, reasons = embed(small, np.array([[45, 20, 30, 30]]), None)
+    assert reasons == ["no landmarks to align the face"]
+
+
+def test_privacy_embeddings_only_when_asked_never_in_the_report(tmp_path, astronaut_rgb, untrained_model_path):
+    from batchemo.cli import main
+
+    write_image(tmp_path / "in" / "a.jpg", astronaut_rgb)
+    (tmp_path / "known" / "Eileen").mkdir(parents=True)
+    write_image(tmp_path / "known" / "Eileen" / "portrait.jpg", astronaut_rgb[:300, 100:450])
+    base = ["run", str(tmp_path / "in"), "--model", str(untrained_model_path), "--no-explain", "-q"]
+    assert main(base + ["--csv", str(tmp_path / "plain.csv"), "--report", str(tmp_path / "r.html"),
+                        "--known-faces", str(tmp_path / "known")]) == 0
+    plain = pd.read_csv(tmp_path / "plain.csv")
+    assert not [c for c in plain.columns if c.startswith("emb_")]
+    assert plain["person"].tolist() == ["Eileen"]
+    html = (tmp_path / "r.html").read_text()
+    assert "People" in html and "Eileen" in html and "emb_" not in html
+    assert main(base + ["--json", str(tmp_path / "with.json"), "--embeddings"]) == 0
+    emb = pd.read_json(tmp_path / "with.json")[[f"emb_{i}" for i in range(128)]].to_numpy()
+    assert emb.shape == (1, 128) and 0.5 < np.linalg.norm(emb) < 2  # dlib's embeddings have norm ~1
+
+
+@pytest.mark.slow
+def test_the_shared_photos_group_into_their_people(photos, untrained_model_path):
+    """Obama in five photos, Biden in two, two others once: quoted as pairwise precision and recall."""
+    from batchemo.engine import analyze
+
+    truth = {("32bit.png", 0): "obama", ("obama.jpg", 0): "obama", ("obama-240p.jpg", 0): "obama",
+             ("obama_partial_face.jpg", 0): "obama", ("two_people.jpg", 0): "obama",
+             ("two_people.jpg", 1): "biden", ("biden.jpg", 0): "biden",
+             ("justin.jpg", 0): "justin", ("lin-manuel-miranda.png", 0): "lin"}
+    df = analyze(photos, model=untrained_model_path, explain=False, progress=False)
+    ok = df[df["status"] == "ok"]
+    got = {(p.rsplit("/", 1)[-1], int(i)): person for p, i, person in zip(ok["path"], ok["face_index"], ok["person"])}
+    assert set(got) == set(truth)
+    keys = sorted(truth)
+    assert pairwise_scores([truth[k] for k in keys], [got[k] for k in keys]) == (1.0, 1.0)
+    assert got[("obama.jpg", 0)] == "person_1" and got[("biden.jpg", 0)] == "person_2"
