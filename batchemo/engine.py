@@ -385,6 +385,41 @@ def face_images(result: RunResult, refs) -> dict[tuple[str, int], dict]:
     return found
 
 
+def load_known_faces(folder: str | os.PathLike, detector):
+    """``people.KnownFaces`` from ``DIR/<name>/*.jpg``: the largest face of each photo, named by its folder.
+
+    Photos without a face to recognise are listed in ``skipped``, not fatal.
+    """
+    from .people import KnownFaces
+    from .sources import SourceError, is_image, read_image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (--known-faces wants one sub-folder per person)")
+    people = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not people:
+        raise ValueError(f"{folder}: no sub-folders: --known-faces wants one sub-folder of photos per person")
+    known, vectors = KnownFaces(), []
+    for person in people:
+        for photo in sorted(p for p in person.rglob("*") if p.is_file() and is_image(p)):
+            try:
+                rgb, scale = read_image(photo)
+            except SourceError as e:
+                known.skipped.append((str(photo), e.reason))
+                continue
+            faces = find_faces(rgb, scale, detector, str(photo), embed=True)
+            usable = [i for i in range(len(faces)) if np.isfinite(faces.embeddings[i]).all()]
+            if not usable:
+                known.skipped.append((str(photo), "no face to recognise"))
+                continue
+            biggest = max(usable, key=lambda i: faces.boxes[i, 2] * faces.boxes[i, 3])
+            known.names.append(person.name)
+            vectors.append(faces.embeddings[biggest])
+    if vectors:
+        known.embeddings = np.stack(vectors)
+    return known
+
+
 def fill_people(table, refs) -> None:
     """Write each face's ``person`` (from ``people.assign``) into the run's table, in place."""
     if table is None or not refs:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -103,44 +102,12 @@ def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
 
 @dataclass
 class KnownFaces:
-    """People named by a folder: ``DIR/<name>/*.jpg``, one sub-folder of photos per person."""
+    """People named by a folder, ``DIR/<name>/*.jpg``, one sub-folder of photos per person: an embedding per
+    photo with its person's name (``engine.load_known_faces`` reads the folder)."""
 
     names: list[str] = field(default_factory=list)  # one per embedding
     embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, EMBED_DIM), np.float32))
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, detector) -> "KnownFaces":
-        """The largest face of each photo under each person's sub-folder; photos without one are skipped."""
-        from .engine import find_faces
-        from .sources import SourceError, is_image, read_image
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder (--known-faces wants one sub-folder per person)")
-        known = cls()
-        vectors = []
-        people = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not people:
-            raise ValueError(f"{folder}: no sub-folders: --known-faces wants one sub-folder of photos per person")
-        for person in people:
-            for photo in sorted(p for p in person.rglob("*") if p.is_file() and is_image(p)):
-                try:
-                    rgb, scale = read_image(photo)
-                except SourceError as e:
-                    known.skipped.append((str(photo), e.reason))
-                    continue
-                faces = find_faces(rgb, scale, detector, str(photo), embed=True)
-                usable = [i for i in range(len(faces)) if np.isfinite(faces.embeddings[i]).all()]
-                if not usable:
-                    known.skipped.append((str(photo), "no face to recognise"))
-                    continue
-                biggest = max(usable, key=lambda i: faces.boxes[i, 2] * faces.boxes[i, 3])
-                known.names.append(person.name)
-                vectors.append(faces.embeddings[biggest])
-        if vectors:
-            known.embeddings = np.stack(vectors)
-        return known
 
     def name(self, embedding: np.ndarray, tolerance: float = KNOWN_TOLERANCE) -> str:
         """The known person nearest to ``embedding`` if closer than ``tolerance``, else ""."""

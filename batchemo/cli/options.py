@@ -90,9 +90,9 @@ def load_known(a: argparse.Namespace):
     if not (a.people and a.known_faces):
         return None
     from ..detect import make_detector
-    from ..people import KnownFaces
+    from ..engine import load_known_faces
 
-    known = KnownFaces.load(a.known_faces, make_detector(a.detector, **detector_options(a)))
+    known = load_known_faces(a.known_faces, make_detector(a.detector, **detector_options(a)))
     for photo, why in known.skipped:
         log(f"known faces: skipped {photo}: {why}")
     if not known.names:
