@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from batchemo.model import DEFAULT_MODEL_PATH, load_model
-    from batchemo.video import VIDEO_HAAR_OPTIONS, analyze_video
+    from batchemo.detect import DEFAULT_DETECTOR
+    from batchemo.video import analyze_video
 
     if a.model is None and not DEFAULT_MODEL_PATH.exists():
         print(f"video_speed: the shipped model {DEFAULT_MODEL_PATH} is missing: pass --model", file=sys.stderr)
@@ -42,13 +43,13 @@ def main(argv=None) -> int:
     model.predict(np.zeros((4, 48, 48), np.uint8))
     load = time.perf_counter() - t
     print(f"video: {a.video} | model: {model.name} | cpus: {os.cpu_count()} | "
-          f"detector: haar {VIDEO_HAAR_OPTIONS} | load + trace: {load:.1f} s")
+          f"detector: {DEFAULT_DETECTOR} | load + trace: {load:.1f} s")
     print(f"{'sampling':<12} {'frames':>7} {'rows':>5} {'wall s':>7} {'video s':>8} {'x real time':>12} {'ms/frame':>9}")
     for fps, name in ((2.0, "2 fps"), (0.0, "every frame")):
         best = None
         for _ in range(max(1, a.repeat)):
             t = time.perf_counter()
-            df = analyze_video(a.video, model, fps=fps, explain_keyframes=0)
+            df = analyze_video(a.video, model, fps=fps, explain_keyframes=0, progress=False)
             wall = time.perf_counter() - t
             best = wall if best is None else min(best, wall)
         at = df.attrs
