@@ -54,7 +54,7 @@ def make_collection(n: int) -> Path:
     return out
 
 
-def child(n: int, explain: bool, backend: str, out: Path) -> dict:
+def child(n: int, explain: bool, backend: str, out: Path, detector: str = "hog", people: bool = True) -> dict:
     """One run, in this process: the CLI's own path (streamed CSV, bounded gallery, report)."""
     from batchemo.engine import TABLE_COLUMNS, run
     from batchemo.outputs import TableWriter
@@ -64,7 +64,7 @@ def child(n: int, explain: bool, backend: str, out: Path) -> dict:
     t0 = time.perf_counter()
     with TableWriter(out / f"scale{n}-{backend}.csv", TABLE_COLUMNS) as sink:
         result = run(folder, explain=explain, lime_samples=300, progress=False, sinks=[sink], keep_table=False,
-                     backend=backend, jobs=1)
+                     backend=backend, jobs=1, detector=detector, people=people)
     t1 = time.perf_counter()
     report = write_run_report(result, out / f"scale{n}-{backend}.html")
     t2 = time.perf_counter()
@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
     ap.add_argument("--explain", action="store_true", help="LIME for every face (300 samples)")
     ap.add_argument("--dask", action="store_true", help="also run on a local Dask cluster of 2 workers")
+    ap.add_argument("--detector", default="hog", help="face detector (default: hog, batchemo's default)")
+    ap.add_argument("--no-people", action="store_true", help="without identity embeddings")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--backend", default="loky", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "batchemo-bench-scale-out"))
@@ -86,16 +88,17 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.child:
-        print(json.dumps(child(a.child, a.explain, a.backend, out)))
+        print(json.dumps(child(a.child, a.explain, a.backend, out, a.detector, not a.no_people)))
         return
-    print(f"`batchemo run` on generated collections ({'with' if a.explain else 'no'} explanations), "
-          f"{os.cpu_count()} cores")
+    print(f"`batchemo run` on generated collections ({'with' if a.explain else 'no'} explanations, detector "
+          f"{a.detector}, people {'off' if a.no_people else 'on'}), {os.cpu_count()} cores")
     print(f"{'N':>7s} {'backend':>7s} {'faces':>7s} {'seconds':>8s} {'photos/s':>9s} {'peak RSS MB':>12s} "
           f"{'report MB':>10s} {'render s':>9s}")
     for n in a.sizes:
         make_collection(n)
         for backend in ["loky"] + (["dask"] if a.dask else []):
-            cmd = [sys.executable, __file__, "--child", str(n), "--backend", backend, "--out", str(out)]
+            cmd = [sys.executable, __file__, "--child", str(n), "--backend", backend, "--out", str(out),
+                   "--detector", a.detector] + (["--no-people"] if a.no_people else [])
             if a.explain:
                 cmd.append("--explain")
             r = subprocess.run(cmd, capture_output=True, text=True)
