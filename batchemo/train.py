@@ -337,9 +337,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet, ckpt: Path, state, log=print):
     """The teachers' mean flip-TTA probabilities on every training face, computed once and cached.
 
-    Precomputed rather than online: on 2 CPU cores, running (say) three teachers with flip TTA on every
-    augmented batch would cost 3-5 times the student's own training step; once per run it costs about a
-    minute. The flip-TTA mean is mirror-invariant, so it stays right for a flipped face; the small affine
+    Precomputed rather than online: on 2 CPU cores, running two ``wide`` teachers and ``default`` with flip
+    TTA on every augmented batch would add 2.9x the student's own training step (measured: 1.75 s vs 0.6 s
+    per batch of 64); once per run it costs a pass over the training set. The flip-TTA mean is mirror-invariant, so it stays right for a flipped face; the small affine
     jitter is the only inconsistency. Mixup/cutmix mix these targets with the same lambda as the faces.
     """
     from .evaluate import evaluate
