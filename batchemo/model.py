@@ -21,7 +21,7 @@ CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
 #: FER2013's own label order in fer2013.csv (0=angry … 6=neutral), mapped onto CLASSES by name.
 FER2013_CSV_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-ARCHITECTURES = ("default", "seed")
+ARCHITECTURES = ("default", "seed", "wide")
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.keras"
 
 
@@ -57,6 +57,8 @@ def build(arch: str = "default"):
         return _build_seed()
     if arch == "default":
         return _build_default()
+    if arch == "wide":
+        return _build_wide()
     raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
 
 
@@ -120,6 +122,64 @@ def _build_default():
     return keras.Model(inp, out, name="default")
 
 
+def _build_wide():
+    """A teacher for distillation: ``default``'s layout with 1.5x the width at 12x12 and 6x6 (192, 384).
+
+    About 2x ``default``'s multiply-adds (mostly where activations are small, so training costs far less
+    than 2x on a CPU). Only students ship; this is here so teachers can be trained with ``batchemo train``.
+    """
+    import keras
+    from keras import layers
+
+    reg = keras.regularizers.l2(1e-4)
+
+    def block(x, filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
+    x = block(inp, 32)
+    x = layers.MaxPooling2D(2)(x)  # 24
+    x = block(x, 64)
+    x = layers.MaxPooling2D(2)(x)  # 12
+    x = block(x, 192)
+    x = block(x, 192)
+    x = layers.MaxPooling2D(2)(x)  # 6
+    x = block(x, 384)
+    x = block(x, 384)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.5)(x)
+    out = layers.Dense(len(CLASSES), activation="softmax")(x)
+    return keras.Model(inp, out, name="wide")
+
+
+def count_macs(km) -> int:
+    """Multiply-adds of one forward pass of one face (convolutions and dense layers; flip TTA doubles it).
+
+    Pooling, batch norm, activations and additions are not counted: they are a rounding error next to the
+    convolutions. Raises ValueError for a layer type it does not know how to count.
+    """
+    import keras
+
+    total = 0
+    for layer in km.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            oh, ow, oc = layer.output.shape[1:]
+            total += oh * ow * kh * kw * oc
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            ic = layer.input.shape[-1]
+            oh, ow, oc = layer.output.shape[1:]
+            total += oh * ow * kh * kw * (ic // layer.groups) * oc
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.input.shape[1:])) * layer.units
+        elif isinstance(layer, (keras.Model,)):
+            total += count_macs(layer)
+    return int(total)
+
+
 @dataclass
 class ModelCard:
     """What a model is and how well it does; saved as JSON beside the .keras file."""
@@ -138,6 +198,10 @@ class ModelCard:
     per_class_f1: dict[str, float] = field(default_factory=dict)
     parameters: int = 0
     date: str = ""
+    macro_f1: float | None = None  # on validation, with the card's TTA
+    ece: float | None = None  # expected calibration error, 15 equal-width confidence bins, validation, TTA
+    macs: int = 0  # multiply-adds of one forward pass of one face (flip TTA runs two)
+    teachers: list[dict[str, Any]] = field(default_factory=list)  # distillation: file name, validation accuracy
 
     @staticmethod
     def path_for(model_path: str | os.PathLike) -> Path:

@@ -178,3 +178,200 @@ def test_augmentation_keeps_shape_and_range():
     assert y.shape == (8, 48, 48, 1)
     assert 0.0 <= y.min() and y.max() <= 1.0
     assert not np.allclose(y, x.numpy())
+
+
+# ---------------------------------------------------------------- issue 13: recipes, distillation, card
+def test_default_macs_counted_by_hand():
+    from batchemo.model import build, count_macs
+
+    # 3x3 'same' convs: out_h * out_w * 9 * in_channels * out_channels; then the 256 -> 7 dense layer.
+    by_hand = (
+        48 * 48 * 9 * 1 * 32
+        + 24 * 24 * 9 * 32 * 64
+        + 12 * 12 * 9 * 64 * 128
+        + 12 * 12 * 9 * 128 * 128
+        + 6 * 6 * 9 * 128 * 256
+        + 6 * 6 * 9 * 256 * 256
+        + 256 * 7
+    )
+    assert by_hand == 74_983_168
+    assert count_macs(build("default")) == by_hand
+    # the teacher architecture: 192 and 384 wide at 12x12 and 6x6
+    wide = (48 * 48 * 9 * 32 + 24 * 24 * 9 * 32 * 64 + 12 * 12 * 9 * (64 * 192 + 192 * 192)
+            + 6 * 6 * 9 * (192 * 384 + 384 * 384) + 384 * 7)
+    assert count_macs(build("wide")) == wide
+
+
+def _loss(recipe_alpha=0.0, temperature=1.0):
+    from batchemo.train import _register
+
+    DistillLoss, _ = _register()
+    return DistillLoss(recipe_alpha, temperature)
+
+
+def test_label_smoothing_targets_and_loss():
+    from batchemo.train import targets
+
+    labels = np.array([0, 3])
+    t = targets(labels, Recipe(label_smoothing=0.1)).numpy()
+    assert t.shape == (2, 14) and np.allclose(t[:, 7:], 0)
+    assert np.isclose(t[0, 0], 0.9 + 0.1 / 7) and np.isclose(t[0, 1], 0.1 / 7) and np.allclose(t[:, :7].sum(1), 1)
+    pred = np.full((2, 7), 0.01, np.float32)
+    pred[0, 0] = pred[1, 3] = 0.94
+    loss = _loss()
+    plain = float(loss(targets(labels, Recipe()), pred))
+    smooth = float(loss(t, pred))
+    assert np.isclose(plain, -np.log(0.94), atol=1e-5)
+    # smoothing puts 0.1 of the target on the mean log-probability over all 7 classes: the loss rises
+    expected = 0.9 * -np.log(0.94) + 0.1 * -np.mean(np.log(pred[0]))
+    assert np.isclose(smooth, expected, atol=1e-4) and smooth > plain + 0.3
+
+
+def test_mixup_mixes_faces_and_targets_alike():
+    import tensorflow as tf
+
+    from batchemo.train import mix_batch, targets
+
+    tf.random.set_seed(0)
+    x = np.random.default_rng(0).random((6, 48, 48, 1)).astype(np.float32)
+    y = targets(np.arange(6), Recipe())
+    xm, ym, lam = (v.numpy() for v in mix_batch(x, y, Recipe(mixup=0.4)))
+    assert 0.0 < lam < 1.0
+    assert np.allclose(xm, lam * x + (1 - lam) * x[::-1], atol=1e-6)
+    assert np.allclose(ym[:, :7].sum(1), 1.0) and np.isclose(ym[0, 0], lam) and np.isclose(ym[0, 5], 1 - lam)
+    # the mixed target costs more than the pure label for a confident prediction of the first face's class
+    pred = np.full((6, 7), 0.01, np.float32)
+    pred[np.arange(6), np.arange(6)] = 0.94
+    assert float(_loss()(ym, pred)) > float(_loss()(y, pred)) + 0.1
+    # mix probability 0: the batch passes through unchanged
+    x0, y0, lam0 = (v.numpy() for v in mix_batch(x, y, Recipe(mixup=0.4, mix_prob=0.0)))
+    assert lam0 == 1.0 and np.array_equal(x0, x) and np.allclose(y0, y.numpy())
+
+
+def test_cutmix_pastes_a_box_and_weights_by_area():
+    from batchemo.train import mix_batch, targets
+
+    x = np.zeros((4, 48, 48, 1), np.float32)
+    x[2:] = 1.0  # faces 0-1 black, 2-3 white: a pixel's value says where it came from
+    y = targets(np.array([0, 1, 2, 3]), Recipe())
+    import tensorflow as tf
+
+    for seed in range(3):
+        tf.random.set_seed(seed)
+        xm, ym, lam = (v.numpy() for v in mix_batch(x, y, Recipe(cutmix=1.0)))
+        assert set(np.unique(xm)) <= {0.0, 1.0}
+        pasted = xm[0].mean()  # face 0 is black; its partner (face 3) is white
+        assert np.isclose(1 - pasted, lam, atol=1e-6) and np.isclose(ym[0, 0], lam) and np.isclose(ym[0, 3], 1 - lam)
+
+
+def test_distill_loss_is_kl_to_tempered_teacher():
+    pred = np.array([[0.7, 0.1, 0.05, 0.05, 0.04, 0.03, 0.03]], np.float32)
+    hard = np.eye(7, dtype=np.float32)[[0]]
+    teacher = np.array([[0.5, 0.3, 0.05, 0.05, 0.04, 0.03, 0.03]], np.float32)
+    # the student equal to the teacher: only the hard term, weighted 1 - alpha
+    same = float(_loss(0.8, 3.0)(np.concatenate([hard, pred], 1), pred))
+    assert np.isclose(same, 0.2 * -np.log(0.7), atol=1e-4)
+
+    def tempered(p, t):
+        q = p ** (1 / t)
+        return q / q.sum()
+
+    t = 3.0
+    pt, ps = tempered(teacher[0], t), tempered(pred[0], t)
+    kl = float(np.sum(pt * np.log(pt / ps))) * t * t
+    got = float(_loss(0.8, t)(np.concatenate([hard, teacher], 1), pred))
+    assert np.isclose(got, 0.2 * -np.log(0.7) + 0.8 * kl, atol=1e-4)
+    # rows without teacher probabilities (validation) get the plain cross-entropy
+    none = float(_loss(0.8, t)(np.concatenate([hard, np.zeros_like(teacher)], 1), pred))
+    assert np.isclose(none, -np.log(0.7), atol=1e-5)
+
+
+def test_expected_calibration_error():
+    from batchemo.train import expected_calibration_error
+
+    labels = np.array([0, 0, 0, 0])
+    calibrated = np.tile([[0.75, 0.25]], (4, 1))  # 75% confident, 3 of 4 right
+    assert np.isclose(expected_calibration_error(calibrated, np.array([0, 0, 0, 1])), 0.0)
+    overconfident = np.tile([[0.99, 0.01]], (4, 1))  # 99% confident, half right
+    assert np.isclose(expected_calibration_error(overconfident, np.array([0, 1, 0, 1])), 0.49)
+    assert expected_calibration_error(overconfident, labels) < 0.011
+
+
+def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
+    import keras
+
+    from batchemo.model import DEFAULT_MODEL_PATH, build
+
+    shipped = tmp_path / "teachers" / "shipped.keras"
+    shipped.parent.mkdir()
+    shipped.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
+    untrained = tmp_path / "teachers" / "untrained.keras"
+    keras.utils.set_random_seed(3)
+    build("default").save(untrained)
+
+    out = tmp_path / "student.keras"
+    logs = []
+    recipe = Recipe(epochs=1, batch_size=16, patience=50, optimizer="sgd-nesterov", lr=0.01, mixup=0.2,
+                    label_smoothing=0.05, teachers=[str(shipped), str(untrained)], distill_alpha=0.7)
+    train(folder_dataset, out, recipe=recipe, log=logs.append)
+    ckpt = checkpoint_dir(out)
+    state = json.loads((ckpt / "state.json").read_text())
+    assert [t["file"] for t in state["teachers"]] == ["shipped.keras", "untrained.keras"]
+
+    # the cached soft targets are the mean of the two teachers' flip-TTA probabilities, train faces in order
+    probs = np.load(ckpt / "teacher_probs.npy")
+    train_set = load_split(folder_dataset, "train")
+    expected = 0.5 * (load_model(shipped).predict(train_set.images) + load_model(untrained).predict(train_set.images))
+    assert np.allclose(probs, expected, atol=1e-4)
+
+    # resume: same recipe from the state, cached targets, optimizer state kept
+    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=logs.append)
+    assert any("resuming from epoch 1" in m for m in logs) and any("cached soft targets" in m for m in logs)
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epoch"] == 2 and state["recipe"]["teachers"] == [str(shipped), str(untrained)]
+    assert state["recipe"]["optimizer"] == "sgd-nesterov" and state["recipe"]["distill_alpha"] == 0.7
+    last = keras.saving.load_model(ckpt / "last.keras")
+    steps = -(-len(train_set) // 16)
+    assert int(last.optimizer.iterations) == 2 * steps and last.optimizer.nesterov
+
+    card = json.loads(ModelCard.path_for(out).read_text())
+    assert card["macs"] == 74_983_168 and card["parameters"] == 1_129_895
+    assert 0.0 <= card["ece"] <= 1.0 and 0.0 <= card["macro_f1"] <= 1.0
+    assert [t["file"] for t in card["teachers"]] == ["shipped.keras", "untrained.keras"]
+    assert all(0.0 <= t["validation_accuracy"] <= 1.0 for t in card["teachers"])
+    assert card["recipe"]["teachers"] == ["shipped.keras", "untrained.keras"]  # names, not paths
+    assert card["training_data"] == folder_dataset.name + "/"
+    assert str(tmp_path) not in ModelCard.path_for(out).read_text()
+
+
+def test_bad_recipe_options_are_clear_errors(folder_dataset, tmp_path):
+    from batchemo.train import TrainingError
+
+    with pytest.raises(TrainingError, match="teacher model not found"):
+        train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(teachers=[str(tmp_path / "nope.keras")]))
+    with pytest.raises(TrainingError, match="unknown optimizer"):
+        train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(optimizer="rmsprop"))
+    with pytest.raises(TrainingError, match="label smoothing"):
+        train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(label_smoothing=1.5))
+
+
+def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
+    from batchemo import cli
+
+    seen = {}
+    import sys
+
+    # batchemo.train is also the public function (batchemo/__init__.py), so patch the module itself
+    monkeypatch.setattr(sys.modules["batchemo.train"], "train",
+                        lambda data, out, recipe, resume, log: seen.update(recipe=recipe))
+    args = cli.build_parser().parse_args(
+        ["train", "data", "--out", "s.keras", "--teacher", "a.keras", "b.keras", "--distill-alpha", "0.5",
+         "--distill-temperature", "2", "--label-smoothing", "0.1", "--cutmix", "1", "--optimizer", "sgd-nesterov"])
+    assert args.func(args) == 0
+    r = seen["recipe"]
+    assert r.arch == "default" and r.epochs == Recipe.named("distill").epochs
+    assert r.teachers == ["a.keras", "b.keras"] and r.distill_alpha == 0.5 and r.distill_temperature == 2.0
+    assert r.label_smoothing == 0.1 and r.cutmix == 1.0 and r.optimizer == "sgd-nesterov"
+    args = cli.build_parser().parse_args(["train", "data", "--out", "t.keras", "--recipe", "teacher"])
+    args.func(args)
+    assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"

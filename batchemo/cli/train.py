@@ -11,15 +11,19 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     recipe = None
     if not a.resume or a.epochs is not None:
-        recipe = Recipe.named(a.recipe or a.arch)
-        recipe.arch = a.arch
-        for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed"):
+        recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
+        recipe.arch = a.arch or recipe.arch
+        for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
+                    "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
+                    "distill_temperature"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
         if a.no_augment:
             recipe.rotation = recipe.shear = recipe.zoom = recipe.shift = 0.0
             recipe.hflip = False
+        if a.teacher:
+            recipe.teachers = list(a.teacher)
     train(a.data, a.out, recipe=recipe, resume=a.resume, log=log)
     return 0
 
@@ -63,8 +67,9 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("data", help="dataset folder or fer2013.csv")
     t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
-    t.add_argument("--arch", choices=["default", "seed"], default="default", help="architecture (default: %(default)s)")
-    t.add_argument("--recipe", choices=["default", "seed"], help="training recipe (default: the one named like --arch)")
+    t.add_argument("--arch", choices=["default", "seed", "wide"], help="architecture (default: the recipe's, else default)")
+    t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill"],
+                   help="training recipe (default: the one named like --arch; distill when --teacher is given)")
     t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
     t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
@@ -72,6 +77,17 @@ def add_parsers(sub) -> None:
     t.add_argument("--patience", type=int, help="early stopping: epochs without a better validation accuracy")
     t.add_argument("--seed", type=int, help="random seed")
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    t.add_argument("--optimizer", choices=["adam", "sgd-nesterov"], help="optimizer (default recipe: adam)")
+    t.add_argument("--momentum", type=float, help="sgd-nesterov momentum (default 0.9)")
+    t.add_argument("--label-smoothing", type=float, help="label smoothing of the hard labels (default 0)")
+    t.add_argument("--mixup", type=float, help="mixup Beta alpha, 0 = off (teacher recipe 0.2)")
+    t.add_argument("--cutmix", type=float, help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
+    t.add_argument("--mix-prob", type=float, help="probability that a batch is mixed (default 1)")
+    t.add_argument("--erase", type=float, help="random-erasing probability (default 0)")
+    t.add_argument("--teacher", nargs="+", metavar="MODEL", help="distil from these .keras models (mean flip-TTA "
+                   "probabilities, computed once per run)")
+    t.add_argument("--distill-alpha", type=float, help="weight of the teachers' term (default 0.9)")
+    t.add_argument("--distill-temperature", type=float, help="distillation temperature (default 3)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 
