@@ -1,6 +1,7 @@
 """Recall, precision and seconds per image of the haar, hog and cnn detectors, and what aligned crops do.
 
-    python benchmarks/detect_quality.py [--composites 30] [--align 500] [--detectors haar,hog-plain,hog,cnn] [--quick]
+    python benchmarks/detect_quality.py [--composites 30] [--align 500] [--quick]
+        [--detectors haar-1.3,haar,hog-plain,hog,cnn] [--thresholds 'hog=0,0.3;haar=1,3']
 
 Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first; a detection inside an
 'ignore' region counts neither way):
@@ -9,14 +10,15 @@ Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first
   composite  FER2013 validation faces (48x48, upscaled to 40-200 px), turned by -30..30 degrees, pasted
              1-3 per image at random places onto scikit-image's coffee, chelsea (a cat: fur) and rocket,
              generated here with a fixed seed.
-Each detector runs with its defaults (batchemo.detect; 'hog-plain' is hog without its CNN check of weak
-detections); 'at min_score' lines show precision/recall for
-other score thresholds, from the same run. Seconds are per image, landmarks included, one process.
+Each detector runs with its defaults (batchemo.detect); 'hog-plain' is hog without its CNN check of
+weak detections, at dlib's own threshold 0; 'haar-1.3' is haar at the seed's scale factor. 'at min_score'
+lines show precision/recall at other score thresholds, from the same run. Seconds are per image,
+landmarks included, one process.
 
-Alignment: ``--align`` FER2013 validation faces, edges extended by 8 replicated pixels, upscaled 3x, turned by 15-30 degrees either way (and,
-as a control, upright), pasted into a 480x360 background, found by the default detector, then cropped
-with ``crop_face`` (the box, unaligned) and with ``align_face``; both classified by the shipped model.
-``--quick`` leaves cnn out (it takes seconds per image on a CPU).
+Alignment: ``--align`` FER2013 validation faces, edges extended by 8 replicated pixels, upscaled 3x,
+turned by 15-30 degrees either way (and, as a control, upright), pasted into a 480x360 background, found
+by the default detector, then cropped with ``crop_face`` (the box, unaligned) and with ``align_face``;
+both classified by the shipped model. ``--quick`` leaves cnn out (it takes seconds per image on a CPU).
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ import numpy as np
 from _common import ROOT, SHARED, fer_split
 
 IOU = 0.4
-# 'hog-plain' is dlib's HOG alone, without batchemo's CNN check of its weak detections
-VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0})}
+# 'hog-plain' is dlib's HOG alone at dlib's own threshold (0), as face_recognition runs it: no CNN check
+# 'haar-1.3' is the cascade at the seed's scaleFactor 1.3 (batchemo's haar now searches at 1.1)
+VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None)}
 COLLECT_BELOW = {"hog": -0.5}  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
 
 
@@ -232,8 +235,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--composites", type=int, default=30, help="generated images (default 30, ~55 faces)")
     ap.add_argument("--align", type=int, default=500, help="FER faces for the alignment measurement (0: skip)")
-    ap.add_argument("--detectors", default="haar,hog-plain,hog,cnn")
+    ap.add_argument("--detectors", default="haar-1.3,haar,hog-plain,hog,cnn")
     ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
+    ap.add_argument("--cnn-composites", type=int, default=10,
+                    help="cnn scores only the first N composites (default 10: it takes ~10 s per image)")
     ap.add_argument("--thresholds", default="", help="extra min_score values to report, per detector: "
                     "e.g. 'hog=0.3,0.5;haar=2,4'")
     a = ap.parse_args()
@@ -251,12 +256,16 @@ def main() -> None:
           f"composite = {len(sets['composite'])} images ({nfaces['composite']} faces); IoU >= {IOU}")
     print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'s/image':>8s}")
     for label in names:
-        name, options = VARIANTS.get(label, (label, {}))
+        name, options, default = VARIANTS.get(label, (label, {}, None))
         # every detection down to a low score, so other thresholds can be scored from the same run
         det = make_detector(name, **options, min_score=COLLECT_BELOW.get(name, -1e9))
-        default = make_detector(name, **options).min_score
+        if default is None:
+            default = make_detector(name, **options).min_score
         det.detect(sets["real"][0][1])  # warm up (model files, first-call setup)
         for set_name, images in sets.items():
+            if name == "cnn" and set_name == "composite":
+                images = images[: a.cnn_composites]
+                set_name = f"comp[:{len(images)}]"
             results, secs = run_detector(det, images)
             r, p, tp, n, fp = pr_at(results, default)
             print(f"{label:9s} {set_name:10s} {r:7.1%} {p:9.1%} {tp:3d}/{n:<3d} {fp:5d} {secs:8.2f}")
