@@ -41,9 +41,9 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (.keras); default: the shipped model")
 
 
-#: Haar's scaleFactor when none is given: the seed's 1.3 for photos; finer for video frames, which are small
-#: and soft while a timeline needs the face in most frames (see video.VIDEO_HAAR_OPTIONS).
-PHOTO_SCALE_FACTOR, VIDEO_SCALE_FACTOR = 1.3, 1.2
+#: Haar's scaleFactor for video frames when none is given (video.VIDEO_HAAR_OPTIONS); photos use the
+#: detector's own default (1.1, benchmarks/detect_quality.py).
+VIDEO_SCALE_FACTOR = 1.2
 
 
 def add_detector(p: argparse.ArgumentParser) -> None:
@@ -53,8 +53,8 @@ def add_detector(p: argparse.ArgumentParser) -> None:
                    "tenth of its time, fewer false ones than haar), haar (OpenCV's cascade) or cnn (dlib's "
                    "MMOD CNN: slow, for small or turned faces)")
     p.add_argument("--scale-factor", type=at_least(1.01, float),
-                   help=f"Haar scaleFactor (default: {PHOTO_SCALE_FACTOR} for photos, {VIDEO_SCALE_FACTOR} for video "
-                   "frames, which are small and soft)")
+                   help=f"Haar scaleFactor (default: 1.1 for photos, {VIDEO_SCALE_FACTOR} for video frames, a "
+                   "speed-for-recall trade on long videos)")
     p.add_argument("--min-neighbors", type=at_least(0), default=5, help="Haar minNeighbors (default: %(default)s)")
 
 
@@ -62,8 +62,10 @@ def detector_options(a: argparse.Namespace, video: bool = False) -> dict:
     """The detector settings the user gave (defaults filled in), for the API's ``detector_options``."""
     if a.detector != "haar":
         return {}
-    default = VIDEO_SCALE_FACTOR if video else PHOTO_SCALE_FACTOR
-    return {"scale_factor": a.scale_factor or default, "min_neighbors": a.min_neighbors}
+    options = {"min_neighbors": a.min_neighbors}
+    if a.scale_factor or video:
+        options["scale_factor"] = a.scale_factor or VIDEO_SCALE_FACTOR
+    return options
 
 
 def add_lime(p: argparse.ArgumentParser, what: str = "face") -> None:
