@@ -9,14 +9,17 @@ Three rules:
   classifier's top class on the untouched face is checked against the shown label, face by face.
 * **Each class gets its own fit.** lime's ``explain_instance`` keeps one R² per call (the last label
   fitted); we draw lime's perturbations once per face and call lime's own ``LimeBase`` fit once per
-  explained class, so every class keeps its own weights *and* its own R².
+  explained class, so every class keeps its own weights *and* its own R². The samples are antithetic
+  pairs (a random half of the superpixels, then the other half: ``LimeSettings.sampling``), which makes
+  the fit as stable across seeds at 400 samples as lime's own design at 1000.
 * **Every explanation is scored.** Deletion and insertion AUC (RISE, Petsiuk et al. 2018): hide the
   superpixels in LIME's order (most supporting first) and watch the class probability fall; reveal them in
   that order on a hidden face and watch it rise; compare with a random order on the same face.
 
-Cost: lime's samples (``num_samples``, chosen from the fidelity curve in ``benchmarks/lime_speed.py``) go
-to the network in one batch, through an int8 TensorFlow Lite copy of it when that copy gives the same top
-class on the face (``batchemo.fastpath``); the faithfulness curves add one more batch of a few dozen images.
+Cost: the samples (``num_samples``, chosen from the fidelity curve of ``benchmarks/lime_speed.py --curve``)
+go to the network in one batch, through an int8 TensorFlow Lite copy of it when that copy gives the shown
+class on the face (``batchemo.fastpath``, ~3x cheaper per pass); the faithfulness curves add one batch of
+~44 images. Two passes per image (face and mirror image) are the price of explaining what is shown.
 Explanations are seeded: the same face and settings give the same heatmap.
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .records import Explanation
 class LimeSettings:
     """How LIME explains a face. The defaults are measured (see ``benchmarks/lime_speed.py``)."""
 
-    num_samples: int = 300  # fidelity curve: seed stability and deletion AUC flatten out from ~300
+    num_samples: int = 400  # the fidelity curve: the fewest samples as stable across seeds as 1000 were
     top_labels: int = 6  # unused: the caller names the classes; without labels, the shown class
     num_features: int = 10  # superpixels outlined in ``boundaries``
     positive_only: bool = False
@@ -50,10 +53,12 @@ class LimeSettings:
     faithfulness: bool = True  # deletion/insertion AUC on every explanation
     faithfulness_steps: int = 8  # points on each deletion/insertion curve (plus the two ends)
     random_orders: int = 2  # random superpixel orders averaged for the baseline
-    # "paired": lime's uniform on/off samples, each followed by its complement (antithetic sampling, as
-    # for KernelSHAP in Covert & Lee 2021): half the seed-to-seed variance at the same cost. "lime":
-    # lime_image's own design, sample for sample.
-    sampling: str = "paired"
+    # "halves": every sample keeps a random half of the superpixels and is followed by its complement
+    # (antithetic pairs, as for KernelSHAP in Covert & Lee 2021). Every superpixel is on in exactly half
+    # the samples, all samples get the same kernel weight, and each pair's even-order interactions cancel
+    # out of the linear fit: at 300 samples as stable across seeds as lime's own design at ~550.
+    # "lime": lime_image's own design (uniform on/off per superpixel), sample for sample.
+    sampling: str = "halves"
 
     def segmenter(self):
         from lime.wrappers.scikit_image import SegmentationAlgorithm
@@ -71,29 +76,37 @@ def _quiet(iterable, *args, **kwargs):
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) gray faces -> (N, 7) probabilities
 
 
-def _with_tta(forward: Callable[[np.ndarray], np.ndarray], tta: bool) -> Classifier:
-    def predict(gray: np.ndarray) -> np.ndarray:
+class FlipClassifier:
+    """A classifier of uint8 gray faces, optionally flip-averaged (test-time augmentation).
+
+    ``clf(gray)``: the mean of the network on each face and on its mirror image when ``tta`` (``exact``,
+    when given, computes the same thing the way ``model.predict`` does, to the last bit).
+    """
+
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], tta: bool,
+                 exact: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.forward, self.tta, self._exact = forward, tta, exact
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
         x = preprocess(np.asarray(gray))
-        if not tta:
-            return forward(x)
-        both = forward(np.concatenate([x, x[:, :, ::-1]]))  # the face and its mirror image, one pass
+        if self._exact is not None:
+            return self._exact(x)
+        if not self.tta:
+            return self.forward(x)
+        both = self.forward(np.concatenate([x, x[:, :, ::-1]]))  # the face and its mirror image, one pass
         return 0.5 * (both[: len(x)] + both[len(x):])
 
-    return predict
 
-
-def float_classifier(model: EmotionModel, tta: bool | None = None, batch_size: int = 4096) -> Classifier:
+def float_classifier(model: EmotionModel, tta: bool | None = None, batch_size: int = 4096) -> FlipClassifier:
     """The float network exactly as ``model.predict`` computes it (``tta=None``: as the model card says)."""
-
-    def predict(gray: np.ndarray) -> np.ndarray:
-        return model.predict_scaled(preprocess(np.asarray(gray)), batch_size=batch_size, tta=tta)
-
-    return predict
+    tta = model.tta if tta is None else tta
+    return FlipClassifier(lambda x: model.predict_scaled(x, batch_size=batch_size, tta=False), tta,
+                          exact=lambda x: model.predict_scaled(x, batch_size=batch_size, tta=tta))
 
 
 def explained_classifier(
     model: EmotionModel, crop: np.ndarray, settings: LimeSettings | None = None
-) -> tuple[Classifier, str, int]:
+) -> tuple[FlipClassifier, str, int]:
     """(classifier LIME will query, its description, the shown class index) for one face.
 
     The shown class is ``model.predict``'s. With ``settings.quantized`` the int8 copy is used only when its
@@ -109,7 +122,7 @@ def explained_classifier(
 
         fwd = quantized_forward(model)
         if fwd is not None:
-            clf = _with_tta(fwd, tta)
+            clf = FlipClassifier(fwd, tta)
             if int(np.argmax(clf(np.asarray(crop, np.uint8)[None])[0])) == shown:
                 return clf, f"int8 TFLite{flip}", shown
     return float_classifier(model, tta), f"float{flip}", shown
@@ -210,26 +223,28 @@ def random_orders(n_segments: int, count: int, seed: int) -> list[np.ndarray]:
 def lime_samples(n_segments: int, num_samples: int, seed: int, sampling: str = "lime") -> np.ndarray:
     """Which superpixels each perturbation keeps (num_samples, n_segments); the first row is the face itself.
 
-    ``lime``: lime_image's design for this seed, uniform on/off per superpixel. ``paired``: half as many
-    such rows, each followed by its complement, so every superpixel is on in exactly half the samples and
-    each row's other superpixels are balanced against it.
+    ``lime``: lime_image's design for this seed, uniform on/off per superpixel (sample for sample what
+    ``explain_instance`` draws). ``halves``: rows that keep a random half of the superpixels, each followed
+    by its complement; the second row hides everything.
     """
     rs = np.random.RandomState(seed)  # lime: check_random_state(random_state).randint(0, 2, ...)
     if sampling == "lime":
         data = rs.randint(0, 2, num_samples * n_segments).reshape((num_samples, n_segments))
-    elif sampling in ("paired", "halves"):
-        rows = (num_samples + 1) // 2
-        if sampling == "paired":
-            half = rs.randint(0, 2, (rows, n_segments))
-        else:  # each row keeps a random half of the superpixels
-            half = (np.argsort(rs.random_sample((rows, n_segments)), 1) < n_segments // 2).astype(int)
+    elif sampling == "halves":
+        rows = (num_samples + 1) // 2  # each row keeps a random half of the superpixels, then its complement
+        half = (np.argsort(rs.random_sample((rows, n_segments)), 1) < n_segments // 2).astype(int)
         data = np.stack([half, 1 - half], 1).reshape(-1, n_segments)[:num_samples]
     else:
-        raise ValueError(f"unknown sampling {sampling!r}: 'paired' or 'lime'")
+        raise ValueError(f"unknown sampling {sampling!r}: 'halves' or 'lime'")
     data[0, :] = 1
-    if sampling != "lime" and len(data) > 1:
+    if sampling == "halves" and len(data) > 1:
         data[1, :] = 0  # the complement of the face: everything hidden
     return data
+
+
+def _sample_probabilities(clf: Classifier, images: np.ndarray, s: LimeSettings) -> np.ndarray:
+    step = s.batch_size or len(images)
+    return np.concatenate([clf(images[i: i + step]) for i in range(0, len(images), step)])
 
 
 def explain_face(
@@ -258,8 +273,7 @@ def explain_face(
     n_seg = int(segments.max()) + 1
     hidden = hidden_face(gray, segments, s.hide_color)
     data = lime_samples(n_seg, s.num_samples, s.seed, s.sampling)
-    probs = np.concatenate([clf(perturb(gray, hidden, segments, data[i: i + (s.batch_size or len(data))]))
-                            for i in range(0, len(data), s.batch_size or len(data))])
+    probs = _sample_probabilities(clf, perturb(gray, hidden, segments, data), s)
     distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()  # as lime_image
     explainer = lime_image.LimeImageExplainer(random_state=s.seed)  # lime's kernel (width 0.25) and LimeBase
 

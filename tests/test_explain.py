@@ -88,7 +88,7 @@ def test_weights_and_scores_are_lime_s_own(untrained, faces48):
     from lime import lime_image
     from skimage.color import gray2rgb
 
-    s = LimeSettings(num_samples=100, tta=False, quantized=False, faithfulness=False, seed=3)
+    s = LimeSettings(num_samples=100, tta=False, quantized=False, faithfulness=False, seed=3, sampling="lime")
     ours = explain_face(untrained, faces48[1], ["fear", "happy"], s)
     lime_image.tqdm = lambda it, *a, **k: it
     theirs = lime_image.LimeImageExplainer(random_state=3).explain_instance(
@@ -147,6 +147,17 @@ def test_seeded_and_thread_safe(default_model, faces48):
             np.testing.assert_array_equal(a[name].heatmap, b[name].heatmap)
     other = explain_face(default_model, crops[0], ["happy"], LimeSettings(num_samples=120, seed=1))
     assert other["happy"].weights != one[0]["happy"].weights
+
+
+def test_halves_sampling():
+    data = lime_samples(47, 300, seed=5, sampling="halves")
+    assert data.shape == (300, 47)
+    assert data[0].all() and not data[1].any()  # the face itself, then everything hidden
+    np.testing.assert_array_equal(data[2::2], 1 - data[3::2])  # each sample followed by its complement
+    assert set(data[2:].sum(1)) == {23, 24}
+    np.testing.assert_array_equal(data, lime_samples(47, 300, seed=5, sampling="halves"))
+    with pytest.raises(ValueError):
+        lime_samples(47, 10, 0, sampling="nope")
 
 
 def test_heatmap_image(faces48):
