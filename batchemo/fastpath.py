@@ -14,6 +14,7 @@ conversion fails, ``quantized_forward`` returns None and the float model is used
 """
 from __future__ import annotations
 
+import queue
 import threading
 import warnings
 from typing import Callable
@@ -39,40 +40,44 @@ def _convert(keras_model) -> bytes:
 class _Int8Forward:
     """Callable: float32 (N, 48, 48, 1) in [0, 1] -> (N, 7) probabilities in CLASSES order.
 
-    One interpreter per thread (an interpreter is not thread-safe; ``invoke`` releases the GIL, so two
-    threads explaining two faces run on two cores).
+    Interpreters are not thread-safe, so each call borrows one from a pool (and makes one when all are
+    busy): two threads explaining two faces run on two cores (``invoke`` releases the GIL), and threads
+    that come and go (joblib makes new ones per call) reuse the interpreters already built.
     """
 
     def __init__(self, flatbuffer: bytes, order: list[int], threads: int):
         self.flatbuffer, self.order, self.threads = flatbuffer, order, threads
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
 
-    def _interpreter(self):
-        it = getattr(self._local, "it", None)
-        if it is None:
-            import tensorflow as tf
+    def _new(self) -> list:
+        import tensorflow as tf
 
-            with warnings.catch_warnings():  # "deprecated, use ai_edge_litert": still shipped in TF 2.21
-                warnings.simplefilter("ignore")
-                it = tf.lite.Interpreter(model_content=self.flatbuffer, num_threads=self.threads)
-            self._local.it, self._local.n = it, -1
-        return it
+        with warnings.catch_warnings():  # "deprecated, use ai_edge_litert": still shipped in TF 2.21
+            warnings.simplefilter("ignore")
+            it = tf.lite.Interpreter(model_content=self.flatbuffer, num_threads=self.threads)
+        return [it, -1]  # the interpreter and the batch size it is allocated for
 
     def __call__(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        # Small batches: a 64-face batch's activations stay in cache (measured 0.69 ms/face against 1.03 at
-        # 1024 on 2 AVX2 cores).
-        it = self._interpreter()
-        inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-        res = np.empty((len(x), len(self.order)), np.float32)
-        for i in range(0, len(x), batch_size):
-            chunk = np.ascontiguousarray(x[i: i + batch_size], dtype=np.float32)
-            if self._local.n != len(chunk):
-                it.resize_tensor_input(inp, chunk.shape)
-                it.allocate_tensors()
-                self._local.n = len(chunk)
-            it.set_tensor(inp, chunk)
-            it.invoke()
-            res[i: i + len(chunk)] = it.get_tensor(out)
+        # Batches of 64: XNNPACK is as fast per face as with 1024, and the activations stay in cache.
+        try:
+            slot = self._pool.get_nowait()
+        except queue.Empty:
+            slot = self._new()
+        try:
+            it = slot[0]
+            inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+            res = np.empty((len(x), len(self.order)), np.float32)
+            for i in range(0, len(x), batch_size):
+                chunk = np.ascontiguousarray(x[i: i + batch_size], dtype=np.float32)
+                if slot[1] != len(chunk):
+                    it.resize_tensor_input(inp, chunk.shape)
+                    it.allocate_tensors()
+                    slot[1] = len(chunk)
+                it.set_tensor(inp, chunk)
+                it.invoke()
+                res[i: i + len(chunk)] = it.get_tensor(out)
+        finally:
+            self._pool.put(slot)
         return res[:, self.order]
 
 
