@@ -68,10 +68,6 @@ class LimeSettings:
         )
 
 
-def _quiet(iterable, *args, **kwargs):
-    return iterable
-
-
 # ---------------------------------------------------------------- the explained classifier
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) gray faces -> (N, 7) probabilities
 

@@ -2,7 +2,7 @@
 new default, on the same FER2013 validation faces, in one run.
 
     python benchmarks/lime_speed.py [--faces 12] [--seed-faces 3] [--model PATH]
-    python benchmarks/lime_speed.py --curve [--faces 24] [--samples 100 200 300 500 1000]
+    python benchmarks/lime_speed.py --curve [--faces 16] [--samples 200 300 400 500] [--sampling halves lime] [--no-today]
 
 Rows (main table):
   seed's call   ``LimeImageExplainer().explain_instance(face, fn, top_labels=6)`` with lime's defaults
@@ -69,7 +69,7 @@ def main() -> None:
 
     from batchemo.datasets import load_folder
     from batchemo.explain import (LimeSettings, auc, classifier_fn, curves, explain_face, float_classifier,
-                                  hidden_face, lime_order, random_orders)
+                                  hidden_face, lime_order, random_orders, segment)
     from batchemo.model import load_model
 
     model = load_model(a.model)
@@ -134,7 +134,7 @@ def main() -> None:
     explain_face(model, faces[0], None, LimeSettings(num_samples=50, quantized=False))
 
     every = range(len(faces))
-    n_seg = np.mean([int(from_lime(today(f, 0), 0)[1].max()) + 1 for f in faces[:5]])
+    n_seg = np.mean([int(segment(f).max()) + 1 for f in faces])
     head = "  {:<{w}} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}"
     if a.curve:
         rows = [] if a.no_today else [
@@ -151,10 +151,10 @@ def main() -> None:
             measure(Row("seed's call (quickshift, batches of 10)"), seed_call, sub, takes_k=False),
             measure(Row("today (1000, SLIC, float, no TTA)"), today, every, takes_k=False),
             measure(Row(f"new default ({d.num_samples}, TTA, int8)"), new(d), every),
-            measure(Row(f"new default, float passes"), new(LimeSettings(quantized=False)), every),
+            measure(Row("new default, float passes"), new(LimeSettings(quantized=False)), every),
         ]
-        newsub = [t for t in rows[2].times[: len(sub) * len(SEEDS)]]
-        todaysub = [t for t in rows[1].times[: len(sub) * len(SEEDS)]]
+        newsub = rows[2].times[: len(sub) * len(SEEDS)]
+        todaysub = rows[1].times[: len(sub) * len(SEEDS)]
         print(f"LIME on FER2013 validation faces ({len(faces)}; the seed's call on the first {len(sub)}), "
               f"model {model.name}; AUCs of the shown class on the flip-averaged float network, {a.steps} steps")
     w = max(len(r.name) for r in rows)
