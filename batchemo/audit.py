@@ -16,7 +16,7 @@ import numpy as np
 
 from .datasets import LabelledSet, load_split
 from .evaluate import Evaluation
-from .explain import LimeSettings
+from .explain import LIME_SAMPLES, LimeSettings
 from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES, Explanation
 
@@ -191,7 +191,7 @@ def audit(
     max_explanations: int = 50,
     sample: int = 24,
     seed: int = 0,
-    lime_samples: int = 1000,
+    lime_samples: int = LIME_SAMPLES,
     jobs: int = 2,
     log: Callable[[str], None] | None = None,
     progress: bool = True,

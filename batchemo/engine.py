@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .detect import DEFAULT_DETECTOR
-from .explain import LimeSettings
+from .explain import LIME_SAMPLES, LimeSettings
 from .outputs import annotate, encode, explanation_images, fit, square
 from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Faces
@@ -25,7 +25,8 @@ from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, ST
 #: The columns of the CSV / JSON output, in order (one row per face; one row per image without faces).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "lime_label", "lime_score", "person", "image_width", "image_height",
+    *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
+    "person", "image_width", "image_height",
 ]
 #: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
 EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]
@@ -143,6 +144,8 @@ def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale:
         exp = faces.shown_explanation(i)
         if exp is not None:
             row["lime_label"], row["lime_score"] = exp.label, exp.score
+            row["lime_faithfulness"] = exp.faithfulness
+            row["lime_deletion_auc"], row["lime_insertion_auc"] = exp.deletion_auc, exp.insertion_auc
             row["heatmap_img"], row["lime_img"] = explanation_images(faces.crops[i], exp)
         rows.append(row)
     return rows
@@ -241,7 +244,7 @@ def run(
     model: str | os.PathLike | None = None,
     detector: str = DEFAULT_DETECTOR,
     explain: bool = True,
-    lime_samples: int = 1000,
+    lime_samples: int = LIME_SAMPLES,
     jobs: int = 1,
     backend: str = "loky",
     scheduler: str | None = None,
@@ -433,7 +436,7 @@ def analyze(
     model: str | os.PathLike | None = None,
     detector: str = DEFAULT_DETECTOR,
     explain: bool = True,
-    lime_samples: int = 1000,
+    lime_samples: int = LIME_SAMPLES,
     jobs: int = 1,
     backend: str = "loky",
     scheduler: str | None = None,

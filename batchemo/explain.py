@@ -1,36 +1,68 @@
-"""LIME for faces: which superpixels of the 48x48 crop pushed the CNN towards a class, and how to show it.
+"""LIME for faces: which superpixels of the 48x48 crop pushed the classifier towards a class, how far to
+trust that answer, and how to show it.
 
-We call the real ``lime_image.LimeImageExplainer`` with the seed's settings, with one change that matters:
-all perturbations of a face go to the CNN in a single batch (lime's default is 10 at a time, which spends
-most of the time in per-call overhead). Explanations are seeded: the same face gives the same heatmap.
+Three rules:
+
+* **The heatmap explains what is shown.** The label a face gets comes from ``model.predict`` (the
+  flip-averaged network when the model card asks for test-time augmentation), so LIME explains that same
+  classifier: every perturbation goes through the network and its mirror image, averaged. The explained
+  classifier's top class on the untouched face is checked against the shown label, face by face.
+* **Each class gets its own fit.** lime's ``explain_instance`` keeps one R² per call (the last label
+  fitted); we draw lime's perturbations once per face and call lime's own ``LimeBase`` fit once per
+  explained class, so every class keeps its own weights *and* its own R². The samples are antithetic
+  pairs (a random half of the superpixels, then the other half: ``LimeSettings.sampling``), which makes
+  the fit as stable across seeds at 400 samples as lime's own design at 1000.
+* **Every explanation is scored.** Deletion and insertion AUC (RISE, Petsiuk et al. 2018): hide the
+  superpixels in LIME's order (most supporting first) and watch the class probability fall; reveal them in
+  that order on a hidden face and watch it rise; compare with a random order on the same face.
+
+Cost: the samples (``num_samples``, chosen from the fidelity curve of ``benchmarks/lime_speed.py --curve``)
+go to the network in one batch, through an int8 TensorFlow Lite copy of it when that copy gives the shown
+class on the face (``batchemo.fastpath``, ~3x cheaper per pass); the faithfulness curves add one batch of
+~44 images. Two passes per image (face and mirror image) are the price of explaining what is shown.
+Explanations are seeded: the same face and settings give the same heatmap.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .model import CLASSES, EmotionModel, preprocess
+from .outputs import heatmap_image  # noqa: F401  (re-exported: the report images live in outputs)
 from .records import Explanation
+
+
+#: LIME perturbations per explanation by default: the fewest as stable across seeds as 1000 were.
+LIME_SAMPLES = 400
 
 
 @dataclass
 class LimeSettings:
-    """The seed's LIME settings: 1000 samples, top labels, 10 features, positive and negative evidence."""
+    """How LIME explains a face. The defaults are measured (see ``benchmarks/lime_speed.py``)."""
 
-    num_samples: int = 1000
-    top_labels: int = 6
-    num_features: int = 10
+    num_samples: int = LIME_SAMPLES  # from the fidelity curve (benchmarks/lime_speed.py --curve)
+    num_features: int = 10  # superpixels outlined in ``boundaries``
     positive_only: bool = False
     hide_color: float | None = None  # lime's default: a hidden superpixel takes its mean colour
     seed: int = 0
-    batch_size: int | None = None  # None: every perturbation in one predict call
+    batch_size: int | None = None  # None: every perturbation in one forward call
     # Superpixels. lime's default (quickshift, max_dist=200) finds 1-3 segments in a 48x48 face, which
     # explains nothing; SLIC gives ~45 compact, edge-following segments (eyes, brows, mouth corners).
     n_segments: int = 50
     compactness: float = 20.0
-    tta: bool = False  # explain the network on the face as it is (see classifier_fn)
+    tta: bool | None = None  # None: as the model card says, i.e. the classifier whose label is shown
+    quantized: bool = True  # int8 TensorFlow Lite forward passes where they give the shown label
+    faithfulness: bool = True  # deletion/insertion AUC on every explanation
+    faithfulness_steps: int = 8  # points on each deletion/insertion curve (plus the two ends)
+    random_orders: int = 2  # random superpixel orders averaged for the baseline
+    # "halves": every sample keeps a random half of the superpixels and is followed by its complement
+    # (antithetic pairs, as for KernelSHAP in Covert & Lee 2021). Every superpixel is on in exactly half
+    # the samples, all samples get the same kernel weight, and each pair's even-order interactions cancel
+    # out of the linear fit: at 300 samples as stable across seeds as lime's own design at ~550.
+    # "lime": lime_image's own design (uniform on/off per superpixel), sample for sample.
+    sampling: str = "halves"
 
     def segmenter(self):
         from lime.wrappers.scikit_image import SegmentationAlgorithm
@@ -40,26 +72,179 @@ class LimeSettings:
         )
 
 
-def _quiet(iterable, *args, **kwargs):
-    return iterable
+# ---------------------------------------------------------------- the explained classifier
+Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) gray faces -> (N, 7) probabilities
 
 
-def classifier_fn(model: EmotionModel, tta: bool = False):
-    """LIME hands us RGB perturbations of a grayscale crop; channel 0 is the gray image.
+class FlipClassifier:
+    """A classifier of uint8 gray faces, optionally flip-averaged (test-time augmentation).
 
-    Without the mirror-image average by default: hiding a superpixel also hides its mirror image's
-    evidence in the flipped copy, so LIME would credit a region with what the network saw on the other
-    side of the face. The network on the face as it is keeps each weight tied to its place (and halves
-    the cost). ``LimeSettings(tta=True)`` explains the averaged classifier instead.
+    ``clf(gray)``: the mean of the network on each face and on its mirror image when ``tta`` (``exact``,
+    when given, computes the same thing the way ``model.predict`` does, to the last bit).
     """
+
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], tta: bool,
+                 exact: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.forward, self.tta, self._exact = forward, tta, exact
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        x = preprocess(np.asarray(gray))
+        if self._exact is not None:
+            return self._exact(x)
+        if not self.tta:
+            return self.forward(x)
+        both = self.forward(np.concatenate([x, x[:, :, ::-1]]))  # the face and its mirror image, one pass
+        return 0.5 * (both[: len(x)] + both[len(x):])
+
+
+def float_classifier(model: EmotionModel, tta: bool | None = None, batch_size: int = 4096) -> FlipClassifier:
+    """The float network exactly as ``model.predict`` computes it (``tta=None``: as the model card says)."""
+    tta = model.tta if tta is None else tta
+    return FlipClassifier(lambda x: model.predict_scaled(x, batch_size=batch_size, tta=False), tta,
+                          exact=lambda x: model.predict_scaled(x, batch_size=batch_size, tta=tta))
+
+
+def explained_classifier(
+    model: EmotionModel, crop: np.ndarray, settings: LimeSettings | None = None
+) -> tuple[FlipClassifier, str, int]:
+    """(classifier LIME will query, its description, the shown class index) for one face.
+
+    The shown class is ``model.predict``'s. With ``settings.quantized`` the int8 copy is used only when its
+    top class on this face is the shown one; otherwise (or with ``tta=False``, which explains the
+    un-mirrored network on purpose) the float network.
+    """
+    s = settings or LimeSettings()
+    tta = model.tta if s.tta is None else s.tta
+    shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
+    flip = ", flip-averaged" if tta else ""
+    if s.quantized:
+        from .fastpath import quantized_forward
+
+        fwd = quantized_forward(model)
+        if fwd is not None:
+            clf = FlipClassifier(fwd, tta)
+            if int(np.argmax(clf(np.asarray(crop, np.uint8)[None])[0])) == shown:
+                return clf, f"int8 TFLite{flip}", shown
+    return float_classifier(model, tta), f"float{flip}", shown
+
+
+def classifier_fn(model: EmotionModel, tta: bool | None = None):
+    """lime's interface: RGB perturbations of a grayscale crop (channel 0 is the gray image) -> probabilities."""
+    clf = float_classifier(model, tta)
 
     def predict(images: np.ndarray) -> np.ndarray:
         gray = np.asarray(images)[..., 0]
         if gray.dtype != np.uint8:
             gray = np.clip(gray, 0, 255).astype(np.uint8)
-        return model.predict_scaled(preprocess(gray), batch_size=4096, tta=tta)
+        return clf(gray)
 
     return predict
+
+
+# ---------------------------------------------------------------- superpixels and perturbations
+def segment(crop: np.ndarray, settings: LimeSettings | None = None) -> np.ndarray:
+    """SLIC superpixels of a face as lime computes them (int (48, 48), ids from 0)."""
+    from skimage.color import gray2rgb
+
+    return np.asarray((settings or LimeSettings()).segmenter()(gray2rgb(np.asarray(crop, np.uint8))))
+
+
+def hidden_face(crop: np.ndarray, segments: np.ndarray, hide_color: float | None = None) -> np.ndarray:
+    """The face with every superpixel hidden, as lime hides them (its mean, truncated to uint8)."""
+    gray = np.asarray(crop, np.uint8)
+    if hide_color is not None:
+        return np.full_like(gray, np.uint8(hide_color))
+    n = int(segments.max()) + 1
+    sums = np.bincount(segments.ravel(), gray.ravel().astype(np.float64), n)
+    counts = np.maximum(np.bincount(segments.ravel(), minlength=n), 1)
+    return (sums / counts)[segments].astype(np.uint8)
+
+
+def perturb(crop: np.ndarray, hidden: np.ndarray, segments: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """uint8 (N, 48, 48): face k shows superpixel j where ``keep[k, j]`` and its hidden version elsewhere."""
+    return np.where(np.asarray(keep, bool)[:, segments], np.asarray(crop, np.uint8)[None], hidden[None])
+
+
+# ---------------------------------------------------------------- faithfulness (RISE deletion/insertion)
+def _step_counts(n_segments: int, steps: int) -> np.ndarray:
+    return np.round(np.linspace(0, n_segments, steps + 1)).astype(int)
+
+
+def curve_masks(orders: Sequence[np.ndarray], n_segments: int, steps: int) -> np.ndarray:
+    """Keep-masks (len(orders) * 2 * (steps + 1), n_segments): per order, its deletion then insertion curve."""
+    counts = _step_counts(n_segments, steps)
+    masks = []
+    for order in orders:
+        order = np.asarray(order)
+        for deleting in (True, False):
+            for c in counts:
+                keep = np.full(n_segments, deleting)
+                keep[order[:c]] = not deleting
+                masks.append(keep)
+    return np.array(masks, bool)
+
+
+def curves(
+    classifier: Classifier, crop: np.ndarray, segments: np.ndarray, hidden: np.ndarray,
+    orders: Sequence[np.ndarray], steps: int = 8,
+) -> np.ndarray:
+    """(len(orders), 2, steps + 1, 7) probabilities along each order's deletion and insertion curve.
+
+    All curves of a face in one forward call; images that repeat (the untouched and the fully hidden face
+    open and close every curve) are computed once.
+    """
+    n = int(segments.max()) + 1
+    masks = curve_masks(orders, n, steps)
+    uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
+    probs = classifier(perturb(crop, hidden, segments, uniq))[np.asarray(inverse).ravel()]
+    return probs.reshape(len(orders), 2, steps + 1, -1)
+
+
+def auc(curve: np.ndarray) -> float:
+    """Area under a probability curve sampled at equal fractions of the superpixels (x from 0 to 1)."""
+    curve = np.asarray(curve, np.float64)
+    return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
+
+
+def lime_order(weights: dict[int, float], n_segments: int) -> np.ndarray:
+    """Superpixels from the most supporting to the most opposing (ties and unweighted ones last, by id)."""
+    w = np.full(n_segments, -np.inf)
+    for seg, v in weights.items():
+        w[seg] = v
+    return np.argsort(-w, kind="stable")
+
+
+def random_orders(n_segments: int, count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.RandomState(seed + 7919)  # independent of lime's sample stream for the same seed
+    return [rng.permutation(n_segments) for _ in range(count)]
+
+
+# ---------------------------------------------------------------- LIME
+def lime_samples(n_segments: int, num_samples: int, seed: int, sampling: str = "lime") -> np.ndarray:
+    """Which superpixels each perturbation keeps (num_samples, n_segments); the first row is the face itself.
+
+    ``lime``: lime_image's design for this seed, uniform on/off per superpixel (sample for sample what
+    ``explain_instance`` draws). ``halves``: rows that keep a random half of the superpixels, each followed
+    by its complement; the second row hides everything.
+    """
+    rs = np.random.RandomState(seed)  # lime: check_random_state(random_state).randint(0, 2, ...)
+    if sampling == "lime":
+        data = rs.randint(0, 2, num_samples * n_segments).reshape((num_samples, n_segments))
+    elif sampling == "halves":
+        rows = (num_samples + 1) // 2  # each row keeps a random half of the superpixels, then its complement
+        half = (np.argsort(rs.random_sample((rows, n_segments)), 1) < n_segments // 2).astype(int)
+        data = np.stack([half, 1 - half], 1).reshape(-1, n_segments)[:num_samples]
+    else:
+        raise ValueError(f"unknown sampling {sampling!r}: 'halves' or 'lime'")
+    data[0, :] = 1
+    if sampling == "halves" and len(data) > 1:
+        data[1, :] = 0  # the complement of the face: everything hidden
+    return data
+
+
+def _sample_probabilities(clf: Classifier, images: np.ndarray, s: LimeSettings) -> np.ndarray:
+    step = s.batch_size or len(images)
+    return np.concatenate([clf(images[i: i + step]) for i in range(0, len(images), step)])
 
 
 def explain_face(
@@ -68,44 +253,65 @@ def explain_face(
     labels: Sequence[str] | None = None,
     settings: LimeSettings | None = None,
 ) -> dict[str, Explanation]:
-    """LIME explanations of one uint8 48x48 face, keyed by class name.
+    """LIME explanations of one uint8 48x48 face, keyed by class name, one per class in ``labels``.
 
-    ``labels`` names the classes to explain (e.g. predicted and true class in an audit); by default the
-    ``top_labels`` most probable ones are explained.
+    ``labels`` names the classes to explain (e.g. predicted and true class in an audit); None explains the
+    shown class only.
     """
     from lime import lime_image
     from skimage.color import gray2rgb
     from skimage.segmentation import mark_boundaries
+    from sklearn.metrics import pairwise_distances
 
-    lime_image.tqdm = _quiet  # lime 0.2.0.1 draws a progress bar per face on stderr; ours is per batch
     s = settings or LimeSettings()
-    image = gray2rgb(np.asarray(crop, np.uint8))
-    explainer = lime_image.LimeImageExplainer(random_state=s.seed)
-    wanted = None if labels is None else [model.classes.index(lb) for lb in labels]
-    exp = explainer.explain_instance(
-        image, classifier_fn(model, s.tta),
-        labels=tuple(wanted) if wanted else (),
-        top_labels=None if wanted else s.top_labels,
-        hide_color=s.hide_color,
-        num_samples=s.num_samples,
-        batch_size=s.batch_size or s.num_samples,
-        random_seed=s.seed,
-        segmentation_fn=s.segmenter(),
-    )
-    segments = exp.segments
+    gray = np.asarray(crop, np.uint8)
+    clf, described, shown = explained_classifier(model, gray, s)
+    wanted = [shown] if not labels else [model.classes.index(lb) for lb in labels]
+    wanted = list(dict.fromkeys(wanted))
+
+    segments = segment(gray, s)
+    n_seg = int(segments.max()) + 1
+    hidden = hidden_face(gray, segments, s.hide_color)
+    data = lime_samples(n_seg, s.num_samples, s.seed, s.sampling)
+    probs = _sample_probabilities(clf, perturb(gray, hidden, segments, data), s)
+    distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()  # as lime_image
+    explainer = lime_image.LimeImageExplainer(random_state=s.seed)  # lime's kernel (width 0.25) and LimeBase
+
+    exp = lime_image.ImageExplanation(gray2rgb(gray), segments)
+    exp.score, exp.intercept, exp.local_pred = {}, {}, {}
+    for idx in wanted:
+        (exp.intercept[idx], exp.local_exp[idx], exp.score[idx], exp.local_pred[idx]) = (
+            explainer.base.explain_instance_with_data(
+                data, probs, distances, idx, num_features=100000, feature_selection=explainer.feature_selection
+            )
+        )
+
+    faith: dict[int, tuple[float, float, float, float]] = {}
+    if s.faithfulness:
+        rand = random_orders(n_seg, s.random_orders, s.seed)
+        orders = [lime_order(dict(exp.local_exp[i]), n_seg) for i in wanted] + rand
+        c = curves(clf, gray, segments, hidden, orders, s.faithfulness_steps)
+        for k, idx in enumerate(wanted):
+            r = c[len(wanted):, :, :, idx]
+            faith[idx] = (auc(c[k, 0, :, idx]), auc(c[k, 1, :, idx]),
+                          float(np.mean([auc(x) for x in r[:, 0]])), float(np.mean([auc(x) for x in r[:, 1]])))
+
     out: dict[str, Explanation] = {}
-    for idx in wanted or exp.top_labels:
+    for idx in wanted:
         weights = {int(seg): float(w) for seg, w in exp.local_exp[idx]}
-        lut = np.zeros(segments.max() + 1, np.float32)
+        lut = np.zeros(n_seg, np.float32)
         for seg, w in weights.items():
             lut[seg] = w
         temp, mask = exp.get_image_and_mask(
             idx, positive_only=s.positive_only, num_features=s.num_features, hide_rest=False
         )
         boundaries = (mark_boundaries(temp / 255.0, mask) * 255).astype(np.uint8)
+        d, i, dr, ir = faith.get(idx, (float("nan"),) * 4)
         out[model.classes[idx]] = Explanation(
             label=model.classes[idx], segments=segments, weights=weights, heatmap=lut[segments],
-            boundaries=boundaries, score=float(exp.score[idx]) if isinstance(exp.score, dict) else float(exp.score),
+            boundaries=boundaries, score=float(exp.score[idx]),
+            deletion_auc=d, insertion_auc=i, deletion_auc_random=dr, insertion_auc_random=ir,
+            classifier=described, num_samples=s.num_samples,
         )
     return out
 
@@ -117,38 +323,25 @@ def explain_faces(
     settings: LimeSettings | None = None,
     n_jobs: int = 2,
 ) -> list[dict[str, Explanation]]:
-    """Explain many faces in parallel with joblib threads.
+    """Explain many faces in parallel with joblib threads; ``labels[i]`` names the classes to explain for face i.
 
-    Threads, not processes: TensorFlow releases the GIL during a forward pass, so two explanations overlap
-    on two cores while sharing one loaded model (no per-process model load, no pickling of arrays).
+    Threads, not processes: TensorFlow (and TensorFlow Lite) release the GIL during a forward pass, so two
+    explanations overlap on two cores while sharing one loaded model.
     """
     from joblib import Parallel, delayed
 
     labels = labels or [None] * len(crops)
+    if len(labels) != len(crops):
+        raise ValueError(f"{len(crops)} faces but {len(labels)} label lists")
     if n_jobs == 1 or len(crops) <= 1:
         return [explain_face(model, c, lb, settings) for c, lb in zip(crops, labels)]
+    if settings is None or settings.quantized:
+        from .fastpath import quantized_forward
+
+        quantized_forward(model)  # build it once, before the threads race for it
     return Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(explain_face)(model, c, lb, settings) for c, lb in zip(crops, labels)
     )
 
 
-def heatmap_image(crop: np.ndarray, heatmap: np.ndarray, size: int = 144, alpha: float = 0.55) -> np.ndarray:
-    """The face in gray under a diverging colour map of LIME weights: green for, red against the class.
-
-    Scaled symmetrically by the largest absolute weight, so white/neutral means no evidence either way.
-    """
-    import cv2
-
-    face = cv2.resize(np.asarray(crop, np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
-    face_rgb = np.stack([face] * 3, -1).astype(np.float32)
-    hm = cv2.resize(heatmap.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
-    peak = float(np.abs(hm).max())
-    v = hm / peak if peak > 0 else hm
-    pos, neg = np.clip(v, 0, 1)[..., None], np.clip(-v, 0, 1)[..., None]
-    colour = pos * np.array([0, 200, 60], np.float32) + neg * np.array([230, 30, 30], np.float32)
-    strength = alpha * np.maximum(pos, neg)
-    out = face_rgb * (1 - strength) + colour * strength
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-__all__ = ["LimeSettings", "explain_face", "explain_faces", "heatmap_image", "CLASSES"]
+__all__ = ["LimeSettings", "explain_face", "explain_faces", "heatmap_image", "explained_classifier", "CLASSES"]

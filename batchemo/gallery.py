@@ -18,6 +18,8 @@ from .records import CLASSES, STATUS_NO_FACES, STATUS_OK
 GALLERY_SIZE = 200
 #: Failures and skipped files listed by name in a report (all of them are in the CSV).
 LISTED_PROBLEMS = 1000
+#: A heatmap whose faithfulness is below this is hardly better than pointing at random regions.
+WEAK_FAITHFULNESS = 0.1
 
 
 class RunStats:
@@ -32,6 +34,7 @@ class RunStats:
         self.folders: dict[str, dict] = {}
         self.problems: list[dict] = []  # failed and skipped inputs: path, status, reason (the first LISTED_PROBLEMS)
         self.problems_total = 0
+        self.faithfulness: list[float] = []  # one per explained face: 4 bytes each, kept for its quartiles
 
     def add(self, rows: list[dict]) -> None:
         first = rows[0]
@@ -49,10 +52,20 @@ class RunStats:
                 self.prob_sums += [r[f"p_{c}"] for c in CLASSES]
             self.faces += len(rows)
             folder["faces"] += len(rows)
+            self.faithfulness += [float(r["lime_faithfulness"]) for r in rows
+                                  if r.get("lime_faithfulness") is not None and r["lime_faithfulness"] == r["lime_faithfulness"]]
         elif status != STATUS_NO_FACES:
             self.problems_total += 1
             if len(self.problems) < LISTED_PROBLEMS:
                 self.problems.append({"path": first["path"], "status": status, "reason": first.get("reason", "")})
+
+    def faithfulness_summary(self) -> dict | None:
+        """Median and quartiles of the explanations' faithfulness, and how many are no better than chance."""
+        if not self.faithfulness:
+            return None
+        f = np.asarray(self.faithfulness, np.float32)
+        q1, med, q3 = (float(v) for v in np.percentile(f, [25, 50, 75]))
+        return {"n": len(f), "median": med, "q1": q1, "q3": q3, "weak": int((f < WEAK_FAITHFULNESS).sum())}
 
     def count(self, status: str) -> int:
         return self.by_status.get(status, 0)

@@ -61,6 +61,24 @@ class Explanation:
     heatmap: np.ndarray  # float32 (48, 48): each pixel's superpixel weight
     boundaries: np.ndarray  # uint8 RGB (48, 48, 3): top features outlined, as lime's mark_boundaries draws
     score: float  # R^2 of LIME's local linear fit for this label
+    # Faithfulness (RISE deletion/insertion, Petsiuk et al. 2018), on the classifier that was explained:
+    # the area under this label's probability while superpixels are hidden (deletion) or revealed
+    # (insertion) in LIME's order, most supporting first, and the same for random orders of this face.
+    deletion_auc: float = float("nan")  # lower is better
+    insertion_auc: float = float("nan")  # higher is better
+    deletion_auc_random: float = float("nan")
+    insertion_auc_random: float = float("nan")
+    classifier: str = ""  # what LIME queried, e.g. "int8 TFLite, flip-averaged"
+    num_samples: int = 0  # LIME perturbations behind this explanation
+
+    @property
+    def faithfulness(self) -> float:
+        """How much better than random LIME's order explains the class, -1..1 (0: no better than chance).
+
+        The mean of two gaps: how much faster the class's probability falls when the heatmap's regions are
+        hidden first, and how much faster it comes back when they are revealed first, than in random order.
+        """
+        return 0.5 * ((self.deletion_auc_random - self.deletion_auc) + (self.insertion_auc - self.insertion_auc_random))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .detect import DEFAULT_DETECTOR
+from .explain import LIME_SAMPLES
 from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Faces,
 )
@@ -67,6 +68,7 @@ class Keyframe:
     heatmap_img: bytes | None = None
     lime_img: bytes | None = None
     lime_score: float | None = None
+    lime_faithfulness: float | None = None
     kind: str = "peak"
     person: str = ""
 
@@ -194,7 +196,7 @@ def video_timeline(
     explain_keyframes: int = 0,
     *,
     detector_options: dict | None = None,
-    lime_samples: int = 1000,
+    lime_samples: int = LIME_SAMPLES,
     seed: int = 0,
     max_side: int = 1280,
     thumb_side: int = 400,
@@ -430,8 +432,8 @@ class _State:
         return pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
 
 
-def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: int, lime_samples: int = 1000,
-                           seed: int = 0, jobs: int = 2) -> list[Keyframe]:
+def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: int,
+                           lime_samples: int = LIME_SAMPLES, seed: int = 0, jobs: int = 2) -> list[Keyframe]:
     """LIME heatmaps for ``per_face`` keyframes of each face, filled into those Keyframes (returned).
 
     A face's peaks come first, ranked by how long it showed their emotion, so the first heatmap explains
@@ -459,7 +461,7 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
     for k, e in zip(chosen, exps):
         exp = e[k.label]
         k.heatmap_img, k.lime_img = explanation_images(k.crop, exp)
-        k.lime_score = exp.score
+        k.lime_score, k.lime_faithfulness = exp.score, exp.faithfulness
     return chosen
 
 

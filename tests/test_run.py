@@ -189,9 +189,9 @@ def test_lime_is_seeded_and_batched(untrained_model_path, lfw_faces):
 
     model.predict_scaled = spy
     crop = cv2.resize(lfw_faces[0], (48, 48))
-    a = explain_face(model, crop, settings=LimeSettings(num_samples=300))
-    b = explain_face(model, crop, settings=LimeSettings(num_samples=300))
-    assert max(calls) == 300  # all perturbations in one call, not lime's batches of 10
+    a = explain_face(model, crop, settings=LimeSettings(num_samples=300, quantized=False))
+    b = explain_face(model, crop, settings=LimeSettings(num_samples=300, quantized=False))
+    assert max(calls) >= 300  # all perturbations in one call, not lime's batches of 10
     assert list(a) == list(b)
     for k in a:
         np.testing.assert_array_equal(a[k].heatmap, b[k].heatmap)

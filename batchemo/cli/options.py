@@ -69,7 +69,9 @@ def detector_options(a: argparse.Namespace, video: bool = False) -> dict:
 
 
 def add_lime(p: argparse.ArgumentParser, what: str = "face") -> None:
-    p.add_argument("--lime-samples", type=at_least(MIN_LIME_SAMPLES), default=1000, metavar="N",
+    from ..explain import LIME_SAMPLES
+
+    p.add_argument("--lime-samples", type=at_least(MIN_LIME_SAMPLES), default=LIME_SAMPLES, metavar="N",
                    help=f"LIME perturbations per explained {what} (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="LIME random seed (default: %(default)s)")
 

@@ -76,6 +76,17 @@ def reliability_geometry(bins: list, width: int = 320, height: int = 220) -> dic
     }
 
 
+def _faithfulness(result) -> dict | None:
+    """Median faithfulness of the heatmaps of the predicted and of the true class, over the explained mistakes."""
+    out = {}
+    for key, pick in (("predicted", lambda m: m.predicted), ("true", lambda m: m.true)):
+        values = [m.explanations[pick(m)].faithfulness for m in result.explained if pick(m) in m.explanations]
+        values = [v for v in values if v == v]
+        if values:
+            out[key] = float(np.median(values))
+    return out or None
+
+
 def audit_context(result) -> dict:
     """Everything audit.html.j2 shows, computed from the audit result."""
     ev = result.evaluation
@@ -113,6 +124,8 @@ def audit_context(result) -> dict:
                 "p_predicted": m.p_predicted, "p_true": m.p_true, "face": _jpeg(m.face, FACE_SIDE),
                 "heat_predicted": _heatmap(m.face, pe) if pe else "", "heat_true": _heatmap(m.face, te) if te else "",
                 "score_predicted": _finite(pe.score) if pe else None, "score_true": _finite(te.score) if te else None,
+                "faith_predicted": _finite(pe.faithfulness) if pe else None,
+                "faith_true": _finite(te.faithfulness) if te else None,
             })
         gallery.append({"true": g.true, "predicted": g.predicted, "count": g.count, "support": g.support,
                         "rate": g.count / g.support if g.support else 0.0, "shown": items})
@@ -129,6 +142,7 @@ def audit_context(result) -> dict:
         "ece": _finite(result.ece), "mean_confidence": _finite(mean_conf),
         "per_class": per_class, "averages": averages, "confusion": confusion, "classes": list(CLASSES),
         "gallery": gallery, "other_pairs": others, "explained": len(result.explained),
+        "faithfulness": _faithfulness(result),
         "sample": sample, "sample_correct": sum(s["correct"] for s in sample),
         "bins": [{"lower": b.lower, "upper": b.upper, "count": b.count, "confidence": _finite(b.confidence),
                   "accuracy": _finite(b.accuracy)} for b in result.bins],

@@ -32,7 +32,7 @@ def _face_view(r) -> dict:
         "heatmap_img": data_uri(r.get("heatmap_img")),
         "lime_img": data_uri(r.get("lime_img")),
         "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
-        "score": _num(r.get("score")),
+        "score": _num(r.get("score")), "lime_faithfulness": _num(r.get("lime_faithfulness")),
     }
 
 
@@ -86,6 +86,7 @@ def run_context(result) -> dict:
         "mean_probs": mean_probs, "folders": folders, "cards": cards, "filter_counts": filter_counts,
         "complete": result.gallery.keep_all, "gallery_size": a.get("gallery"),
         "problems": st.problems, "problems_total": st.problems_total,
+        "faithfulness": st.faithfulness_summary(),
         "settings": {k: a.get(k) for k in ("detector", "detector_options", "explain", "lime_samples", "jobs", "backend")},
     }
 

@@ -117,7 +117,7 @@ def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, c
         "explained": [{
             "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
             "face_jpg": data_uri(k.face_jpg), "heatmap_img": data_uri(k.heatmap_img), "lime_img": data_uri(k.lime_img),
-            "lime_score": k.lime_score, "probs": k.probabilities,
+            "lime_score": k.lime_score, "lime_faithfulness": k.lime_faithfulness, "probs": k.probabilities,
         } for k in sorted((k for k in kfs if k.heatmap_img),
                           key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
     }
