@@ -31,7 +31,7 @@ TABLE_COLUMNS = [
 #: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
 EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]
 #: Encoded images carried for the report, not written to CSV / JSON.
-IMAGE_COLUMNS = ["thumbnail", "face_jpg", "heatmap_img", "lime_img"]
+IMAGE_COLUMNS = ["thumbnail", "face_jpg", "crop_jpg", "heatmap_img", "lime_img"]
 #: Per-face values that travel with a row but are not table cells (identity stays out of files by default).
 PRIVATE_COLUMNS = IMAGE_COLUMNS + ["embedding"]
 
@@ -137,6 +137,7 @@ def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale:
         else:
             crop_img = faces.crops[i]
         row["face_jpg"] = encode(square(crop_img, 112), ".jpg", 90)
+        row["crop_jpg"] = encode(square(faces.crops[i], 112), ".jpg", 90)  # aligned: what the CNN and LIME read
         if faces.embeddings is not None:
             row["embedding"] = faces.embeddings[i]
             if faces.embed_reasons[i]:

@@ -28,7 +28,7 @@ def _face_view(r) -> dict:
         "face_index": int(r["face_index"]), "label": r["label"], "confidence": float(r["confidence"]),
         "x": int(r["x"]), "y": int(r["y"]), "w": int(r["w"]), "h": int(r["h"]),
         "probs": {c: float(r[f"p_{c}"]) for c in CLASSES},
-        "face_jpg": data_uri(r.get("face_jpg")),
+        "face_jpg": data_uri(r.get("face_jpg")), "crop_jpg": data_uri(r.get("crop_jpg")),
         "heatmap_img": data_uri(r.get("heatmap_img")),
         "lime_img": data_uri(r.get("lime_img")),
         "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
