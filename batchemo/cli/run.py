@@ -64,7 +64,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                      f"{s['faces']} face{'s' if s['faces'] != 1 else ''}, {s['images_without_faces']} without a "
                      f"face, {s['failed']} failed, in {s['seconds']:.1f} s")
     if s["skipped"]:
-        parts.append(f"{s['skipped']} other file{'s' if s['skipped'] != 1 else ''} skipped")
+        parts.append(f"{s['skipped']} other file{'s' if s['skipped'] != 1 else ''} skipped (not images or videos)")
     failed_videos = sum(v["status"] == "failed" for v in links)
     if videos:
         parts.append(f"{len(videos)} video{'s' if len(videos) != 1 else ''}: {len(videos) - failed_videos} analysed, "
@@ -73,8 +73,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         n_people = len({r.person for r in refs if r.person})
         parts.append(f"{n_people} {'person' if n_people == 1 else 'people'}")
     print("; ".join(parts) + (f" -> {', '.join(map(str, written))}" if written else ""))
-    for p in result.stats.problems:
-        log(f"{p['status']}: {p['path']}: {p['reason']}")
+    for p in result.stats.problems:  # skipped files are counted above and listed in the tables and report
+        if p["status"] != "skipped":
+            log(f"{p['status']}: {p['path']}: {p['reason']}")
     if s["images"] + len(videos) == 0:
         err("no images or videos found in " + ", ".join(a.paths))
         return 1
