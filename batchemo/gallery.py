@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from .records import CLASSES, STATUS_NO_FACES, STATUS_OK
+from .records import CLASSES, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 
 #: Image cards in a run report unless asked otherwise: about 9 MB of thumbnails and heatmaps.
 GALLERY_SIZE = 200
@@ -41,6 +41,9 @@ class RunStats:
         status = first["status"]
         self.inputs += 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
+        if status == STATUS_SKIPPED:  # not an image: listed, but no part of any folder's image counts
+            self._problem(first)
+            return
         folder = self.folders.setdefault(first.get("folder", "."), {
             "images": 0, "faces": 0, "labels": np.zeros(len(CLASSES), np.int64)})
         folder["images"] += 1
@@ -55,9 +58,12 @@ class RunStats:
             self.faithfulness += [float(r["lime_faithfulness"]) for r in rows
                                   if r.get("lime_faithfulness") is not None and r["lime_faithfulness"] == r["lime_faithfulness"]]
         elif status != STATUS_NO_FACES:
-            self.problems_total += 1
-            if len(self.problems) < LISTED_PROBLEMS:
-                self.problems.append({"path": first["path"], "status": status, "reason": first.get("reason", "")})
+            self._problem(first)
+
+    def _problem(self, row: dict) -> None:
+        self.problems_total += 1
+        if len(self.problems) < LISTED_PROBLEMS:
+            self.problems.append({"path": row["path"], "status": row["status"], "reason": row.get("reason", "")})
 
     def faithfulness_summary(self) -> dict | None:
         """Median and quartiles of the explanations' faithfulness, and how many are no better than chance."""
