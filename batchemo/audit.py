@@ -244,7 +244,8 @@ def audit(
             f"and the true class ({lime_samples} samples each, {jobs} at once)")
         _, explanations = classify(
             model, labelled.images[chosen], LimeSettings(num_samples=lime_samples, seed=seed),
-            also_explain=[[CLASSES[ev.labels[i]]] for i in chosen], n_jobs=jobs, progress=progress,
+            also_explain=[[CLASSES[pred[i]], CLASSES[ev.labels[i]]] for i in chosen], n_jobs=jobs,
+            progress=progress,
         )
     explained = dict(zip(chosen, explanations))
     t_explain = time.perf_counter()

@@ -48,6 +48,10 @@ class ResultCache:
         digest = hashlib.sha1(f"{ident}|{self._settings_key}".encode()).hexdigest()
         return self.folder / digest[:2] / f"{digest}.pkl"
 
+    def has(self, path: str) -> bool:
+        f = self._file(path)
+        return f is not None and f.exists()
+
     def get(self, path: str) -> list[dict] | None:
         """The stored rows of ``path`` (their ``path``/``folder`` as the run that stored them named it)."""
         f = self._file(path)

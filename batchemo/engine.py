@@ -22,7 +22,8 @@ from .outputs import annotate, encode, explanation_images, fit, square
 from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Faces
 
-#: The columns of the CSV / JSON output, in order (one row per face; one row per image without faces).
+#: The columns of the CSV / JSON output, in order: one row per face, and one per input without one (an
+#: image without a face, a file that failed or was skipped, a video pointing to its timeline).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
     *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
@@ -169,15 +170,21 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
         return [dict(base, status=STATUS_FAILED, reason="out of memory while decoding")]
     h, w = rgb.shape[:2]
     base.update(image_width=round(w / scale), image_height=round(h / scale))
-    model = worker_model(settings.model_path, settings.threads_per_worker)
+    model = worker_model(settings.model_path, settings.threads_per_worker)  # model errors do stop the run
     detector = worker_detector(settings.detector, settings.detector_options)
-    faces = find_faces(rgb, scale, detector, path, embed=settings.people)
-    thumb, f = fit(rgb, settings.thumb_side)
-    if not len(faces):
-        return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=encode(thumb))]
-    lime = settings.lime if settings.explain else None
-    classify_faces(model, [faces], lime, n_jobs=1 if settings.threads_per_worker == 1 else 2)
-    rows = face_rows(faces, base, rgb, scale)
+    try:
+        faces = find_faces(rgb, scale, detector, path, embed=settings.people)
+        thumb, f = fit(rgb, settings.thumb_side)
+        if not len(faces):
+            return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=encode(thumb))]
+        lime = settings.lime if settings.explain else None
+        classify_faces(model, [faces], lime, n_jobs=1 if settings.threads_per_worker == 1 else 2)
+        rows = face_rows(faces, base, rgb, scale)
+    except MemoryError:
+        return [dict(base, status=STATUS_FAILED, reason="out of memory while analysing")]
+    except Exception as e:  # an odd image that trips OpenCV or dlib must not stop a batch of thousands
+        text = str(e).strip().splitlines()[-1][:200] if str(e).strip() else ""
+        return [dict(base, status=STATUS_FAILED, reason=f"analysis failed ({type(e).__name__}: {text})")]
     marks = [(faces.box(i), r["label"], r["confidence"], i) for i, r in enumerate(rows)]
     thumb_jpg = encode(annotate(thumb, marks, scale * f))
     for r in rows:
@@ -293,7 +300,7 @@ def run(
     card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
     items = [(str(f.path), str(f.root) if f.root is not None else None) for f in found if f.kind == "image"]
     t0 = time.time()
-    stats, shown, kept, refs = RunStats(), Gallery(gallery, total=len(found), seed=seed), [], []
+    stats, shown, kept, refs = RunStats(), Gallery(gallery, total=len(items), seed=seed), [], []
     row_no = 0
     client = _dask_client(scheduler) if backend == "dask" else None
     store = None
@@ -301,10 +308,10 @@ def run(
         from .cache import ResultCache
 
         store = ResultCache(cache, settings)
-    known = [store.get(p) if store else None for p, _ in items]
-    todo = [item for item, rows_ in zip(items, known) if rows_ is None]
+    stored = [store.has(p) if store else False for p, _ in items]  # loaded one by one below: memory stays flat
+    todo = [item for item, done in zip(items, stored) if not done]
     fresh = iter_results(todo, settings, jobs, backend) if todo else iter([])
-    cached = iter(known)
+    cached = iter(stored)
 
     def results():
         for f in found:
@@ -312,13 +319,16 @@ def run(
                 yield [dict(_base(f), status=STATUS_SKIPPED if f.kind == "skipped" else STATUS_FAILED,
                             reason=f.reason)]
                 continue
-            result = next(cached)
-            if result is None:  # results come back in input order, so the next fresh one is this item's
-                result = next(fresh)
-                if store is not None:
-                    store.put(str(f.path), result)
-            else:  # stored under the file's real path: name it as this run found it
+            result = store.get(str(f.path)) if next(cached) else None
+            if result is not None:  # stored under the file's real path: name it as this run found it
                 result = [dict(r, **_base(f)) for r in result]
+            else:
+                if store is not None and store.has(str(f.path)):  # damaged since: compute it here
+                    result = process_image(str(f.path), settings, str(f.root) if f.root is not None else None)
+                else:  # results come back in input order, so the next fresh one is this item's
+                    result = next(fresh)
+                if store is not None and result[0]["status"] != STATUS_FAILED:  # a failure may pass: retry it
+                    store.put(str(f.path), result)
             yield result
 
     try:

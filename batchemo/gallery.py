@@ -81,7 +81,8 @@ class Gallery:
     """The image cards a report shows: every input of a small run, a bounded, telling choice of a big one.
 
     ``offer(seq, rows)`` takes one input's rows (with their encoded images) in input order; ``cards()``
-    gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's length.
+    gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's length
+    (by at least 17 cards: one per emotion and end, a folder sample and a no-face photo).
     """
 
     def __init__(self, size: int = GALLERY_SIZE, total: int | None = None, seed: int = 0):
@@ -91,13 +92,13 @@ class Gallery:
         self.keep_all = total is not None and total <= size
         self._cards: dict[int, list[dict]] = {}
         self._refs: dict[int, int] = {}
-        per_end = max(1, size // 20)
+        per_end = max(1, (size * 6 // 10) // (2 * len(CLASSES)))  # 60% to the emotions' extremes
         self._heaps: dict[tuple[str, str], list] = {(c, end): [] for c in CLASSES for end in ("most", "least")}
         self._heap_size = per_end
         self._folders: dict[str, list] = {}
         self._folder_seen: dict[str, int] = {}
         self._per_folder = 2
-        self._max_folders = max(1, (size * 3 // 10) // self._per_folder)
+        self._max_folders = max(1, (size * 3 // 10) // self._per_folder)  # 30% to folders, 5% to no-face photos
         self._no_faces: list[int] = []
         self._no_faces_seen = 0
         self._rng = random.Random(seed)
@@ -150,7 +151,7 @@ class Gallery:
                 self._reservoir(kept, self._folder_seen[folder], self._per_folder, seq, rows)
         elif status == STATUS_NO_FACES:
             self._no_faces_seen += 1
-            self._reservoir(self._no_faces, self._no_faces_seen, self._heap_size, seq, rows)
+            self._reservoir(self._no_faces, self._no_faces_seen, max(1, self.size // 20), seq, rows)
 
     def cards(self) -> list[list[dict]]:
         return [self._cards[k] for k in sorted(self._cards)]

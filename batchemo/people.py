@@ -43,14 +43,6 @@ def _embedder():
     return dlib.face_recognition_model_v1(path)
 
 
-def available() -> bool:
-    try:
-        _embedder()
-    except PeopleUnavailable:
-        return False
-    return True
-
-
 def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
           scale: float = 1.0) -> tuple[np.ndarray, list[str]]:
     """Embeddings (n, 128) float32 of the faces of one image, and per face "" or why it has none.

@@ -21,8 +21,9 @@ STATUS_OK = "ok"  # faces found and classified
 STATUS_NO_FACES = "no_faces"  # read fine, no face in it
 STATUS_PARTIAL = "partial"  # a video whose readable part was analysed (truncated or damaged)
 STATUS_FAILED = "failed"  # could not be read; ``reason`` says why
-STATUS_SKIPPED = "skipped"  # not a kind of file batchemo reads (e.g. .gif); ``reason`` says which
-STATUSES = (STATUS_OK, STATUS_NO_FACES, STATUS_PARTIAL, STATUS_FAILED, STATUS_SKIPPED)
+STATUS_SKIPPED = "skipped"  # not a kind of file batchemo reads (e.g. .heic); ``reason`` says which
+STATUS_VIDEO = "video"  # a video met by `batchemo run`: its row points to its timeline
+STATUSES = (STATUS_OK, STATUS_NO_FACES, STATUS_PARTIAL, STATUS_FAILED, STATUS_SKIPPED, STATUS_VIDEO)
 
 PROB_COLUMNS: list[str] = [f"p_{c}" for c in CLASSES]
 

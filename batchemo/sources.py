@@ -403,9 +403,3 @@ class VideoStream:
             bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
         return Frame(index, t, rgb, scale)
-
-
-def sample_frames(path: str | os.PathLike, fps: float = 2.0, max_side: int = 1280) -> Iterator[Frame]:
-    """Sampled frames of a video (see VideoStream); the plain generator for when no bookkeeping is needed."""
-    with VideoStream(path, fps, max_side) as stream:
-        yield from stream

@@ -40,9 +40,9 @@ TIMELINE_COLUMNS = [
 _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 
 #: Haar settings for video when none are given. Video frames are small and soft and a timeline needs the
-#: face in most frames, so the scale step is finer than the seed's 1.3 for photos. Measured on the Hamilton
-#: clip: a face in 45% of frames instead of 34%, for 1.4x the detection time. Finer still (1.1) finds more
-#: but also false faces (on the astronaut's suit) that become tracks of their own.
+#: face in most frames: 1.2 found a face in 45% of the Hamilton clip's frames against 34% at the seed's 1.3,
+#: for 1.4x the detection time. 1.1 (the photo default) finds more but also false faces (on the astronaut's
+#: suit) that become tracks of their own.
 VIDEO_HAAR_OPTIONS = {"scale_factor": 1.2, "min_neighbors": 5}
 
 
@@ -310,11 +310,12 @@ def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detecto
     never raises: status ``failed`` and a reason instead. Model and detector errors do raise. The
     report's images (keyframes, filmstrip) come with ``video_timeline``, which returns a VideoAnalysis.
     """
-    from .people import assign
-
     result = video_timeline(path, model, fps, detector, smooth, explain_keyframes, **options)
-    assign(result.tracks)
-    result.fill_people()
+    if options.get("people", True):
+        from .people import assign
+
+        assign(result.tracks)
+        result.fill_people()
     return result.table()
 
 
@@ -456,8 +457,9 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
         chosen += ks[:per_face]
     if not chosen:
         return []
+    # the keyframe's own label is named too: a near-tie re-predicted in another batch must not lose it
     _, exps = classify(model, np.stack([k.crop for k in chosen]), LimeSettings(num_samples=lime_samples, seed=seed),
-                       n_jobs=jobs)
+                       also_explain=[[k.label] for k in chosen], n_jobs=jobs)
     for k, e in zip(chosen, exps):
         exp = e[k.label]
         k.heatmap_img, k.lime_img = explanation_images(k.crop, exp)

@@ -35,10 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..datasets import DatasetError
     from ..detect import DetectorUnavailable
     from ..model import ModelError
+    from ..people import PeopleUnavailable
     from ..train import TrainingError
 
     args = build_parser().parse_args(argv)
-    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError)
+    known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError, PeopleUnavailable)
     try:
         return args.func(args)
     except known as e:

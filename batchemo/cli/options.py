@@ -41,17 +41,19 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (.keras); default: the shipped model")
 
 
+from ..video import VIDEO_HAAR_OPTIONS  # noqa: E402  (the CLI may import any stage)
+
 #: Haar's scaleFactor for video frames when none is given (video.VIDEO_HAAR_OPTIONS); photos use the
 #: detector's own default (1.1, benchmarks/detect_quality.py).
-VIDEO_SCALE_FACTOR = 1.2
+VIDEO_SCALE_FACTOR = VIDEO_HAAR_OPTIONS["scale_factor"]
 
 
 def add_detector(p: argparse.ArgumentParser) -> None:
     """--detector and the Haar cascade's settings (validated the same way for every command)."""
     p.add_argument("--detector", choices=["hog", "haar", "cnn"], default="hog",
-                   help="face detector: hog (dlib's HOG, default: as many faces as cnn on our benchmark at a "
-                   "tenth of its time, fewer false ones than haar), haar (OpenCV's cascade) or cnn (dlib's "
-                   "MMOD CNN: slow, for small or turned faces)")
+                   help="face detector: hog (dlib's HOG, default: more faces and fewer false ones than haar on our "
+                   "benchmark, about 50x faster than cnn), haar (OpenCV's cascade) or cnn (dlib's MMOD CNN: "
+                   "about 10 s a photo, for small, turned and profile faces)")
     p.add_argument("--scale-factor", type=at_least(1.01, float),
                    help=f"Haar scaleFactor (default: 1.1 for photos, {VIDEO_SCALE_FACTOR} for video frames, a "
                    "speed-for-recall trade on long videos)")

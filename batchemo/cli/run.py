@@ -24,11 +24,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         err("nothing to write: give --report, --csv and/or --json")
         return 2
     check_inputs(a.paths)
-    outputs = check_outputs(a.report, a.csv, a.json)
+    videos = _videos_in(a.paths)
+    prefix = Path(a.report or a.csv or a.json).with_suffix("")
+    extra = [prefix.parent / (prefix.name + s) for s in (".timeline.csv", ".videos.html")] if videos else []
+    outputs = check_outputs(a.report, a.csv, a.json, *extra)
     for out in outputs:  # what a killed earlier run could not clean up
         remove_stale_temp_files(out.parent, out.name)
     known = load_known(a)
-    videos = _videos_in(a.paths)
     columns = TABLE_COLUMNS + (EMBEDDING_COLUMNS if a.embeddings and a.people else [])
     with contextlib.ExitStack() as stack:  # the tables replace earlier ones only once complete
         sinks = [stack.enter_context(TableWriter(p, columns)) for p in (a.csv, a.json) if p]
@@ -49,14 +51,15 @@ def cmd_run(a: argparse.Namespace) -> int:
         written, links = _write_videos(a, clips) if clips else ([], [])
         fill = {r.row: {"person": r.person} for r in result.faces if r.person}
         for sink in sinks:  # each video gets a row too, saying where its timeline is or why it failed
-            sink.write(_video_rows(links, written))
+            sink.write(_video_rows(links, written, a.paths))
             sink.close(fill)
     written += [p for p in (a.csv, a.json) if p]
     if a.report:
         from ..report.run import write_run_report
 
         people = _people_views(result, refs, links, clips) if a.people else None
-        written.append(write_run_report(result, a.report, links, people))
+        total = len({r.person for r in refs if r.person})
+        written.append(write_run_report(result, a.report, links, people, total))
     s = summary(result)
     parts = []
     if s["images"] or not videos:
@@ -153,15 +156,23 @@ def _write_videos(a: argparse.Namespace, clips: list) -> tuple[list[Path], list[
     return written, links
 
 
-def _video_rows(links: list[dict], written: list) -> list[dict]:
+def _video_rows(links: list[dict], written: list, paths: list[str]) -> list[dict]:
+    """A table row per video: status ``video`` (its faces are in the timeline) or ``failed``, and why."""
+    from ..records import STATUS_FAILED, STATUS_VIDEO
+    from ..sources import walk
+
+    roots = {str(f.path): f.root for f in walk(paths) if f.kind == "video"}
     timeline = next((p.name for p in written if str(p).endswith(".timeline.csv")), "the timeline CSV")
     rows = []
     for v in links:
-        folder = os.path.dirname(v["video"]) or "."
-        reason = v["reason"] if v["status"] == "failed" else (
-            f"video: {v['faces']} face{'s' if v['faces'] != 1 else ''} tracked, timeline in {timeline}"
+        root = roots.get(v["video"])
+        rel = os.path.relpath(v["video"], root) if root is not None else os.path.basename(v["video"])
+        failed = v["status"] == STATUS_FAILED
+        reason = v["reason"] if failed else (
+            f"{v['faces']} face{'s' if v['faces'] != 1 else ''} tracked, timeline in {timeline}"
             + (f" ({v['reason']})" if v["reason"] else ""))
-        rows.append({"path": v["video"], "folder": folder, "status": v["status"], "reason": reason})
+        rows.append({"path": v["video"], "folder": os.path.dirname(rel) or ".",
+                     "status": STATUS_FAILED if failed else STATUS_VIDEO, "reason": reason})
     return rows
 
 
@@ -176,11 +187,12 @@ def add_parser(sub) -> None:
         "Exit status 0 unless nothing could be processed.",
         epilog="example: batchemo run photos/ --report out/report.html --csv out/faces.csv",
     )
-    r.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    r.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders holding them")
     r.add_argument("--report", help="self-contained HTML report to write")
     r.add_argument("--csv", help="table to write, one row per face (and per file without one, with its status "
-                   "and reason), streamed as the run goes; .parquet writes Parquet (needs pyarrow)")
-    r.add_argument("--json", help="the same table as JSON records")
+                   "and reason), streamed as the run goes")
+    r.add_argument("--json", help="the same table as JSON records (for --csv and --json alike, the suffix decides "
+                   "the format: .csv, .json, or .parquet with pyarrow installed)")
     add_detector(r)
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")

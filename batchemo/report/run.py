@@ -92,12 +92,13 @@ def run_context(result) -> dict:
 
 
 def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None = None,
-                     people: list[dict] | None = None) -> Path:
+                     people: list[dict] | None = None, people_total: int | None = None) -> Path:
     """The report of ``batchemo run`` (an ``engine.RunResult``): summary, statistics, people, failures, the
     gallery, links to video timelines.
 
     ``videos``: one dict per video of the run (name, status, reason, duration, frames_sampled, faces, href).
-    ``people``: the People section (``people.summarise`` with images), or None when people are off.
+    ``people``: the People section (``people.summarise`` with images), or None when people are off;
+    ``people_total``: how many people the run found (the section shows the most present).
     Embeddings never reach the report.
     """
     ctx = base_context(result.info.get("model", {}))
@@ -109,8 +110,10 @@ def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None =
     for c in ctx["cards"]:
         for f in c["faces"]:
             f["person"] = names.get((c["path"], f["face_index"]), "")
-        c["tags"] += sorted({f["person"] for f in c["faces"] if f["person"]})
-    ctx["person_counts"] = {p["name"]: sum(p["name"] in c["tags"] for c in ctx["cards"]) for p in ctx["people"]}
+        c["tags"] += sorted({"person:" + f["person"] for f in c["faces"] if f["person"]})
+    ctx["person_counts"] = {p["name"]: sum("person:" + p["name"] in c["tags"] for c in ctx["cards"])
+                            for p in ctx["people"]}
+    ctx["people_total"] = max(people_total or 0, len(ctx["people"]))
     return render("run.html.j2", ctx, out)
 
 

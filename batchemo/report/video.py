@@ -1,7 +1,8 @@
 """The video report: per video a filmstrip and, per face, an emotion timeline chart, the dominant emotion per
 segment, a summary, keyframes and LIME heatmaps. Same look as ``batchemo run``'s (extends base.html.j2).
 
-Everything is computed from the DataFrames ``video.analyze_video`` returns; nothing here runs a model.
+Everything is computed from the ``video.VideoAnalysis`` records ``video.analyze_videos`` returns; nothing
+here runs a model.
 Charts are matplotlib PNGs drawn without pyplot (no global state, safe in any thread).
 """
 from __future__ import annotations
