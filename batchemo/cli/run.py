@@ -212,6 +212,7 @@ def add_parser(sub) -> None:
                    "any size are decoded reduced) (default: %(default)s)")
     r.add_argument("--cache", metavar="DIR",
                    help="keep each image's results in DIR and reuse them when files, model and settings are "
-                   "unchanged: a stopped run resumes where it stopped")
+                   "unchanged: a stopped run resumes where it stopped (DIR holds each face's identity embedding: "
+                   "keep it as private as the photos)")
     add_quiet(r)
     r.set_defaults(func=cmd_run)

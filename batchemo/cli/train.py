@@ -32,7 +32,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..datasets import load_split
-    from ..evaluate import evaluate, save_evaluation
+    from ..evaluate import evaluate
+    from ..report.evaluation import save_evaluation
     from ..model import load_model
     from ..records import CLASSES
     from .options import check_inputs, check_outputs
