@@ -96,30 +96,7 @@ def _build_default():
     learning rate converge in few epochs (CPU training is the bottleneck), and global average pooling keeps
     the head to a few thousand parameters. Measured (benchmarks/model_speed.py) faster than the seed's.
     """
-    import keras
-    from keras import layers
-
-    reg = keras.regularizers.l2(1e-4)
-
-    def block(x, filters):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU()(x)
-
-    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
-    x = block(inp, 32)
-    x = layers.MaxPooling2D(2)(x)  # 24
-    x = block(x, 64)
-    x = layers.MaxPooling2D(2)(x)  # 12
-    x = block(x, 128)
-    x = block(x, 128)
-    x = layers.MaxPooling2D(2)(x)  # 6
-    x = block(x, 256)
-    x = block(x, 256)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.4)(x)
-    out = layers.Dense(len(CLASSES), activation="softmax")(x)
-    return keras.Model(inp, out, name="default")
+    return _vgg("default", ((32,), (64,), (128, 128), (256, 256)), dropout=0.4)
 
 
 def _build_wide():
@@ -128,37 +105,36 @@ def _build_wide():
     About 2x ``default``'s multiply-adds (mostly where activations are small, so training costs far less
     than 2x on a CPU). Only students ship; this is here so teachers can be trained with ``batchemo train``.
     """
+    return _vgg("wide", ((32,), (64,), (192, 192), (384, 384)), dropout=0.5)
+
+
+def _vgg(name: str, stages: tuple[tuple[int, ...], ...], dropout: float):
+    """Batch-normalised 3x3 conv blocks, one stage per resolution (48, 24, 12, 6) with 2x2 pooling between,
+    global average pooling, dropout and a softmax over CLASSES."""
     import keras
     from keras import layers
 
     reg = keras.regularizers.l2(1e-4)
-
-    def block(x, filters):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-        x = layers.BatchNormalization()(x)
-        return layers.ReLU()(x)
-
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
-    x = block(inp, 32)
-    x = layers.MaxPooling2D(2)(x)  # 24
-    x = block(x, 64)
-    x = layers.MaxPooling2D(2)(x)  # 12
-    x = block(x, 192)
-    x = block(x, 192)
-    x = layers.MaxPooling2D(2)(x)  # 6
-    x = block(x, 384)
-    x = block(x, 384)
+    x = inp
+    for k, widths in enumerate(stages):
+        if k:
+            x = layers.MaxPooling2D(2)(x)
+        for filters in widths:
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.5)(x)
+    x = layers.Dropout(dropout)(x)
     out = layers.Dense(len(CLASSES), activation="softmax")(x)
-    return keras.Model(inp, out, name="wide")
+    return keras.Model(inp, out, name=name)
 
 
 def count_macs(km) -> int:
     """Multiply-adds of one forward pass of one face (convolutions and dense layers; flip TTA doubles it).
 
     Pooling, batch norm, activations and additions are not counted: they are a rounding error next to the
-    convolutions. Raises ValueError for a layer type it does not know how to count.
+    convolutions; so are other layer types (none of batchemo's architectures has one that matters).
     """
     import keras
 
