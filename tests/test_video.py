@@ -210,6 +210,7 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     assert set(df["video"]) == {str(astro_video)} and len(df) == 12 and df["face_id"].nunique() == 1
     page = html.read_text()
     assert "time constant 0.5 s" in page  # smoothing itself: test_exponential_smoothing_per_face
+    assert "<h2>People</h2>" in page and "person_1" in page and set(df["person"]) == {"person_1"}
     assert "Face #1" in page and "LIME: " in page and page.count("data:image/") >= 3
     assert "No face found" in page and "no such file" in page
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind

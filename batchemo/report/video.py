@@ -168,7 +168,7 @@ def write_video_report(results: Sequence, out: str | os.PathLike, min_face_sampl
     ctx = base_context(first.get("model", {}))
     done = [v for v in videos if v["status"] != "failed"]
     ctx.update(
-        videos=videos,
+        videos=videos, people=people_context(videos),
         summary={
             "videos": len(videos), "with_faces": sum(1 for v in videos if v["faces"] or v["brief"]),
             "faces": sum(len(v["faces"]) + len(v["brief"]) for v in videos),
@@ -180,6 +180,28 @@ def write_video_report(results: Sequence, out: str | os.PathLike, min_face_sampl
         classes=list(CLASSES), clock=fmt_time,
     )
     return render("video.html.j2", ctx, out)
+
+
+def people_context(videos: list[dict]) -> list[dict]:
+    """Per person across the videos: their tracked faces, time on screen, emotion mix (sample-weighted)."""
+    people: dict[str, dict] = {}
+    for v in videos:
+        for f in v["faces"] + v["brief"]:
+            if not f["person"]:
+                continue
+            p = people.setdefault(f["person"], {"name": f["person"], "thumb": "", "samples": 0, "on_screen": 0.0,
+                                                "mix": dict.fromkeys(CLASSES, 0.0), "faces": []})
+            p["samples"] += f["samples"]
+            p["on_screen"] += f["on_screen"]
+            for c in CLASSES:
+                p["mix"][c] += f["shares"][c] * f["samples"]
+            p["thumb"] = p["thumb"] or f["thumb"]
+            p["faces"].append({"video": v["name"], "anchor": f"{v['anchor']}-face-{f['id']}" if f["chart"] else v["anchor"],
+                               "id": f["id"]})
+    for p in people.values():
+        p["mix"] = {c: x / p["samples"] for c, x in p["mix"].items()} if p["samples"] else p["mix"]
+        p["dominant"] = max(p["mix"], key=p["mix"].get)
+    return sorted(people.values(), key=lambda p: (-p["samples"], p["name"]))
 
 
 def fmt_time(seconds: float) -> str:
