@@ -178,6 +178,10 @@ class ModelCard:
     ece: float | None = None  # expected calibration error, 15 equal-width confidence bins, validation, TTA
     macs: int = 0  # multiply-adds of one forward pass of one face (flip TTA runs two)
     teachers: list[dict[str, Any]] = field(default_factory=list)  # distillation: file name, validation accuracy
+    # Both ways of reading a face, on validation: one pass, and the mean with its mirror image (flip TTA);
+    # flip_agreement: the share of faces whose top class is the same on the face and on its mirror image.
+    validation_accuracy_tta: dict[str, float] = field(default_factory=dict)  # {"none": .., "hflip": ..}
+    flip_agreement: float | None = None
 
     @staticmethod
     def path_for(model_path: str | os.PathLike) -> Path:

@@ -48,6 +48,8 @@ class Recipe:
     teachers: list = field(default_factory=list)  # .keras files; their flip-TTA mean is the soft target
     distill_alpha: float = 0.9  # weight of the distillation term (1 - alpha on the hard labels)
     distill_temperature: float = 3.0
+    tta: str = "hflip"  # what the card asks every reader to do: "hflip" (mean with the mirror image) or "none"
+    init: str = ""  # a .keras model whose weights the run starts from (fine-tuning); "" = random initialisation
 
     @classmethod
     def named(cls, name: str) -> "Recipe":
@@ -64,6 +66,12 @@ class Recipe:
         if name == "distill":
             # The shipped architecture, taught by --teacher models: default's Adam recipe, 120 epochs.
             return cls(epochs=120, patience=120)
+        if name == "finetune":
+            # Continue a trained model (--init) with SGD + Nesterov on a short cosine schedule, taught by
+            # --teacher models (usually the same model: its flip-TTA mean is a mirror-invariant soft label).
+            # Switching from Adam to SGD late in training generalises better (Keskar & Socher 2017).
+            return cls(epochs=30, patience=30, optimizer="sgd-nesterov", lr=0.01, distill_alpha=0.7,
+                       distill_temperature=2.0)
         raise ValueError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
 
     def validate(self) -> None:
@@ -78,9 +86,13 @@ class Recipe:
         for t in self.teachers:
             if not Path(t).is_file():
                 raise TrainingError(f"{t}: teacher model not found")
+        if self.tta not in ("hflip", "none"):
+            raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose hflip or none")
+        if self.init and not Path(self.init).is_file():
+            raise TrainingError(f"{self.init}: --init model not found")
 
 
-RECIPES = ("default", "seed", "teacher", "distill")
+RECIPES = ("default", "seed", "teacher", "distill", "finetune")
 OPTIMIZERS = ("adam", "sgd-nesterov")
 
 
@@ -437,6 +449,7 @@ def train(
         recipe = Recipe(**{**state.recipe, **({"epochs": recipe.epochs} if recipe else {})})
     recipe = recipe or Recipe()
     recipe.teachers = [str(t) for t in recipe.teachers]
+    recipe.init = str(recipe.init) if recipe.init else ""
     recipe.validate()
 
     t0 = time.time()
@@ -458,6 +471,8 @@ def train(
     else:
         state = TrainState(recipe=asdict(recipe), data=_data_name(data))
         model = compile_model(build(recipe.arch), recipe)
+        if recipe.init:
+            model.set_weights(_init_weights(recipe, log))
     state.recipe = asdict(recipe)
     if state.epoch >= recipe.epochs:
         log(f"already trained for {state.epoch} epochs")
@@ -485,12 +500,13 @@ def train(
         def on_epoch_end(self, epoch, logs=None):
             row = {k: float(v) for k, v in (logs or {}).items()}
             row.update(epoch=epoch + 1, lr=float(self.model.optimizer.learning_rate), seconds=time.time() - self._t)
-            # The checkpoint is chosen as it will be used: with flip TTA (a few seconds per epoch).
+            # The checkpoint is chosen as it will be used: with flip TTA (a few seconds per epoch) or without.
             row["val_accuracy_tta"] = tta_accuracy(self.model, val_x, val_set.labels)
             state.history.append(row)
             state.epoch = epoch + 1
-            if row["val_accuracy_tta"] > state.best_val_accuracy:
-                state.best_val_accuracy, state.best_epoch = row["val_accuracy_tta"], epoch + 1
+            chosen_on = row["val_accuracy_tta"] if recipe.tta == "hflip" else row["val_accuracy"]
+            if chosen_on > state.best_val_accuracy:
+                state.best_val_accuracy, state.best_epoch = chosen_on, epoch + 1
                 with atomic_path(ckpt / "best.weights.h5") as tmp:
                     self.model.save_weights(tmp)
             with atomic_path(ckpt / "last.keras") as tmp:
@@ -511,6 +527,20 @@ def train(
             verbose=1 if sys.stderr.isatty() else 2,
         )
     return finalize(out, state, val_set, log)
+
+
+def _init_weights(recipe: Recipe, log=print) -> list:
+    """The --init model's own weights (not load_model's batch-norm-folded copy), checked to fit the recipe."""
+    import keras
+
+    from .model import load_model
+
+    card = load_model(recipe.init).card  # the same checks as any model file gets
+    if card.architecture != recipe.arch or list(card.classes) != list(CLASSES):
+        raise TrainingError(f"{recipe.init}: architecture {card.architecture!r} with classes {card.classes}; "
+                            f"the recipe trains {recipe.arch!r} with {list(CLASSES)}")
+    log(f"starting from the weights of {Path(recipe.init).name} (validation accuracy {card.validation_accuracy})")
+    return keras.saving.load_model(recipe.init, compile=False).get_weights()
 
 
 def tta_accuracy(model, x: np.ndarray, labels: np.ndarray) -> float:
@@ -550,9 +580,21 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     )
     card.recipe = {**state.recipe, "epochs_run": state.epoch}
     card.recipe["teachers"] = [Path(t).name for t in recipe.teachers]  # names only, not this machine's paths
+    card.recipe["init"] = Path(recipe.init).name if recipe.init else ""
     if state.teacher_ensemble_accuracy is not None:
         card.recipe["teacher_ensemble_validation_accuracy"] = state.teacher_ensemble_accuracy
-    result = evaluate(EmotionModel(model, card), val_set)
+    card.preprocessing = {**card.preprocessing, "tta": recipe.tta}
+    emotion = EmotionModel(model, card)
+    results = {}
+    for tta in ("none", "hflip"):
+        emotion.tta = tta == "hflip"
+        results[tta] = evaluate(emotion, val_set)
+    card.validation_accuracy_tta = {k: round(r.accuracy, 4) for k, r in results.items()}
+    if len(val_set):
+        x = val_set.images.astype(np.float32)[..., None] / 255.0
+        mirror = emotion.predict_scaled(x[:, :, ::-1], tta=False).argmax(1)
+        card.flip_agreement = round(float((results["none"].probabilities.argmax(1) == mirror).mean()), 4)
+    result = results[recipe.tta]
     card.validation_accuracy = round(result.accuracy, 4)
     card.per_class_f1 = {c: round(f, 4) for c, f in result.per_class_f1().items()}
     card.macro_f1 = round(result.macro_f1, 4)
@@ -563,6 +605,8 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     _write_history(state, out) if state.history else None
     log(
         f"wrote {out}: best epoch {state.best_epoch} of {state.epoch}, "
-        f"validation accuracy {result.accuracy:.4f} (hflip TTA), macro F1 {result.macro_f1:.4f}, ECE {card.ece:.4f}"
+        f"validation accuracy {result.accuracy:.4f} (TTA {recipe.tta}; "
+        f"{card.validation_accuracy_tta['none']:.4f} one pass, {card.validation_accuracy_tta['hflip']:.4f} flip TTA, "
+        f"flip agreement {card.flip_agreement}), macro F1 {result.macro_f1:.4f}, ECE {card.ece:.4f}"
     )
     return out

