@@ -126,7 +126,8 @@ def _vgg(name: str, stages: tuple[tuple[int, ...], ...], dropout: float):
             x = layers.ReLU()(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    out = layers.Dense(len(CLASSES), activation="softmax")(x)
+    # float32 softmax even when training in mixed precision: probabilities keep their small values exact
+    out = layers.Dense(len(CLASSES), activation="softmax", dtype="float32")(x)
     return keras.Model(inp, out, name=name)
 
 

@@ -48,6 +48,9 @@ class Recipe:
     teachers: list = field(default_factory=list)  # .keras files; their flip-TTA mean is the soft target
     distill_alpha: float = 0.9  # weight of the distillation term (1 - alpha on the hard labels)
     distill_temperature: float = 3.0
+    # "mixed_bfloat16": bfloat16 activations, float32 weights; 2x faster steps on CPUs with AVX512_BF16
+    # (measured: 258 vs 514 ms per batch of 64, default arch), no gain elsewhere. The shipped file is float32.
+    precision: str = "float32"
     tta: str = "hflip"  # what the card asks every reader to do: "hflip" (mean with the mirror image) or "none"
     init: str = ""  # a .keras model whose weights the run starts from (fine-tuning); "" = random initialisation
 
@@ -86,6 +89,8 @@ class Recipe:
         for t in self.teachers:
             if not Path(t).is_file():
                 raise TrainingError(f"{t}: teacher model not found")
+        if self.precision not in ("float32", "mixed_bfloat16"):
+            raise TrainingError(f"unknown precision {self.precision!r}: choose float32 or mixed_bfloat16")
         if self.tta not in ("hflip", "none"):
             raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose hflip or none")
         if self.init and not Path(self.init).is_file():
@@ -464,6 +469,21 @@ def train(
 
     keras.utils.set_random_seed(recipe.seed + (state.epoch if state is not None else 0))
     _register()
+    keras.mixed_precision.set_global_policy(recipe.precision)
+    try:
+        state = _fit(data, out, recipe, state, train_set, val_set, log)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the shipped file and everything after: float32
+    return finalize(out, state, val_set, log)
+
+
+def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set: LabelledSet,
+         val_set: LabelledSet, log=print) -> "TrainState":
+    """Build or resume the model and run the epochs left, checkpointing each one; returns the state."""
+    import keras
+
+    ckpt = checkpoint_dir(out)
+    state_path = ckpt / "state.json"
     if state is not None and (ckpt / "last.keras").exists():
         model = keras.saving.load_model(ckpt / "last.keras")
         compile_model(model, recipe, optimizer=model.optimizer)  # same optimizer state, current loss
@@ -526,7 +546,7 @@ def train(
             shuffle=False,  # tf.data shuffles every epoch already
             verbose=1 if sys.stderr.isatty() else 2,
         )
-    return finalize(out, state, val_set, log)
+    return state
 
 
 def _init_weights(recipe: Recipe, log=print) -> list:

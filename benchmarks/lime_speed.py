@@ -9,13 +9,13 @@ Rows (main table):
                 (quickshift superpixels, batches of 10 through ``keras_model.predict``), 1000 samples;
   today         the previous default: SLIC, 1000 samples in one batch through the compiled float network,
                 un-mirrored (no TTA), ``top_labels=6``;
-  new default   ``explain_face`` with ``LimeSettings()``: the flip-averaged classifier whose label is shown,
-                int8 TensorFlow Lite passes, per-class fits, and the faithfulness curves it adds.
+  new default   ``explain_face`` with ``LimeSettings()``: the classifier whose label is shown (flip-averaged
+                when the model card asks for flip TTA), int8 TensorFlow Lite passes, per-class fits, and the faithfulness curves it adds.
 
 Columns: s/face (mean over every call, three seeds each); deletion and insertion AUC (RISE) of the shown
-class along each row's heatmap order, all measured with the *same* evaluator, the float flip-averaged
-network that ``model.predict`` uses, ``--steps`` points per curve, hidden superpixels at their mean grey
-as LIME hides them (the ``random`` columns: two random orders of the same face's superpixels); seed
+class along each row's heatmap order, all measured with the *same* evaluator, the float network as
+``model.predict`` uses it (flip-averaged or one pass, as the card says), ``--steps`` points per curve,
+hidden superpixels at their mean grey as LIME hides them (the ``random`` columns: two random orders of the same face's superpixels); seed
 stability, the mean Jaccard overlap of the 5 top superpixels between seeds 0, 1 and 2.
 
 ``--curve`` prints the fidelity curve the default ``num_samples`` was chosen from: the new default at each
@@ -134,13 +134,15 @@ def main() -> None:
     explain_face(model, faces[0], None, LimeSettings(num_samples=50, quantized=False))
 
     every = range(len(faces))
+    reads = "TTA" if model.tta else "one pass"  # how the model card reads a face: what the label comes from
+    evaluator = "flip-averaged float network" if model.tta else "float network (one pass, as its card says)"
     n_seg = np.mean([int(segment(f).max()) + 1 for f in faces])
     head = "  {:<{w}} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}"
     if a.curve:
         rows = [] if a.no_today else [
             measure(Row("today: 1000, float, no TTA"), lambda f, s, k: from_lime(today(f, s), k), every)]
         for design, n in itertools.product(a.sampling, a.samples):
-            rows.append(measure(Row(f"TTA, int8, {design} sampling, {n} samples"),
+            rows.append(measure(Row(f"{reads}, int8, {design} sampling, {n} samples"),
                                 new(LimeSettings(num_samples=n, sampling=design)), every))
         print(f"Fidelity curve: {len(faces)} FER2013 validation faces, ~{n_seg:.0f} SLIC superpixels, model "
               f"{model.name}; AUCs of the shown class on the flip-averaged float network, {a.steps} steps")
@@ -150,13 +152,13 @@ def main() -> None:
         rows = [
             measure(Row("seed's call (quickshift, batches of 10)"), seed_call, sub, takes_k=False),
             measure(Row("today (1000, SLIC, float, no TTA)"), today, every, takes_k=False),
-            measure(Row(f"new default ({d.num_samples}, TTA, int8)"), new(d), every),
+            measure(Row(f"new default ({d.num_samples}, {reads}, int8)"), new(d), every),
             measure(Row("new default, float passes"), new(LimeSettings(quantized=False)), every),
         ]
         newsub = rows[2].times[: len(sub) * len(SEEDS)]
         todaysub = rows[1].times[: len(sub) * len(SEEDS)]
         print(f"LIME on FER2013 validation faces ({len(faces)}; the seed's call on the first {len(sub)}), "
-              f"model {model.name}; AUCs of the shown class on the flip-averaged float network, {a.steps} steps")
+              f"model {model.name}; AUCs of the shown class on the {evaluator}, {a.steps} steps")
     w = max(len(r.name) for r in rows)
     print(head.format("", "s/face", "del AUC", "random", "ins AUC", "random", "stability", w=w))
     for r in rows:

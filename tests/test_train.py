@@ -411,3 +411,18 @@ def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path)
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(DEFAULT_MODEL_PATH)))
     with pytest.raises(TrainingError, match="--init model not found"):
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))
+
+
+def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path):
+    import keras
+
+    out = tmp_path / "bf.keras"
+    recipe = _tiny_recipe(1)
+    recipe.precision = "mixed_bfloat16"
+    train(folder_dataset, out, recipe=recipe, log=lambda m: None)
+    assert keras.mixed_precision.global_policy().name == "float32"  # set back for whatever runs next
+    last = keras.saving.load_model(checkpoint_dir(out) / "last.keras")
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in last.layers)
+    km = load_model(out).keras_model
+    assert all(layer.dtype_policy.name == "float32" for layer in km.layers)
+    assert ModelCard.load(out).recipe["precision"] == "mixed_bfloat16"

@@ -15,7 +15,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         recipe.arch = a.arch or recipe.arch
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature", "tta"):
+                    "distill_temperature", "tta", "precision"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -93,6 +93,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--distill-temperature", type=float, help="distillation temperature (default 3)")
     t.add_argument("--tta", choices=["hflip", "none"], help="test-time augmentation the model card asks for: "
                    "hflip (the mean with the mirror image, 2 passes per face; default) or none (1 pass)")
+    t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
+                   "halves the time per step on CPUs with AVX512_BF16 (the saved model is float32 either way)")
     t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (recipe finetune)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
