@@ -134,3 +134,30 @@ def test_killed_run_resumes_with_every_file_once(tmp_path, astronaut_rgb, untrai
     df = pd.read_csv(out / "faces.csv")
     assert sorted(df["path"].str.rsplit("/", n=1).str[-1]) == [f"img{i:02d}.jpg" for i in range(40)]
     assert not [p for p in tmp_path.rglob(".tmp-*")]  # no temp file left, in the outputs or the cache
+
+
+def test_parquet_table_has_the_json_rows(tmp_path, astronaut_rgb, untrained_model_path):
+    """--csv x.parquet streams the same rows as --json, typed (text columns as strings, the rest numbers),
+    people filled in at the end."""
+    pytest.importorskip("pyarrow")
+    from batchemo.cli import main
+
+    root = tmp_path / "in"
+    write_image(root / "a.jpg", astronaut_rgb)
+    write_image(root / "b.png", np.ascontiguousarray(astronaut_rgb[:, ::-1]))
+    (root / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    rc = main(["run", str(root), "--csv", str(out / "t.parquet"), "--json", str(out / "t.json"), "--model",
+               str(untrained_model_path), "--lime-samples", "10", "-q"])
+    assert rc == 0
+    pq, js = pd.read_parquet(out / "t.parquet"), pd.read_json(out / "t.json", dtype=False)
+    assert list(pq.columns) == list(js.columns) and len(pq) == len(js) == 3
+    assert sorted(pq["status"]) == ["failed", "ok", "ok"]
+    assert pq["path"].map(type).eq(str).all() and pq["lime_faithfulness"].dtype == float
+    assert pq["person"].tolist() == js["person"].tolist()
+    for col in pq.columns:
+        a, b = pq[col].tolist(), js[col].tolist()
+        same = [(x == y) or (pd.isna(x) and pd.isna(y)) or (isinstance(x, float) and np.isclose(x, y))
+                for x, y in zip(a, b)]
+        assert all(same), (col, a, b)
+    assert not list(out.glob(".tmp-*"))

@@ -192,7 +192,7 @@ def add_parser(sub) -> None:
     r.add_argument("--csv", help="table to write, one row per face (and per file without one, with its status "
                    "and reason), streamed as the run goes")
     r.add_argument("--json", help="the same table as JSON records (for --csv and --json alike, the suffix decides "
-                   "the format: .csv, .json, or .parquet with pyarrow installed)")
+                   "the format: .csv, .json, or .parquet with pyarrow: pip install batchemo[parquet])")
     add_detector(r)
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")
