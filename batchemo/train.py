@@ -109,6 +109,9 @@ class TrainState:
     epoch: int = 0
     best_val_accuracy: float = -1.0
     best_epoch: int = 0
+    # The best epoch read each way ("none": one pass, "hflip": flip TTA) -> [accuracy, epoch], each with its
+    # weights in best-<way>.weights.h5: the card's way of reading a face can be chosen after the run.
+    best_by_tta: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     data: str = ""
     train_faces: int = 0
@@ -439,8 +442,13 @@ def train(
     recipe: Recipe | None = None,
     resume: bool = False,
     log=print,
+    tta: str | None = None,
 ) -> Path:
-    """Train on DATA's train split, choose on its validation split, write ``out`` + card, history, curves."""
+    """Train on DATA's train split, choose on its validation split, write ``out`` + card, history, curves.
+
+    ``tta`` overrides the recipe's (or the resumed run's) way of reading a face; a finished run resumed with
+    another ``tta`` writes ``out`` again from that way's best epoch, without training.
+    """
     out = Path(out)
     if out.suffix != ".keras":
         raise TrainingError(f"{out}: the model file must end in .keras")
@@ -453,6 +461,7 @@ def train(
         state = TrainState(**json.loads(state_path.read_text()))
         recipe = Recipe(**{**state.recipe, **({"epochs": recipe.epochs} if recipe else {})})
     recipe = recipe or Recipe()
+    recipe.tta = tta or recipe.tta
     recipe.teachers = [str(t) for t in recipe.teachers]
     recipe.init = str(recipe.init) if recipe.init else ""
     recipe.validate()
@@ -524,6 +533,11 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
             row["val_accuracy_tta"] = tta_accuracy(self.model, val_x, val_set.labels)
             state.history.append(row)
             state.epoch = epoch + 1
+            for way, acc in (("none", row["val_accuracy"]), ("hflip", row["val_accuracy_tta"])):
+                if acc > state.best_by_tta.get(way, [-1.0, 0])[0]:
+                    state.best_by_tta[way] = [acc, epoch + 1]
+                    with atomic_path(ckpt / f"best-{way}.weights.h5") as tmp:
+                        self.model.save_weights(tmp)
             chosen_on = row["val_accuracy_tta"] if recipe.tta == "hflip" else row["val_accuracy"]
             if chosen_on > state.best_val_accuracy:
                 state.best_val_accuracy, state.best_epoch = chosen_on, epoch + 1
@@ -585,14 +599,17 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     ckpt = checkpoint_dir(out)
     recipe = Recipe(**state.recipe)
     model = build(recipe.arch)
-    model.load_weights(ckpt / "best.weights.h5")
+    best, best_epoch = ckpt / "best.weights.h5", state.best_epoch
+    if recipe.tta in state.best_by_tta and (ckpt / f"best-{recipe.tta}.weights.h5").exists():
+        best, best_epoch = ckpt / f"best-{recipe.tta}.weights.h5", state.best_by_tta[recipe.tta][1]
+    model.load_weights(best)
     card = ModelCard(
         architecture=recipe.arch,
         training_data=_data_name(state.data) if os.sep in state.data.rstrip(os.sep) else state.data,
         training_faces=state.train_faces,
         validation_faces=len(val_set),
         recipe=state.recipe,
-        epochs=state.best_epoch,
+        epochs=best_epoch,
         parameters=int(model.count_params()),
         macs=count_macs(model),
         teachers=list(state.teachers),
@@ -624,7 +641,7 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     card.save(out)
     _write_history(state, out) if state.history else None
     log(
-        f"wrote {out}: best epoch {state.best_epoch} of {state.epoch}, "
+        f"wrote {out}: best epoch {best_epoch} of {state.epoch}, "
         f"validation accuracy {result.accuracy:.4f} (TTA {recipe.tta}; "
         f"{card.validation_accuracy_tta['none']:.4f} one pass, {card.validation_accuracy_tta['hflip']:.4f} flip TTA, "
         f"flip agreement {card.flip_agreement}), macro F1 {result.macro_f1:.4f}, ECE {card.ece:.4f}"

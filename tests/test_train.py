@@ -363,7 +363,7 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
 
     # batchemo.train is also the public function (batchemo/__init__.py), so patch the module itself
     monkeypatch.setattr(sys.modules["batchemo.train"], "train",
-                        lambda data, out, recipe, resume, log: seen.update(recipe=recipe))
+                        lambda data, out, recipe, resume, log, tta=None: seen.update(recipe=recipe))
     args = cli.build_parser().parse_args(
         ["train", "data", "--out", "s.keras", "--teacher", "a.keras", "b.keras", "--distill-alpha", "0.5",
          "--distill-temperature", "2", "--label-smoothing", "0.1", "--cutmix", "1", "--optimizer", "sgd-nesterov"])
@@ -401,6 +401,16 @@ def test_finetune_starts_from_init_weights_and_card_reads_one_pass(folder_datase
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
     assert 0.0 <= card["flip_agreement"] <= 1.0
     assert load_model(out).tta is False  # every reader of the card takes one pass
+    state = json.loads((checkpoint_dir(out) / "state.json").read_text())
+    assert set(state["best_by_tta"]) == {"none", "hflip"}
+    for way in ("none", "hflip"):
+        assert (checkpoint_dir(out) / f"best-{way}.weights.h5").exists()
+    # the finished run read the other way: written again from that way's best epoch, no training
+    train(folder_dataset, out, resume=True, tta="hflip", log=logs.append)
+    assert any("already trained for 1 epochs" in m for m in logs)
+    card = json.loads(ModelCard.path_for(out).read_text())
+    assert card["preprocessing"]["tta"] == "hflip" and load_model(out).tta is True
+    assert card["validation_accuracy"] == card["validation_accuracy_tta"]["hflip"]
 
 
 def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path):

@@ -26,7 +26,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             recipe.teachers = list(a.teacher)
         if a.init:
             recipe.init = a.init
-    train(a.data, a.out, recipe=recipe, resume=a.resume, log=log)
+    train(a.data, a.out, recipe=recipe, resume=a.resume, log=log, tta=a.tta)
     return 0
 
 
