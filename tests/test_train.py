@@ -385,9 +385,8 @@ def test_finetune_starts_from_init_weights_and_card_reads_one_pass(folder_datase
 
     out = tmp_path / "ft.keras"
     logs = []
-    recipe = Recipe.named("finetune")
-    recipe.epochs, recipe.batch_size, recipe.lr, recipe.tta = 1, 16, 0.0, "none"  # lr 0: weights must not move
-    recipe.init = str(DEFAULT_MODEL_PATH)
+    recipe = Recipe(epochs=1, batch_size=16, optimizer="sgd-nesterov", lr=0.0, tta="none",  # lr 0: no move
+                    init=str(DEFAULT_MODEL_PATH), teachers=[str(DEFAULT_MODEL_PATH)])
     train(folder_dataset, out, recipe=recipe, log=logs.append)
     assert any("starting from the weights of default.keras" in m for m in logs)
     start = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False).get_weights()
