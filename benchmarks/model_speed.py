@@ -9,7 +9,7 @@ as ``/tmp/old.card.json``). For each model, on FER2013's validation split (3,589
 * validation accuracy as the model card reads a face (``tta``: one pass, or the mean with the mirror
   image), and the other way too;
 * multiply-adds per face as read (one pass, or two with flip TTA);
-* faces/s of ``evaluate`` (batch 512, best of 3);
+* faces/s of ``evaluate`` (the road every command takes, batches of 512; best of 3);
 * seconds per explanation: ``explain_face`` with the default ``LimeSettings`` on the same ``--faces`` faces.
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ def main() -> None:
     ap.add_argument("--new", help="the new default model (default: the shipped one)")
     ap.add_argument("--seed-model", help="also a model trained with the seed's architecture and recipe")
     ap.add_argument("--faces", type=int, default=12, help="faces explained per model")
-    ap.add_argument("--batch", type=int, default=512)
     a = ap.parse_args()
 
     from batchemo.datasets import load_folder
@@ -49,8 +48,8 @@ def main() -> None:
         acc = {}
         for tta in (False, True):
             model.tta = tta
-            model.predict(data.images[: a.batch], a.batch)  # warm-up: trace the graph
-            secs, ev = timed(evaluate, model, data, a.batch, repeat=3 if tta == card_tta else 1)
+            model.predict(data.images[:512])  # warm-up: trace the graph
+            secs, ev = timed(evaluate, model, data, repeat=3 if tta == card_tta else 1)
             acc[tta] = ev.accuracy
             if tta == card_tta:
                 fps, macro_f1 = len(data) / secs, ev.macro_f1
@@ -64,7 +63,7 @@ def main() -> None:
         rows.append((name, model.name, "hflip" if card_tta else "none", acc[card_tta], acc[not card_tta],
                      macro_f1, macs, fps, s_expl))
 
-    print(f"FER2013 validation split: {len(data)} faces; CPU, batch {a.batch}, best of 3; "
+    print(f"FER2013 validation split: {len(data)} faces; CPU, best of 3; "
           f"explanations: {a.faces} faces, LimeSettings() defaults")
     print(f"{'model':12s} {'file':24s} {'tta':>5s} {'val acc':>8s} {'other':>7s} {'macro F1':>8s} "
           f"{'M MACs':>7s} {'faces/s':>8s} {'s/expl':>7s}")
