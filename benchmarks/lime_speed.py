@@ -10,13 +10,15 @@ Rows (main table):
   today         the previous default: SLIC, 1000 samples in one batch through the compiled float network,
                 un-mirrored (no TTA), ``top_labels=6``;
   new default   ``explain_face`` with ``LimeSettings()``: the classifier whose label is shown (flip-averaged
-                when the model card asks for flip TTA), int8 TensorFlow Lite passes, per-class fits, and the faithfulness curves it adds.
+                when the model card asks for flip TTA), int8 TensorFlow Lite passes, per-class fits, and
+                the faithfulness curves it adds.
 
 Columns: s/face (mean over every call, three seeds each); deletion and insertion AUC (RISE) of the shown
 class along each row's heatmap order, all measured with the *same* evaluator, the float network as
 ``model.predict`` uses it (flip-averaged or one pass, as the card says), ``--steps`` points per curve,
-hidden superpixels at their mean grey as LIME hides them (the ``random`` columns: two random orders of the same face's superpixels); seed
-stability, the mean Jaccard overlap of the 5 top superpixels between seeds 0, 1 and 2.
+hidden superpixels at their mean grey as LIME hides them (the ``random`` columns: two random orders of
+the same face's superpixels); seed stability, the mean Jaccard overlap of the 5 top superpixels between
+seeds 0, 1 and 2.
 
 ``--curve`` prints the fidelity curve the default ``num_samples`` was chosen from: the new default at each
 sample count, and today's setting as the reference.
@@ -145,7 +147,7 @@ def main() -> None:
             rows.append(measure(Row(f"{reads}, int8, {design} sampling, {n} samples"),
                                 new(LimeSettings(num_samples=n, sampling=design)), every))
         print(f"Fidelity curve: {len(faces)} FER2013 validation faces, ~{n_seg:.0f} SLIC superpixels, model "
-              f"{model.name}; AUCs of the shown class on the flip-averaged float network, {a.steps} steps")
+              f"{model.name}; AUCs of the shown class on the {evaluator}, {a.steps} steps")
     else:
         sub = range(min(a.seed_faces, len(faces)))
         d = LimeSettings()

@@ -377,7 +377,7 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
 
 
-def test_finetune_starts_from_init_weights_and_card_reads_one_pass(folder_dataset, tmp_path):
+def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):
     """--init: the first epoch starts from that model's weights; --tta none: chosen and carded without TTA."""
     import keras
 
