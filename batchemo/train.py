@@ -622,10 +622,10 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
         emotion.tta = tta == "hflip"
         results[tta] = evaluate(emotion, val_set)
     card.validation_accuracy_tta = {k: round(r.accuracy, 4) for k, r in results.items()}
-    if len(val_set):
-        x = val_set.images.astype(np.float32)[..., None] / 255.0
-        mirror = emotion.predict_scaled(x[:, :, ::-1], tta=False).argmax(1)
-        card.flip_agreement = round(float((results["none"].probabilities.argmax(1) == mirror).mean()), 4)
+    if len(val_set):  # flip TTA is the mean of the face's and the mirror image's: the mirror's, derived
+        one = results["none"].probabilities
+        mirror = 2.0 * results["hflip"].probabilities - one
+        card.flip_agreement = round(float((one.argmax(1) == mirror.argmax(1)).mean()), 4)
     result = results[recipe.tta]
     card.validation_accuracy = round(result.accuracy, 4)
     card.per_class_f1 = {c: round(f, 4) for c, f in result.per_class_f1().items()}

@@ -24,7 +24,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         err("nothing to write: give --report, --csv and/or --json")
         return 2
     check_inputs(a.paths)
-    videos = _videos_in(a.paths)
+    video_roots = _videos_in(a.paths)  # the run's videos, each with the folder it was found under
+    videos = list(video_roots)
     prefix = Path(a.report or a.csv or a.json).with_suffix("")
     extra = [prefix.parent / (prefix.name + s) for s in (".timeline.csv", ".videos.html")] if videos else []
     outputs = check_outputs(a.report, a.csv, a.json, *extra)
@@ -51,7 +52,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         written, links = _write_videos(a, clips) if clips else ([], [])
         fill = {r.row: {"person": r.person} for r in result.faces if r.person}
         for sink in sinks:  # each video gets a row too, saying where its timeline is or why it failed
-            sink.write(_video_rows(links, written, a.paths))
+            sink.write(_video_rows(links, written, video_roots))
             sink.close(fill)
     written += [p for p in (a.csv, a.json) if p]
     if a.report:
@@ -114,10 +115,11 @@ def _people_views(result, refs: list, links: list[dict], clips: list) -> list[di
     return people
 
 
-def _videos_in(paths: list[str]) -> list[Path]:
-    from ..sources import find_media, is_video
+def _videos_in(paths: list[str]) -> dict[Path, Path | None]:
+    """The videos under ``paths``, in walk order, each with the folder it was found under (None if named)."""
+    from ..sources import walk
 
-    return [p for p in find_media(paths, videos=True) if is_video(p)]
+    return {f.path: f.root for f in walk(paths) if f.kind == "video"}
 
 
 def _analyze_videos(a: argparse.Namespace, videos: list[Path]) -> list:
@@ -156,12 +158,11 @@ def _write_videos(a: argparse.Namespace, clips: list) -> tuple[list[Path], list[
     return written, links
 
 
-def _video_rows(links: list[dict], written: list, paths: list[str]) -> list[dict]:
+def _video_rows(links: list[dict], written: list, video_roots: dict) -> list[dict]:
     """A table row per video: status ``video`` (its faces are in the timeline) or ``failed``, and why."""
     from ..records import STATUS_FAILED, STATUS_VIDEO
-    from ..sources import walk
 
-    roots = {str(f.path): f.root for f in walk(paths) if f.kind == "video"}
+    roots = {str(path): root for path, root in video_roots.items()}
     timeline = next((p.name for p in written if str(p).endswith(".timeline.csv")), "the timeline CSV")
     rows = []
     for v in links:
