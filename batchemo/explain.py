@@ -282,7 +282,8 @@ def explain_face(
     for idx in wanted:
         (exp.intercept[idx], exp.local_exp[idx], exp.score[idx], exp.local_pred[idx]) = (
             explainer.base.explain_instance_with_data(
-                data, probs, distances, idx, num_features=100000, feature_selection=explainer.feature_selection
+                # every superpixel is kept: one ridge fit ("auto" would fit another just to rank them)
+                data, probs, distances, idx, num_features=100000, feature_selection="none"
             )
         )
 

@@ -21,7 +21,7 @@ CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
 #: FER2013's own label order in fer2013.csv (0=angry … 6=neutral), mapped onto CLASSES by name.
 FER2013_CSV_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-ARCHITECTURES = ("default", "seed", "wide")
+ARCHITECTURES = ("default", "seed", "wide", "mirror")
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.keras"
 
 
@@ -57,6 +57,10 @@ def build(arch: str = "default"):
         return _build_seed()
     if arch == "default":
         return _build_default()
+    if arch == "mirror":
+        from . import mirror
+
+        return mirror.build()
     if arch == "wide":
         return _build_wide()
     raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")

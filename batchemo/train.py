@@ -67,6 +67,9 @@ class Recipe:
             # a longer cosine schedule and mixup (the wider net overfits more). No label smoothing: it
             # makes teachers worse at distillation (Mueller et al. 2019).
             return cls(arch="wide", epochs=100, optimizer="sgd-nesterov", lr=0.05, mixup=0.2, patience=100)
+        if name == "mirror":
+            # default's recipe on the mirror-symmetric network: its one pass is its own flip average.
+            return cls(arch="mirror", tta="none")
         if name == "distill":
             # The shipped architecture, taught by --teacher models: default's Adam recipe, 120 epochs.
             return cls(epochs=120, patience=120)
@@ -92,7 +95,7 @@ class Recipe:
             raise TrainingError(f"{self.init}: --init model not found")
 
 
-RECIPES = ("default", "seed", "teacher", "distill")
+RECIPES = ("default", "seed", "teacher", "distill", "mirror")
 OPTIMIZERS = ("adam", "sgd-nesterov")
 
 
@@ -489,6 +492,10 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
     ckpt = checkpoint_dir(out)
     state_path = ckpt / "state.json"
     if state is not None and (ckpt / "last.keras").exists():
+        if recipe.arch == "mirror":
+            from .mirror import custom_layers
+
+            custom_layers()  # keras must know its layers before it reads the checkpoint
         model = keras.saving.load_model(ckpt / "last.keras")
         compile_model(model, recipe, optimizer=model.optimizer)  # same optimizer state, current loss
         log(f"resuming from epoch {state.epoch} (best validation accuracy {state.best_val_accuracy:.4f})")
@@ -598,6 +605,10 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     if recipe.tta in state.best_by_tta and (ckpt / f"best-{recipe.tta}.weights.h5").exists():
         best, best_epoch = ckpt / f"best-{recipe.tta}.weights.h5", state.best_by_tta[recipe.tta][1]
     model.load_weights(best)
+    if recipe.arch == "mirror":  # ship the same function as plain standard layers
+        from .mirror import plain_copy
+
+        model = plain_copy(model)
     card = ModelCard(
         architecture=recipe.arch,
         training_data=_data_name(state.data) if os.sep in state.data.rstrip(os.sep) else state.data,

@@ -1,7 +1,7 @@
 """LIME: seconds per face and how good the explanations are, for the seed's call, today's setting and the
 new default, on the same FER2013 validation faces, in one run.
 
-    python benchmarks/lime_speed.py [--faces 12] [--seed-faces 3] [--model PATH]
+    python benchmarks/lime_speed.py [--faces 12] [--seed-faces 3] [--model PATH] [--today-model OLD.keras]
     python benchmarks/lime_speed.py --curve [--faces 16] [--samples 200 300 400 500] [--sampling halves lime] [--no-today]
 
 Rows (main table):
@@ -12,6 +12,9 @@ Rows (main table):
   new default   ``explain_face`` with ``LimeSettings()``: the classifier whose label is shown (flip-averaged
                 when the model card asks for flip TTA), int8 TensorFlow Lite passes, per-class fits, and
                 the faithfulness curves it adds.
+
+``--today-model``: the model today's setting and the seed's call explain, when the new default comes with a
+new model (each row's AUCs are then measured on its own model's shown class).
 
 Columns: s/face (mean over every call, three seeds each); deletion and insertion AUC (RISE) of the shown
 class along each row's heatmap order, all measured with the *same* evaluator, the float network as
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("--sampling", nargs="+", default=["halves"], help="--curve: sampling designs to compare")
     ap.add_argument("--no-today", action="store_true", help="--curve: leave out today's (slow) reference row")
     ap.add_argument("--model")
+    ap.add_argument("--today-model", help="the model of the seed's call and today's setting (default: --model)")
     a = ap.parse_args()
 
     from lime import lime_image
@@ -75,20 +79,22 @@ def main() -> None:
     from batchemo.model import load_model
 
     model = load_model(a.model)
+    old = load_model(a.today_model) if a.today_model else model
     data = load_folder(fer_split("validation"))
     rng = np.random.default_rng(0)
     faces = data.images[rng.choice(len(data), a.faces, replace=False)]
-    shown_clf = float_classifier(model)  # what model.predict computes: the evaluator for every row
-    shown = model.predict(faces).argmax(1)
+    # each model is judged as model.predict computes it (the evaluator), on the class it shows
+    readers = {id(m): (float_classifier(m), m.predict(faces).argmax(1)) for m in (model, old)}
+    shown = readers[id(model)][1]
     lime_image.tqdm = lambda it, *args, **kw: it  # keep the output readable; costs nothing either way
-    keras_model = model.keras_model
+    keras_model = old.keras_model
 
     def seed_fn(images):
         return keras_model.predict(np.asarray(images)[..., :1].astype("float32") / 255.0, verbose=0)
 
     def today(face, seed):
         exp = lime_image.LimeImageExplainer(random_state=seed).explain_instance(
-            gray2rgb(face), classifier_fn(model, tta=False), top_labels=6, hide_color=None, num_samples=1000,
+            gray2rgb(face), classifier_fn(old, tta=False), top_labels=6, hide_color=None, num_samples=1000,
             batch_size=1000, random_seed=seed,
             segmentation_fn=SegmentationAlgorithm("slic", n_segments=50, compactness=20.0, start_label=0))
         for idx in exp.top_labels:  # what today's explain_face did with every label: one outline image each
@@ -100,7 +106,7 @@ def main() -> None:
             gray2rgb(face), seed_fn, top_labels=6, num_samples=1000)
 
     def from_lime(exp, k):  # (weights of the shown class, segments); a class outside top 6 has no weights
-        return dict(exp.local_exp.get(int(shown[k]), [])), exp.segments
+        return dict(exp.local_exp.get(int(readers[id(old)][1][k]), [])), exp.segments
 
     def new(settings):
         def run(face, seed, k):
@@ -109,7 +115,8 @@ def main() -> None:
             return dict(e.weights), e.segments
         return run
 
-    def measure(row: Row, fn, idx, takes_k=True):
+    def measure(row: Row, fn, idx, takes_k=True, m=model):
+        shown_clf, shown = readers[id(m)]
         for k in idx:
             runs = []
             for seed in SEEDS:
@@ -138,11 +145,13 @@ def main() -> None:
     every = range(len(faces))
     reads = "TTA" if model.tta else "one pass"  # how the model card reads a face: what the label comes from
     evaluator = "flip-averaged float network" if model.tta else "float network (one pass, as its card says)"
+    if old is not model:
+        evaluator = f"each row's own model as its card reads it (new: {evaluator})"
     n_seg = np.mean([int(segment(f).max()) + 1 for f in faces])
     head = "  {:<{w}} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9}"
     if a.curve:
         rows = [] if a.no_today else [
-            measure(Row("today: 1000, float, no TTA"), lambda f, s, k: from_lime(today(f, s), k), every)]
+            measure(Row("today: 1000, float, no TTA"), lambda f, s, k: from_lime(today(f, s), k), every, m=old)]
         for design, n in itertools.product(a.sampling, a.samples):
             rows.append(measure(Row(f"{reads}, int8, {design} sampling, {n} samples"),
                                 new(LimeSettings(num_samples=n, sampling=design)), every))
@@ -152,15 +161,16 @@ def main() -> None:
         sub = range(min(a.seed_faces, len(faces)))
         d = LimeSettings()
         rows = [
-            measure(Row("seed's call (quickshift, batches of 10)"), seed_call, sub, takes_k=False),
-            measure(Row("today (1000, SLIC, float, no TTA)"), today, every, takes_k=False),
+            measure(Row("seed's call (quickshift, batches of 10)"), seed_call, sub, takes_k=False, m=old),
+            measure(Row("today (1000, SLIC, float, no TTA)"), today, every, takes_k=False, m=old),
             measure(Row(f"new default ({d.num_samples}, {reads}, int8)"), new(d), every),
             measure(Row("new default, float passes"), new(LimeSettings(quantized=False)), every),
         ]
         newsub = rows[2].times[: len(sub) * len(SEEDS)]
         todaysub = rows[1].times[: len(sub) * len(SEEDS)]
+        models = model.name if old is model else f"today's rows: {old.name}, new rows: {model.name}"
         print(f"LIME on FER2013 validation faces ({len(faces)}; the seed's call on the first {len(sub)}), "
-              f"model {model.name}; AUCs of the shown class on the {evaluator}, {a.steps} steps")
+              f"model {models}; AUCs of the shown class on the {evaluator}, {a.steps} steps")
     w = max(len(r.name) for r in rows)
     print(head.format("", "s/face", "del AUC", "random", "ins AUC", "random", "stability", w=w))
     for r in rows:

@@ -2,6 +2,7 @@
 resumes, evaluates; bad data gets clear errors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -435,3 +436,34 @@ def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path)
     km = load_model(out).keras_model
     assert all(layer.dtype_policy.name == "float32" for layer in km.layers)
     assert ModelCard.load(out).recipe["precision"] == "mixed_bfloat16"
+
+
+def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
+    """--arch mirror: one pass gives the flip-averaged answer; it resumes in a fresh process (its custom
+    layers registered before the checkpoint is read) and ships as plain layers at default's cost."""
+    import keras
+
+    from batchemo.model import build, count_macs
+
+    out = tmp_path / "mirror.keras"
+    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16),
+          log=lambda m: None)
+    r = subprocess.run(  # a new interpreter: nothing registered yet
+        [sys.executable, "-c", "import sys; from batchemo.train import Recipe, train; "
+         "train(sys.argv[1], sys.argv[2], recipe=Recipe(epochs=2), resume=True)", str(folder_dataset), str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((checkpoint_dir(out) / "state.json").read_text())["epoch"] == 2
+    model = load_model(out)
+    assert model.tta is False and model.card.architecture == "mirror"
+    km = keras.saving.load_model(out, compile=False)
+    assert {type(layer).__module__.split(".")[0] for layer in km.layers} == {"keras"}  # no custom layer ships
+    assert count_macs(km) == count_macs(build("default"))
+    faces = np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
+    one = model.predict(faces)
+    mirror = model.predict(np.ascontiguousarray(faces[:, :, ::-1]))
+    assert np.abs(one - mirror).max() < 1e-5
+    assert np.abs(model.predict_scaled(faces[..., None] / np.float32(255), tta=True) - one).max() < 1e-5
+    card = ModelCard.load(out)
+    assert card.validation_accuracy_tta["none"] == card.validation_accuracy_tta["hflip"]
+    assert card.flip_agreement == 1.0

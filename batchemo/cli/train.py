@@ -70,8 +70,8 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("data", help="dataset folder or fer2013.csv")
     t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
-    t.add_argument("--arch", choices=["default", "seed", "wide"], help="architecture (default: the recipe's, else default)")
-    t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill"],
+    t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"], help="architecture (default: the recipe's, else default)")
+    t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill", "mirror"],
                    help="training recipe (default: the one named like --arch; distill when --teacher is given)")
     t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
     t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")

@@ -1,0 +1,150 @@
+"""A mirror-symmetric CNN: the same answer for a face and its mirror image, in one forward pass.
+
+Why: flip test-time augmentation (the mean of the network on a face and on its mirror image) buys ~2
+points of accuracy, but doubles every forward pass, and LIME makes ~1,000 of them per explanation. A
+network that is mirror-symmetric by construction *is* its own flip average: no TTA, half the passes.
+
+How (a group-equivariant CNN for the left-right flip, Cohen & Welling 2016): every conv layer has half
+its output channels free; the other half use the same kernels mirrored left-right (with the input
+channels' two halves swapped after the first layer). Flipping the input then flips every feature map and
+swaps the two halves of the channels. Batch norm shares its statistics across the two halves, and the
+head averages them after global pooling, so the class probabilities do not change under a flip.
+
+Trained as ``build("mirror")``: ``default``'s layout and multiply-adds, with half the free parameters.
+It ships as ``plain_copy``: a plain chain of Conv2D/ReLU/pooling/Dense layers with the mirrored kernels
+written out and batch norm folded in, which loads, converts to TensorFlow Lite and runs like any other.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .records import CLASSES, INPUT_SIZE
+
+#: ``default``'s stages: output channels per conv, one tuple per resolution (48, 24, 12, 6).
+STAGES = ((32,), (64,), (128, 128), (256, 256))
+
+
+def custom_layers():
+    """The two custom layers, defined (and registered with keras, so that a checkpoint of the trainable
+    network reloads) on first use: importing batchemo does not import keras."""
+    global MirrorConv2D, PairedBatchNorm
+    if "MirrorConv2D" in globals():
+        return MirrorConv2D, PairedBatchNorm
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable("batchemo")
+    class MirrorConv2D(keras.layers.Layer):
+        """3x3 'same' conv whose second half of output channels is the first half mirrored."""
+
+        def __init__(self, filters: int, first: bool = False, l2: float = 1e-4, **kw):
+            super().__init__(**kw)
+            if filters % 2:
+                raise ValueError("a mirror conv needs an even number of filters")
+            self.filters, self.first, self.l2 = filters, first, l2
+
+        def build(self, input_shape):
+            cin = input_shape[-1]
+            self.kernel = self.add_weight(
+                name="kernel", shape=(3, 3, cin, self.filters // 2), initializer="he_uniform",
+                regularizer=keras.regularizers.l2(self.l2) if self.l2 else None)
+
+        def full_kernel(self, k):
+            mirrored = ops.flip(k, axis=1)  # left-right
+            if not self.first:  # the input's two channel halves swap under a flip
+                half = k.shape[2] // 2
+                mirrored = ops.concatenate([mirrored[:, :, half:], mirrored[:, :, :half]], axis=2)
+            return ops.concatenate([k, mirrored], axis=3)
+
+        def call(self, x):
+            k = ops.cast(self.full_kernel(self.kernel), x.dtype)
+            return ops.conv(x, k, strides=1, padding="same")
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], self.filters)
+
+        def get_config(self):
+            return {**super().get_config(), "filters": self.filters, "first": self.first, "l2": self.l2}
+
+    @keras.saving.register_keras_serializable("batchemo")
+    class PairedBatchNorm(keras.layers.Layer):
+        """Batch norm with one set of statistics and parameters per mirrored pair of channels."""
+
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.bn = keras.layers.BatchNormalization(axis=-1)
+
+        def build(self, input_shape):
+            self.bn.build((*input_shape[:-1], 2, input_shape[-1] // 2))
+
+        def call(self, x, training=None):
+            shape = ops.shape(x)
+            c = x.shape[-1]
+            y = self.bn(ops.reshape(x, (shape[0], shape[1], shape[2], 2, c // 2)), training=training)
+            return ops.reshape(y, (shape[0], shape[1], shape[2], c))
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return MirrorConv2D, PairedBatchNorm
+
+
+def build(dropout: float = 0.4):
+    """The trainable mirror-symmetric network (``default``'s layout)."""
+    import keras
+    from keras import layers
+
+    conv, bn = custom_layers()
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
+    x, first = inp, True
+    for k, widths in enumerate(STAGES):
+        if k:
+            x = layers.MaxPooling2D(2)(x)
+        for filters in widths:
+            x = conv(filters, first=first)(x)
+            x = bn()(x)
+            x = layers.ReLU()(x)
+            first = False
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Reshape((2, STAGES[-1][-1] // 2))(x)
+    x = layers.GlobalAveragePooling1D()(x)  # the mean of each mirrored pair: flip-invariant features
+    x = layers.Dropout(dropout)(x)
+    out = layers.Dense(len(CLASSES), activation="softmax", dtype="float32")(x)
+    return keras.Model(inp, out, name="mirror")
+
+
+def plain_copy(km):
+    """The same function as a plain chain of standard layers: mirrored kernels written out, batch norm
+    folded into each conv, the pair mean folded into the Dense layer. What ships."""
+    import keras
+    from keras import layers
+
+    conv_cls, bn_cls = custom_layers()
+    convs = [layer for layer in km.layers if isinstance(layer, conv_cls)]
+    bns = [layer for layer in km.layers if isinstance(layer, bn_cls)]
+    dense = [layer for layer in km.layers if isinstance(layer, keras.layers.Dense)][-1]
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1))
+    x, weights, i = inp, [], 0
+    for k, widths in enumerate(STAGES):
+        if k:
+            x = layers.MaxPooling2D(2)(x)
+        for filters in widths:
+            c, b = convs[i], bns[i].bn
+            kernel = np.asarray(c.full_kernel(c.kernel.numpy()))
+            scale = b.gamma.numpy() / np.sqrt(b.moving_variance.numpy() + b.epsilon)
+            shift = b.beta.numpy() - b.moving_mean.numpy() * scale
+            weights.append([kernel * np.tile(scale, 2), np.tile(shift, 2)])
+            x = layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
+            x = layers.ReLU()(x)
+            i += 1
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(len(CLASSES), activation="softmax", name="classes")(x)
+    plain = keras.Model(inp, out, name="mirror")
+    for layer, w in zip([layer for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)], weights):
+        layer.set_weights(w)
+    w, bias = dense.get_weights()
+    plain.get_layer("classes").set_weights([np.concatenate([w, w]) / 2.0, bias])
+    return plain
+
+
+__all__ = ["build", "plain_copy", "custom_layers", "STAGES"]
