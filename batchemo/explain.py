@@ -5,7 +5,8 @@ Three rules:
 
 * **The heatmap explains what is shown.** The label a face gets comes from ``model.predict`` (the
   flip-averaged network when the model card asks for test-time augmentation), so LIME explains that same
-  classifier: every perturbation goes through the network and its mirror image, averaged. The explained
+  classifier: every perturbation goes through the network and its mirror image, averaged (a
+  mirror-symmetric network, ``batchemo.mirror``, is its own flip average: one pass). The explained
   classifier's top class on the untouched face is checked against the shown label, face by face.
 * **Each class gets its own fit.** lime's ``explain_instance`` keeps one R² per call (the last label
   fitted); we draw lime's perturbations once per face and call lime's own ``LimeBase`` fit once per
@@ -19,7 +20,7 @@ Three rules:
 Cost: the samples (``num_samples``, chosen from the fidelity curve of ``benchmarks/lime_speed.py --curve``)
 go to the network in one batch, through an int8 TensorFlow Lite copy of it when that copy gives the shown
 class on the face (``batchemo.fastpath``, ~3x cheaper per pass); the faithfulness curves add one batch of
-~44 images. Two passes per image (face and mirror image) are the price of explaining what is shown.
+~44 images. A flip-TTA model costs two passes per image (face and mirror image); a mirror-symmetric one, one.
 Explanations are seeded: the same face and settings give the same heatmap.
 """
 from __future__ import annotations
@@ -116,7 +117,7 @@ def explained_classifier(
     s = settings or LimeSettings()
     tta = model.tta if s.tta is None else s.tta
     shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
-    flip = ", flip-averaged" if tta else ""
+    flip = ", flip-averaged" if tta else (", mirror-symmetric" if model.card.architecture == "mirror" else "")
     if s.quantized:
         from .fastpath import quantized_forward
 

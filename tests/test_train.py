@@ -376,6 +376,10 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "data", "--out", "t.keras", "--recipe", "teacher"])
     args.func(args)
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
+    # a mirror-symmetric student reads faces in one pass unless told otherwise
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
+    args.func(args)
+    assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "none" and seen["recipe"].teachers == ["a.keras"]
 
 
 def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):

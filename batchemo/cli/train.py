@@ -13,6 +13,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.resume or a.epochs is not None:
         recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
         recipe.arch = a.arch or recipe.arch
+        if recipe.arch == "mirror":  # its one pass is its flip average: reading it twice costs, gains nothing
+            recipe.tta = "none"
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
                     "distill_temperature", "tta", "precision"):
