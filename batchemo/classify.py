@@ -35,7 +35,7 @@ def classify(
         return probs, None
     from .explain import explain_faces
 
-    labels = []
+    labels, shown = [], probs.argmax(1)
     for k, p in enumerate(probs):
         wanted = [CLASSES[int(np.argmax(p))]]
         for extra in (also_explain[k] if also_explain is not None else ()):
@@ -43,14 +43,15 @@ def classify(
                 wanted.append(extra)
         labels.append(wanted)
     if not progress:
-        return probs, explain_faces(model, list(crops), labels, explain, n_jobs=n_jobs)
+        return probs, explain_faces(model, list(crops), labels, explain, n_jobs=n_jobs, shown=shown)
     from tqdm.auto import tqdm
 
     exps: list[dict[str, Explanation]] = []
     step = max(1, 2 * n_jobs)
     with tqdm(total=len(crops), unit="face", desc="explaining", file=sys.stderr, leave=False) as bar:
         for i in range(0, len(crops), step):
-            exps += explain_faces(model, list(crops[i: i + step]), labels[i: i + step], explain, n_jobs=n_jobs)
+            exps += explain_faces(model, list(crops[i: i + step]), labels[i: i + step], explain, n_jobs=n_jobs,
+                                  shown=shown[i: i + step])
             bar.update(min(step, len(crops) - i))
     return probs, exps
 

@@ -106,17 +106,18 @@ def float_classifier(model: EmotionModel, tta: bool | None = None, batch_size: i
 
 
 def explained_classifier(
-    model: EmotionModel, crop: np.ndarray, settings: LimeSettings | None = None
+    model: EmotionModel, crop: np.ndarray, settings: LimeSettings | None = None, shown: int | None = None
 ) -> tuple[FlipClassifier, str, int]:
     """(classifier LIME will query, its description, the shown class index) for one face.
 
-    The shown class is ``model.predict``'s. With ``settings.quantized`` the int8 copy is used only when its
+    The shown class is ``model.predict``'s (``shown``, when the caller has just computed it). With ``settings.quantized`` the int8 copy is used only when its
     top class on this face is the shown one; otherwise (or with ``tta=False``, which explains the
     un-mirrored network on purpose) the float network.
     """
     s = settings or LimeSettings()
     tta = model.tta if s.tta is None else s.tta
-    shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
+    if shown is None:
+        shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
     flip = ", flip-averaged" if tta else (", mirror-symmetric" if model.card.architecture == "mirror" else "")
     if s.quantized:
         from .fastpath import quantized_forward
@@ -253,11 +254,13 @@ def explain_face(
     crop: np.ndarray,
     labels: Sequence[str] | None = None,
     settings: LimeSettings | None = None,
+    shown: int | None = None,
 ) -> dict[str, Explanation]:
     """LIME explanations of one uint8 48x48 face, keyed by class name, one per class in ``labels``.
 
     ``labels`` names the classes to explain (e.g. predicted and true class in an audit); None explains the
-    shown class only.
+    shown class only. ``shown``: the index of the class the face is labelled with, when the caller has it
+    (``classify`` does), so that it is not computed twice.
     """
     from lime import lime_image
     from skimage.color import gray2rgb
@@ -266,7 +269,7 @@ def explain_face(
 
     s = settings or LimeSettings()
     gray = np.asarray(crop, np.uint8)
-    clf, described, shown = explained_classifier(model, gray, s)
+    clf, described, shown = explained_classifier(model, gray, s, shown)
     wanted = [shown] if not labels else [model.classes.index(lb) for lb in labels]
     wanted = list(dict.fromkeys(wanted))
 
@@ -324,8 +327,10 @@ def explain_faces(
     labels: Sequence[Sequence[str] | None] | None = None,
     settings: LimeSettings | None = None,
     n_jobs: int = 2,
+    shown: Sequence[int] | None = None,
 ) -> list[dict[str, Explanation]]:
-    """Explain many faces in parallel with joblib threads; ``labels[i]`` names the classes to explain for face i.
+    """Explain many faces in parallel with joblib threads; ``labels[i]`` names the classes to explain for face i,
+    ``shown[i]`` (optional) is the index of the class it is labelled with.
 
     Threads, not processes: TensorFlow (and TensorFlow Lite) release the GIL during a forward pass, so two
     explanations overlap on two cores while sharing one loaded model.
@@ -333,16 +338,17 @@ def explain_faces(
     from joblib import Parallel, delayed
 
     labels = labels or [None] * len(crops)
-    if len(labels) != len(crops):
-        raise ValueError(f"{len(crops)} faces but {len(labels)} label lists")
+    shown = [None] * len(crops) if shown is None else [int(k) for k in shown]
+    if not len(labels) == len(shown) == len(crops):
+        raise ValueError(f"{len(crops)} faces but {len(labels)} label lists and {len(shown)} shown classes")
     if n_jobs == 1 or len(crops) <= 1:
-        return [explain_face(model, c, lb, settings) for c, lb in zip(crops, labels)]
+        return [explain_face(model, c, lb, settings, k) for c, lb, k in zip(crops, labels, shown)]
     if settings is None or settings.quantized:
         from .fastpath import quantized_forward
 
         quantized_forward(model)  # build it once, before the threads race for it
     return Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(explain_face)(model, c, lb, settings) for c, lb in zip(crops, labels)
+        delayed(explain_face)(model, c, lb, settings, k) for c, lb, k in zip(crops, labels, shown)
     )
 
 
