@@ -14,7 +14,8 @@ Rows (main table):
                 the faithfulness curves it adds.
 
 ``--today-model``: the model today's setting and the seed's call explain, when the new default comes with a
-new model (each row's AUCs are then measured on its own model's shown class).
+new model (each row's AUCs are then measured on its own model's shown class); a last row then runs today's
+setting on the new model, to tell what the setting changes from what the model changes.
 
 Columns: s/face (mean over every call, three seeds each); deletion and insertion AUC (RISE) of the shown
 class along each row's heatmap order, all measured with the *same* evaluator, the float network as
@@ -92,9 +93,9 @@ def main() -> None:
     def seed_fn(images):
         return keras_model.predict(np.asarray(images)[..., :1].astype("float32") / 255.0, verbose=0)
 
-    def today(face, seed):
+    def today(face, seed, m=old):
         exp = lime_image.LimeImageExplainer(random_state=seed).explain_instance(
-            gray2rgb(face), classifier_fn(old, tta=False), top_labels=6, hide_color=None, num_samples=1000,
+            gray2rgb(face), classifier_fn(m, tta=False), top_labels=6, hide_color=None, num_samples=1000,
             batch_size=1000, random_seed=seed,
             segmentation_fn=SegmentationAlgorithm("slic", n_segments=50, compactness=20.0, start_label=0))
         for idx in exp.top_labels:  # what today's explain_face did with every label: one outline image each
@@ -105,8 +106,8 @@ def main() -> None:
         return lime_image.LimeImageExplainer(random_state=seed).explain_instance(
             gray2rgb(face), seed_fn, top_labels=6, num_samples=1000)
 
-    def from_lime(exp, k):  # (weights of the shown class, segments); a class outside top 6 has no weights
-        return dict(exp.local_exp.get(int(readers[id(old)][1][k]), [])), exp.segments
+    def from_lime(exp, k, m=old):  # (weights of the shown class, segments); a class outside top 6 has none
+        return dict(exp.local_exp.get(int(readers[id(m)][1][k]), [])), exp.segments
 
     def new(settings):
         def run(face, seed, k):
@@ -123,7 +124,7 @@ def main() -> None:
                 t = time.perf_counter()
                 out = fn(faces[k], seed, k) if takes_k else fn(faces[k], seed)
                 row.times.append(time.perf_counter() - t)
-                runs.append(out if takes_k else from_lime(out, k))
+                runs.append(out if takes_k else from_lime(out, k, m))
             weights, segments = runs[0]
             n = int(segments.max()) + 1
             hidden = hidden_face(faces[k], segments)
@@ -166,6 +167,9 @@ def main() -> None:
             measure(Row(f"new default ({d.num_samples}, {reads}, int8)"), new(d), every),
             measure(Row("new default, float passes"), new(LimeSettings(quantized=False)), every),
         ]
+        if old is not model:  # the same setting on the new model: what the setting changes, model aside
+            rows.append(measure(Row("today's setting on the new model"), lambda f, s: today(f, s, model), every,
+                                takes_k=False))
         newsub = rows[2].times[: len(sub) * len(SEEDS)]
         todaysub = rows[1].times[: len(sub) * len(SEEDS)]
         models = model.name if old is model else f"today's rows: {old.name}, new rows: {model.name}"
