@@ -578,7 +578,18 @@ def _init_weights(recipe: Recipe, log=print) -> list:
         raise TrainingError(f"{recipe.init}: architecture {card.architecture!r} with classes {card.classes}; "
                             f"the recipe trains {recipe.arch!r} with {list(CLASSES)}")
     log(f"starting from the weights of {Path(recipe.init).name} (validation accuracy {card.validation_accuracy})")
-    return keras.saving.load_model(recipe.init, compile=False).get_weights()
+    if recipe.arch != "mirror":
+        return keras.saving.load_model(recipe.init, compile=False).get_weights()
+    # A mirror model ships as plain layers (kernels written out, batch norm folded), which do not train as a
+    # mirror network again: its trainable weights are the ones its run kept beside it, for its best epoch.
+    way = card.preprocessing.get("tta", "none")
+    weights = checkpoint_dir(recipe.init) / f"best-{way}.weights.h5"
+    if not weights.exists():
+        raise TrainingError(f"{recipe.init}: a mirror model trains on from its run's checkpoint, and {weights} "
+                            f"is missing (keep the .ckpt/ folder its training wrote beside it)")
+    net = build("mirror")
+    net.load_weights(weights)
+    return net.get_weights()
 
 
 def tta_accuracy(model, x: np.ndarray, labels: np.ndarray) -> float:

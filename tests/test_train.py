@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 
 from batchemo.datasets import DatasetError, load_csv, load_split
 from batchemo.model import CLASSES, FER2013_CSV_ORDER, ModelCard, load_model
-from batchemo.train import Recipe, checkpoint_dir, train
+from batchemo.train import Recipe, TrainingError, checkpoint_dir, train
 
 from .conftest import write_image
 
@@ -475,3 +476,16 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     card = ModelCard.load(out)
     assert card.validation_accuracy_tta["none"] == card.validation_accuracy_tta["hflip"]
     assert card.flip_agreement == 1.0
+    # --init from a mirror model: the trainable weights its run kept, not the shipped plain layers
+    ft = tmp_path / "ft.keras"
+    train(folder_dataset, ft, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16, lr=0.0,
+                                                         init=str(out)), log=lambda m: None)
+    start, got = build("mirror"), build("mirror")
+    start.load_weights(checkpoint_dir(out) / "best-none.weights.h5")
+    got.load_weights(checkpoint_dir(ft) / "best-none.weights.h5")
+    kernels = [i for i, w in enumerate(start.get_weights()) if w.ndim >= 2]
+    assert all(np.array_equal(start.get_weights()[i], got.get_weights()[i]) for i in kernels)
+    shutil.rmtree(checkpoint_dir(out))
+    with pytest.raises(TrainingError, match="run's checkpoint"):
+        train(folder_dataset, tmp_path / "ft2.keras", recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1,
+                                                                                 init=str(out)), log=lambda m: None)
