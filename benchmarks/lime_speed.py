@@ -112,7 +112,8 @@ def main() -> None:
     def new(settings):
         def run(face, seed, k):
             s = LimeSettings(**{**settings.__dict__, "seed": seed})
-            e = explain_face(model, face, [model.classes[shown[k]]], s)[model.classes[shown[k]]]
+            # the shown class comes from the batch predict, as classify passes it in a run
+            e = explain_face(model, face, [model.classes[shown[k]]], s, shown=int(shown[k]))[model.classes[shown[k]]]
             return dict(e.weights), e.segments
         return run
 
