@@ -68,13 +68,13 @@ class Recipe:
             # makes teachers worse at distillation (Mueller et al. 2019).
             return cls(arch="wide", epochs=100, optimizer="sgd-nesterov", lr=0.05, mixup=0.2, patience=100)
         if name == "mirror":
-            # The shipped model's: default's recipe on the mirror-symmetric network (its one pass is its own
-            # flip average). No early stopping: validation swings +-5 points while the learning rate is high,
+            # default's recipe on the mirror-symmetric network (its one pass is its own flip average).
+            # No early stopping: validation swings +-5 points while the learning rate is high,
             # and the best epochs come at the end of the cosine schedule.
             return cls(arch="mirror", tta="none", patience=100)
         if name == "distill":
             # The shipped architecture, taught by --teacher models: default's Adam recipe, 120 epochs.
-            return cls(arch="mirror", tta="none", epochs=120, patience=120)
+            return cls(epochs=120, patience=120)
         raise ValueError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
 
     def validate(self) -> None:

@@ -371,18 +371,21 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
          "--distill-temperature", "2", "--label-smoothing", "0.1", "--cutmix", "1", "--optimizer", "sgd-nesterov"])
     assert args.func(args) == 0
     r = seen["recipe"]
-    assert r.arch == "mirror" and r.tta == "none" and r.epochs == Recipe.named("distill").epochs  # the shipped arch
+    assert r.arch == "default" and r.tta == "hflip" and r.epochs == Recipe.named("distill").epochs  # the shipped arch
     assert r.teachers == ["a.keras", "b.keras"] and r.distill_alpha == 0.5 and r.distill_temperature == 2.0
     assert r.label_smoothing == 0.1 and r.cutmix == 1.0 and r.optimizer == "sgd-nesterov"
     args = cli.build_parser().parse_args(["train", "data", "--out", "t.keras", "--recipe", "teacher"])
     args.func(args)
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
-    # a mirror-symmetric student reads faces in one pass unless told otherwise; a plain one with flip TTA
-    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "default", "--teacher", "a.keras"])
+    # a mirror-symmetric student reads faces in one pass unless told otherwise
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
     args.func(args)
-    assert seen["recipe"].arch == "default" and seen["recipe"].tta == "hflip" and seen["recipe"].teachers == ["a.keras"]
+    assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "none" and seen["recipe"].teachers == ["a.keras"]
     # no --arch, no --recipe: the shipped model's recipe
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras"])
+    args.func(args)
+    assert seen["recipe"] == Recipe.named("default")
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--recipe", "mirror"])
     args.func(args)
     assert seen["recipe"] == Recipe.named("mirror") and seen["recipe"].patience >= seen["recipe"].epochs
 

@@ -11,7 +11,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     recipe = None
     if not a.resume or a.epochs is not None:
-        recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "mirror"}.get(a.arch, a.arch)))
+        recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
         recipe.arch = a.arch or recipe.arch
         # a mirror network's one pass is its flip average: reading it twice costs, gains nothing
         recipe.tta = "none" if recipe.arch == "mirror" else "hflip"
@@ -72,10 +72,9 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("data", help="dataset folder or fer2013.csv")
     t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
-    t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"], help="architecture (default: the recipe's; mirror, the shipped one, without --recipe)")
+    t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"], help="architecture (default: the recipe's, else default)")
     t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill", "mirror"],
-                   help="training recipe (default: the one named like --arch, mirror without --arch, the shipped model's; "
-                   "distill when --teacher is given)")
+                   help="training recipe (default: the one named like --arch; distill when --teacher is given)")
     t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
     t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
