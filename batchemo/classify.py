@@ -36,8 +36,8 @@ def classify(
     from .explain import explain_faces
 
     labels, shown = [], probs.argmax(1)
-    for k, p in enumerate(probs):
-        wanted = [CLASSES[int(np.argmax(p))]]
+    for k in range(len(probs)):
+        wanted = [CLASSES[int(shown[k])]]
         for extra in (also_explain[k] if also_explain is not None else ()):
             if extra not in wanted:
                 wanted.append(extra)

@@ -110,9 +110,9 @@ def explained_classifier(
 ) -> tuple[FlipClassifier, str, int]:
     """(classifier LIME will query, its description, the shown class index) for one face.
 
-    The shown class is ``model.predict``'s (``shown``, when the caller has just computed it). With ``settings.quantized`` the int8 copy is used only when its
-    top class on this face is the shown one; otherwise (or with ``tta=False``, which explains the
-    un-mirrored network on purpose) the float network.
+    The shown class is ``model.predict``'s (``shown``, when the caller has just computed it). With
+    ``settings.quantized`` the int8 copy is used only when its top class on this face is the shown one;
+    otherwise (or with ``tta=False``, which explains the un-mirrored network on purpose) the float network.
     """
     s = settings or LimeSettings()
     tta = model.tta if s.tta is None else s.tta
