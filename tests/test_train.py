@@ -86,7 +86,6 @@ def test_train_checkpoints_resumes_and_evaluates(folder_dataset, tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folder_dataset, tmp_path):
-    from batchemo.train import TrainingError
 
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(folder_dataset, tmp_path / "x.keras", resume=True)
@@ -347,7 +346,6 @@ def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
 
 
 def test_bad_recipe_options_are_clear_errors(folder_dataset, tmp_path):
-    from batchemo.train import TrainingError
 
     with pytest.raises(TrainingError, match="teacher model not found"):
         train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(teachers=[str(tmp_path / "nope.keras")]))
@@ -427,7 +425,6 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):
 
 def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path):
     from batchemo.model import DEFAULT_MODEL_PATH
-    from batchemo.train import TrainingError
 
     with pytest.raises(TrainingError, match="architecture 'default'"):
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(DEFAULT_MODEL_PATH)))
@@ -486,8 +483,8 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     start, got = build("mirror"), build("mirror")
     start.load_weights(checkpoint_dir(out) / "best-none.weights.h5")
     got.load_weights(checkpoint_dir(ft) / "best-none.weights.h5")
-    kernels = [i for i, w in enumerate(start.get_weights()) if w.ndim >= 2]
-    assert all(np.array_equal(start.get_weights()[i], got.get_weights()[i]) for i in kernels)
+    before, after = start.get_weights(), got.get_weights()
+    assert all(np.array_equal(b, a) for b, a in zip(before, after) if b.ndim >= 2)
     shutil.rmtree(checkpoint_dir(out))
     with pytest.raises(TrainingError, match="run's checkpoint"):
         train(folder_dataset, tmp_path / "ft2.keras", recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1,
