@@ -345,6 +345,50 @@ def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
     assert str(tmp_path) not in ModelCard.path_for(out).read_text()
 
 
+def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, tmp_path):
+    import tensorflow as tf
+
+    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.train import _datasets, teacher_views
+
+    out = tmp_path / "student.keras"
+    recipe = Recipe(arch="mirror", tta="none", epochs=1, batch_size=16, teachers=[str(DEFAULT_MODEL_PATH)],
+                    teacher_views=3, distill_alpha=0.7, distill_temperature=2.0)
+    logs = []
+    train(folder_dataset, out, recipe=recipe, log=logs.append)
+    ckpt = checkpoint_dir(out)
+    train_set = load_split(folder_dataset, "train")
+    views, probs = np.load(ckpt / "teacher_views.npy"), np.load(ckpt / "teacher_probs.npy")
+    assert views.shape == (len(train_set), 3, 48, 48) and views.dtype == np.uint8
+    # three different affine versions of each face, seeded: the same ones again from the recipe
+    assert not np.array_equal(views[:, 0], views[:, 1]) and np.array_equal(views, teacher_views(train_set.images, recipe))
+    # the teachers' verdict is on each view itself, not on the face as it is
+    teacher = load_model(DEFAULT_MODEL_PATH)
+    assert probs.shape == (len(train_set), 3, 7)
+    assert np.allclose(probs[:, 1], teacher.predict(views[:, 1]), atol=1e-4)
+    assert not np.allclose(probs[:, 1], teacher.predict(train_set.images), atol=1e-3)
+
+    # every face the student sees is one of its views (or that view's mirror) with that view's targets
+    tr, _ = _datasets(train_set, train_set, Recipe(**{**recipe.__dict__, "erase": 0.0}), probs, views)
+    table = {}
+    for i in range(len(train_set)):
+        for j in range(3):
+            for v in (views[i, j], views[i, j, :, ::-1]):
+                table[v.tobytes()] = probs[i, j]
+    seen = 0
+    for x, y in tr:
+        for face, target in zip(np.rint(x.numpy()[..., 0] * 255).astype(np.uint8), y.numpy()):
+            assert np.allclose(target[7:], table[face.tobytes()], atol=1e-6)
+            seen += 1
+    assert seen == len(train_set)
+
+    # resume reads the cache: no second pass of the teachers
+    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=logs.append)
+    assert any("cached soft targets" in m and "3 views" in m for m in logs)
+    with pytest.raises(TrainingError, match="teacher views need"):
+        train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(teacher_views=2))
+
+
 def test_bad_recipe_options_are_clear_errors(folder_dataset, tmp_path):
 
     with pytest.raises(TrainingError, match="teacher model not found"):

@@ -17,7 +17,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         recipe.tta = "none" if recipe.arch == "mirror" else "hflip"
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature", "tta", "precision"):
+                    "distill_temperature", "teacher_views", "tta", "precision"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -93,6 +93,9 @@ def add_parsers(sub) -> None:
                    "probabilities, computed once per run)")
     t.add_argument("--distill-alpha", type=float, help="weight of the teachers' term (default 0.9)")
     t.add_argument("--distill-temperature", type=float, help="distillation temperature (default 3)")
+    t.add_argument("--teacher-views", type=at_least(0), metavar="K",
+                   help="consistent teaching: the teachers judge K augmented views of each face (cached) and "
+                        "each epoch the student learns from one of them (default 0: the faces as they are)")
     t.add_argument("--tta", choices=["hflip", "none"], help="test-time augmentation the model card asks for: "
                    "hflip (the mean with the mirror image, 2 passes per face; default) or none (1 pass)")
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
