@@ -134,12 +134,11 @@ def checkpoint_dir(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".ckpt")
 
 
-def augment(x, recipe: Recipe, seed: int, affine: bool = True, flip: bool = True):
+def augment(x, recipe: Recipe, seed: int, affine: bool = True):
     """Random affine (rotation, shear, zoom, shift) and horizontal flip of a float batch, as one TF op.
 
     One projective transform per image costs far less on a CPU than a chain of Keras preprocessing layers.
-    ``affine=False`` leaves the geometry alone (teacher views are already transformed), ``flip=False``
-    the orientation.
+    ``affine=False`` leaves the geometry alone (teacher views are already transformed).
     """
     import tensorflow as tf
 
@@ -147,7 +146,7 @@ def augment(x, recipe: Recipe, seed: int, affine: bool = True, flip: bool = True
     size = tf.cast(tf.shape(x)[1], tf.float32)
     u = lambda lo, hi: tf.random.uniform([n], lo, hi)  # noqa: E731
     out = _affine(x, recipe) if affine else x
-    if recipe.hflip and flip:
+    if recipe.hflip:
         flip = tf.random.uniform([n, 1, 1, 1]) < 0.5
         out = tf.where(flip, tf.reverse(out, axis=[2]), out)
     if recipe.erase > 0:
@@ -406,7 +405,7 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     if cache.exists() and (not k or views_cache.exists()) and state.teachers and \
             [t["file"] for t in state.teachers] == names:
         probs = np.load(cache)
-        views = np.load(views_cache, mmap_mode=None) if k else None
+        views = np.load(views_cache) if k else None
         if probs.shape == shape and (views is None or views.shape[:2] == (len(train_set), k)):
             log(f"teachers: cached soft targets of {', '.join(names)}" + (f" on {k} views per face" if k else ""))
             return probs, views
