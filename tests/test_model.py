@@ -114,7 +114,7 @@ def test_shipped_model_is_small_and_carded():
 def test_shipped_model_card_lists_classes_in_order(default_model):
     """The order is read from the saved card, not assumed: the file on disk must say CLASSES order."""
     saved = json.loads(ModelCard.path_for(DEFAULT_MODEL_PATH).read_text())
-    assert tuple(saved["classes"]) == CLASSES and default_model.card.architecture == "default"
+    assert tuple(saved["classes"]) == CLASSES and default_model.card.architecture == saved["architecture"] == "mirror"
     assert "/tmp" not in saved["training_data"]  # no temp-folder path from the machine it was trained on
 
 
@@ -140,11 +140,11 @@ def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
     ev = evaluate(default_model, data)
     assert ev.accuracy > 0.652
     assert abs(ev.accuracy - default_model.card.validation_accuracy) < 0.002
-    # confident and right on a handful of clear validation faces of each common class
+    # confident and mostly right on the first 50 validation faces of each of the two clearest classes
     for cls in ("happy", "surprise"):
-        idx = np.flatnonzero(data.labels == CLASSES.index(cls))[:10]
+        idx = np.flatnonzero(data.labels == CLASSES.index(cls))[:50]
         probs = default_model.predict(data.images[idx])
-        assert (probs.argmax(1) == CLASSES.index(cls)).mean() >= 0.8
+        assert (probs.argmax(1) == CLASSES.index(cls)).mean() >= 0.75
         assert np.median(probs.max(1)) > 0.6
 
 

@@ -423,7 +423,7 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
     args.func(args)
     assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "none" and seen["recipe"].teachers == ["a.keras"]
-    # no --arch, no --recipe: the shipped model's recipe
+    # no --arch, no --recipe: the default recipe (the shipped model's first teacher)
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras"])
     args.func(args)
     assert seen["recipe"] == Recipe.named("default")
@@ -432,7 +432,7 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     assert seen["recipe"] == Recipe.named("mirror") and seen["recipe"].patience >= seen["recipe"].epochs
 
 
-def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):
+def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, untrained_model_path):
     """--init: the first epoch starts from that model's weights; --tta none: chosen and carded without TTA."""
     import keras
 
@@ -441,16 +441,16 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):
     out = tmp_path / "ft.keras"
     logs = []
     recipe = Recipe(epochs=1, batch_size=16, optimizer="sgd-nesterov", lr=0.0, tta="none",  # lr 0: no move
-                    init=str(DEFAULT_MODEL_PATH), teachers=[str(DEFAULT_MODEL_PATH)])
+                    init=str(untrained_model_path), teachers=[str(DEFAULT_MODEL_PATH)])
     train(folder_dataset, out, recipe=recipe, log=logs.append)
-    assert any("starting from the weights of default.keras" in m for m in logs)
-    start = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False).get_weights()
+    assert any("starting from the weights of untrained.keras" in m for m in logs)
+    start = keras.saving.load_model(untrained_model_path, compile=False).get_weights()
     got = keras.saving.load_model(out, compile=False).get_weights()
     # convolution and dense weights unchanged at lr 0 (batch-norm moving statistics do move in training)
     kernels = [i for i, w in enumerate(start) if w.ndim >= 2]
     assert all(np.array_equal(start[i], got[i]) for i in kernels)
     card = json.loads(ModelCard.path_for(out).read_text())
-    assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "default.keras"
+    assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "untrained.keras"
     assert set(card["validation_accuracy_tta"]) == {"none", "hflip"}
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
     assert 0.0 <= card["flip_agreement"] <= 1.0
@@ -467,11 +467,9 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path):
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["hflip"]
 
 
-def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path):
-    from batchemo.model import DEFAULT_MODEL_PATH
-
+def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path, untrained_model_path):
     with pytest.raises(TrainingError, match="architecture 'default'"):
-        train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(DEFAULT_MODEL_PATH)))
+        train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(untrained_model_path)))
     with pytest.raises(TrainingError, match="--init model not found"):
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))
 
