@@ -346,8 +346,6 @@ def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
 
 
 def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, tmp_path):
-    import tensorflow as tf
-
     from batchemo.model import DEFAULT_MODEL_PATH
     from batchemo.train import _datasets, teacher_views
 
@@ -423,6 +421,12 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
     args.func(args)
     assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "none" and seen["recipe"].teachers == ["a.keras"]
+    assert seen["recipe"].teacher_views == 0
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--recipe", "mirror", "--teacher",
+                                          "a.keras", "b.keras", "--teacher-views", "8", "--epochs", "50"])
+    args.func(args)
+    assert seen["recipe"].teacher_views == 8 and seen["recipe"].teachers == ["a.keras", "b.keras"]
+    assert seen["recipe"].arch == "mirror" and seen["recipe"].epochs == 50
     # no --arch, no --recipe: the default recipe (the shipped model's first teacher)
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras"])
     args.func(args)
