@@ -25,7 +25,15 @@ _LOCK = threading.Lock()
 _CACHE_ATTR = "_batchemo_tflite_int8"
 
 
-def _convert(keras_model) -> bytes:
+def _dynamic_range(converter) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic-range int8
+
+
+def _convert(keras_model, configure: Callable = _dynamic_range) -> bytes:
+    """The TFLite flatbuffer of ``keras_model``; ``configure(converter)`` sets its options (benchmarks/int8_speed.py
+    compares others)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -33,7 +41,7 @@ def _convert(keras_model) -> bytes:
                      input_signature=[tf.TensorSpec([None, 48, 48, 1], tf.float32)])
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], keras_model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic-range int8
+    configure(conv)
     return conv.convert()
 
 

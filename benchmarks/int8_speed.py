@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import numpy as np
 from _common import fer_split
@@ -27,9 +26,9 @@ def main() -> None:
     a = ap.parse_args()
 
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from batchemo.datasets import load_folder
+    from batchemo.fastpath import _convert, _Int8Forward
     from batchemo.model import load_model
 
     model = load_model(a.model)
@@ -38,18 +37,16 @@ def main() -> None:
     x = val.images[: max(a.faces, a.passes)].astype(np.float32)[..., None] / 255.0
     cal = load_folder(fer_split("train")).images
     cal = cal[np.random.default_rng(0).choice(len(cal), 400, replace=False)].astype(np.float32)[..., None] / 255.0
-    fn = tf.function(lambda t: km(t, training=False), input_signature=[tf.TensorSpec([None, 48, 48, 1], tf.float32)])
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
 
-    def convert(form: str) -> bytes:
-        c = tf.lite.TFLiteConverter.from_concrete_functions([frozen], km)
-        if form != "float32":
-            c.optimizations = [tf.lite.Optimize.DEFAULT]
-        if form == "float16 weights":
-            c.target_spec.supported_types = [tf.float16]
-        if form == "full-integer int8":
-            c.representative_dataset = lambda: ([cal[i: i + 1]] for i in range(len(cal)))
-        return c.convert()
+    def configure(form: str):
+        def set_options(c):
+            if form != "float32":
+                c.optimizations = [tf.lite.Optimize.DEFAULT]
+            if form == "float16 weights":
+                c.target_spec.supported_types = [tf.float16]
+            if form == "full-integer int8":
+                c.representative_dataset = lambda: ([cal[i: i + 1]] for i in range(len(cal)))
+        return set_options
 
     def best_of(f, n=5):
         f()
@@ -67,23 +64,8 @@ def main() -> None:
     print(f"  {'form':<22} {'MB':>5} {'ms':>7} {'vs Keras':>8} {'agree':>7} {'max |dp|':>8}")
     print(f"  {'Keras float32':<22} {'':>5} {keras_s * 1000:7.0f} {1.0:7.1f}x {1.0:7.4f} {0.0:8.3f}")
     for form in ("float32", "float16 weights", "dynamic-range int8", "full-integer int8"):
-        fb = convert(form)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            it = tf.lite.Interpreter(model_content=fb, num_threads=2)
-        inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-
-        def run(batch, bs=64):
-            res = []
-            for i in range(0, len(batch), bs):
-                chunk = batch[i: i + bs]
-                it.resize_tensor_input(inp, chunk.shape)
-                it.allocate_tensors()
-                it.set_tensor(inp, chunk)
-                it.invoke()
-                res.append(it.get_tensor(out))
-            return np.concatenate(res)
-
+        fb = _convert(km, configure(form))
+        run = _Int8Forward(fb, list(range(ref.shape[1])), threads=2)  # any float-in/float-out flatbuffer
         p = run(x[: a.faces])
         s = best_of(lambda: run(passes))
         print(f"  {form:<22} {len(fb) / 1e6:5.2f} {s * 1000:7.0f} {keras_s / s:7.1f}x "

@@ -367,7 +367,7 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
     assert not np.allclose(probs[:, 1], teacher.predict(train_set.images), atol=1e-3)
 
     # every face the student sees is one of its views (or that view's mirror) with that view's targets
-    tr, _ = _datasets(train_set, train_set, Recipe(**{**recipe.__dict__, "erase": 0.0}), probs, views)
+    tr, _ = _datasets(train_set, train_set, recipe, probs, views)
     table = {}
     for i in range(len(train_set)):
         for j in range(3):
