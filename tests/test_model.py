@@ -155,3 +155,16 @@ def test_batchnorm_is_folded_for_inference_without_changing_answers(default_mode
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in default_model.keras_model.layers)
     x = np.random.default_rng(1).random((16, 48, 48, 1), dtype=np.float32)
     np.testing.assert_allclose(default_model.keras_model(x).numpy(), raw(x, training=False).numpy(), atol=1e-4)
+
+
+def test_reports_say_how_the_shipped_model_was_trained():
+    """The card's epochs is the epoch kept; a fine-tuned, distilled model's settings line says more than that."""
+    from batchemo.report import training_summary
+
+    card = json.loads(ModelCard.path_for(DEFAULT_MODEL_PATH).read_text())
+    line = training_summary(card)
+    assert line.startswith("trained on fer2013/, best epoch ")
+    assert f"best epoch {card['epochs']} of {card['recipe']['epochs_run']}" in line
+    assert f"fine-tuned from {card['recipe']['init']}" in line and f"taught by {len(card['teachers'])} teachers" in line
+    assert training_summary({"training_data": "x/", "epochs": 5, "recipe": {"epochs_run": 5}}) == "trained on x/, 5 epochs"
+    assert training_summary({}) == ""

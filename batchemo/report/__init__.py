@@ -61,7 +61,26 @@ def base_context(model_card: dict) -> dict:
         "created": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "colours": EMOTION_COLOURS,
         "model": _Card(model_card),
+        "model_training": training_summary(model_card),
     }
+
+
+def training_summary(card: dict) -> str:
+    """How the model was trained, in words for a settings line. The card's ``epochs`` is the epoch kept
+    (chosen on validation), which for a fine-tune is not all the training behind the model: say so."""
+    recipe = card.get("recipe") or {}
+    kept, run = card.get("epochs") or 0, recipe.get("epochs_run") or 0
+    how = []
+    if kept:
+        how.append(f"best epoch {kept} of {run}" if run and run != kept else f"{kept} epochs")
+    if recipe.get("init"):
+        how.append(f"fine-tuned from {recipe['init']}")
+    teachers = card.get("teachers") or []
+    if teachers:
+        how.append(f"taught by {len(teachers)} teacher{'s' if len(teachers) != 1 else ''}")
+    if not how and not card.get("training_data"):
+        return ""
+    return ", ".join([f"trained on {card.get('training_data') or '?'}"] + how)
 
 
 class _Card(dict):
