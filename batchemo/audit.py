@@ -19,6 +19,7 @@ from .evaluate import Evaluation
 from .explain import LIME_SAMPLES, LimeSettings
 from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES, Explanation
+from .tta import way as tta_way
 
 
 # ---------------------------------------------------------------- calibration (pure functions)
@@ -157,7 +158,7 @@ class AuditResult:
     skipped: list[tuple[str, str]]  # (source, reason) of files that could not be read
     model_name: str
     model_card: dict
-    tta: bool
+    tta: str  # how labels read a face (batchemo.tta)
     settings: dict
     timings: dict[str, float]  # seconds per stage: load, predict, explain, total
 
@@ -272,7 +273,7 @@ def audit(
     return AuditResult(
         evaluation=ev, origin=labelled.origin, bins=bins, ece=ece, groups=groups, sample=picks,
         skipped=list(labelled.skipped), model_name=name,
-        model_card=dict(card.__dict__) if card is not None else {}, tta=bool(getattr(model, "tta", False)),
+        model_card=dict(card.__dict__) if card is not None else {}, tta=tta_way(getattr(model, "tta", False)),
         settings={"max_explanations": max_explanations, "sample": sample, "seed": seed,
                   "lime_samples": lime_samples, "jobs": jobs},
         timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,

@@ -1,7 +1,7 @@
 """A results cache that makes long runs resumable: rows of each image are stored as they are computed.
 
 A key covers everything the rows depend on: the file (its real path, with links and ``..`` resolved, its
-size and modification time), the model file and every setting. So ``photos/`` and ``/abs/photos/`` share
+size and modification time), the model file and its card, and every setting. So ``photos/`` and ``/abs/photos/`` share
 their results, a changed photo, model or setting is recomputed, and a run stopped half-way picks up where
 it stopped. One small pickle per image, written atomically; temp files a killed run left are removed.
 """
@@ -28,12 +28,14 @@ class ResultCache:
     VERSION = 2
 
     def __init__(self, folder: str | os.PathLike, settings):
-        from .model import DEFAULT_MODEL_PATH
+        from .model import DEFAULT_MODEL_PATH, ModelCard
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         model = settings.model_path or str(DEFAULT_MODEL_PATH)
-        described = {"v": self.VERSION, "model": _file_identity(model), "settings": asdict(settings)}
+        card = ModelCard.path_for(model)  # the card says how a face is read (its TTA): part of the model
+        described = {"v": self.VERSION, "model": _file_identity(model),
+                     "card": _file_identity(card) if card.exists() else "", "settings": asdict(settings)}
         described["settings"].pop("threads_per_worker", None)  # how, not what
         self._settings_key = json.dumps(described, sort_keys=True, default=str)
         for sub in self.folder.iterdir():

@@ -3,11 +3,11 @@ trust that answer, and how to show it.
 
 Three rules:
 
-* **The heatmap explains what is shown.** The label a face gets comes from ``model.predict`` (the
-  flip-averaged network when the model card asks for test-time augmentation), so LIME explains that same
-  classifier: every perturbation goes through the network and its mirror image, averaged (a
-  mirror-symmetric network, ``batchemo.mirror``, is its own flip average: one pass). The explained
-  classifier's top class on the untouched face is checked against the shown label, face by face.
+* **The heatmap explains what is shown.** The label a face gets comes from ``model.predict`` (the mean
+  over the views the model card's test-time augmentation names, ``batchemo.tta``), so LIME explains that
+  same classifier: every perturbation goes through the network in each of those views, averaged (a
+  mirror-symmetric network, ``batchemo.mirror``, is its own flip average). The explained classifier's top
+  class on the untouched face is checked against the shown label, face by face.
 * **Each class gets its own fit.** lime's ``explain_instance`` keeps one R² per call (the last label
   fitted); we draw lime's perturbations once per face and call lime's own ``LimeBase`` fit once per
   explained class, so every class keeps its own weights *and* its own R². The samples are antithetic
@@ -20,7 +20,7 @@ Three rules:
 Cost: the samples (``num_samples``, chosen from the fidelity curve of ``benchmarks/lime_speed.py --curve``)
 go to the network in one batch, through an int8 TensorFlow Lite copy of it when that copy gives the shown
 class on the face (``batchemo.fastpath``, ~3x cheaper per pass); the faithfulness curves add one batch of
-~44 images. A flip-TTA model costs two passes per image (face and mirror image); a mirror-symmetric one, one.
+~44 images. A two-view model (flip or two turns) costs two passes per image; a one-pass model, one.
 Explanations are seeded: the same face and settings give the same heatmap.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ import numpy as np
 from .model import CLASSES, EmotionModel, preprocess
 from .outputs import heatmap_image  # noqa: F401  (re-exported: the report images live in outputs)
 from .records import Explanation
+from .tta import read as read_views
+from .tta import way as tta_way
 
 
 #: LIME perturbations per explanation by default: the fewest as stable across seeds as 1000 were.
@@ -53,7 +55,7 @@ class LimeSettings:
     # explains nothing; SLIC gives ~45 compact, edge-following segments (eyes, brows, mouth corners).
     n_segments: int = 50
     compactness: float = 20.0
-    tta: bool | None = None  # None: as the model card says, i.e. the classifier whose label is shown
+    tta: bool | str | None = None  # None: as the model card says, i.e. the classifier whose label is shown
     quantized: bool = True  # int8 TensorFlow Lite forward passes where they give the shown label
     faithfulness: bool = True  # deletion/insertion AUC on every explanation
     faithfulness_steps: int = 8  # points on each deletion/insertion curve (plus the two ends)
@@ -77,60 +79,61 @@ class LimeSettings:
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 48, 48) gray faces -> (N, 7) probabilities
 
 
-class FlipClassifier:
-    """A classifier of uint8 gray faces, optionally flip-averaged (test-time augmentation).
+class ViewClassifier:
+    """A classifier of uint8 gray faces, averaged over the views its test-time augmentation names.
 
-    ``clf(gray)``: the mean of the network on each face and on its mirror image when ``tta`` (``exact``,
-    when given, computes the same thing the way ``model.predict`` does, to the last bit).
+    ``clf(gray)``: the mean of the network over the views of each face (``batchemo.tta``: none, the face
+    and its mirror image, or two opposite turns). ``exact``, when given, computes the same thing the way
+    ``model.predict`` does, to the last bit.
     """
 
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], tta: bool,
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], tta: str,
                  exact: Callable[[np.ndarray], np.ndarray] | None = None):
-        self.forward, self.tta, self._exact = forward, tta, exact
+        self.forward, self.tta, self._exact = forward, tta_way(tta), exact
 
     def __call__(self, gray: np.ndarray) -> np.ndarray:
         x = preprocess(np.asarray(gray))
         if self._exact is not None:
             return self._exact(x)
-        if not self.tta:
-            return self.forward(x)
-        both = self.forward(np.concatenate([x, x[:, :, ::-1]]))  # the face and its mirror image, one pass
-        return 0.5 * (both[: len(x)] + both[len(x):])
+        return read_views(self.forward, x, self.tta)  # every view of every face in one pass
 
 
-def float_classifier(model: EmotionModel, tta: bool | None = None, batch_size: int = 4096) -> FlipClassifier:
+def float_classifier(model: EmotionModel, tta: bool | str | None = None, batch_size: int = 4096) -> ViewClassifier:
     """The float network exactly as ``model.predict`` computes it (``tta=None``: as the model card says)."""
-    tta = model.tta if tta is None else tta
-    return FlipClassifier(lambda x: model.predict_scaled(x, batch_size=batch_size, tta=False), tta,
+    tta = tta_way(tta, tta_way(model.tta))
+    return ViewClassifier(lambda x: model.predict_scaled(x, batch_size=batch_size, tta=False), tta,
                           exact=lambda x: model.predict_scaled(x, batch_size=batch_size, tta=tta))
+
+
+_READS = {"hflip": ", flip-averaged", "rot5": ", mean of two 5° turns"}
 
 
 def explained_classifier(
     model: EmotionModel, crop: np.ndarray, settings: LimeSettings | None = None, shown: int | None = None
-) -> tuple[FlipClassifier, str, int]:
+) -> tuple[ViewClassifier, str, int]:
     """(classifier LIME will query, its description, the shown class index) for one face.
 
     The shown class is ``model.predict``'s (``shown``, when the caller has just computed it). With
     ``settings.quantized`` the int8 copy is used only when its top class on this face is the shown one;
-    otherwise (or with ``tta=False``, which explains the un-mirrored network on purpose) the float network.
+    otherwise (or with ``tta=False``, which explains the one-pass network on purpose) the float network.
     """
     s = settings or LimeSettings()
-    tta = model.tta if s.tta is None else s.tta
+    tta = tta_way(s.tta, tta_way(model.tta))
     if shown is None:
         shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
-    flip = ", flip-averaged" if tta else (", mirror-symmetric" if model.card.architecture == "mirror" else "")
+    reads = _READS.get(tta, ", mirror-symmetric" if model.card.architecture == "mirror" else "")
     if s.quantized:
         from .fastpath import quantized_forward
 
         fwd = quantized_forward(model)
         if fwd is not None:
-            clf = FlipClassifier(fwd, tta)
+            clf = ViewClassifier(fwd, tta)
             if int(np.argmax(clf(np.asarray(crop, np.uint8)[None])[0])) == shown:
-                return clf, f"int8 TFLite{flip}", shown
-    return float_classifier(model, tta), f"float{flip}", shown
+                return clf, f"int8 TFLite{reads}", shown
+    return float_classifier(model, tta), f"float{reads}", shown
 
 
-def classifier_fn(model: EmotionModel, tta: bool | None = None):
+def classifier_fn(model: EmotionModel, tta: bool | str | None = None):
     """lime's interface: RGB perturbations of a grayscale crop (channel 0 is the gray image) -> probabilities."""
     clf = float_classifier(model, tta)
 

@@ -6,7 +6,7 @@ XNNPACK's int8 kernels) makes a pass about 3x cheaper on an AVX2 CPU. It needs n
 built from the loaded model in about half a second, once per process and model, and kept in memory.
 
 It is an approximation of the float network (probabilities differ by a few hundredths at most), so it
-is never used to label a face: ``explain`` only uses it for a face when its flip-averaged top class on
+is never used to label a face: ``explain`` only uses it for a face when its top class (read as the card says) on
 that face equals the label the float model shows, and falls back to the float model otherwise.
 
 ``tf.lite`` ships inside the ``tensorflow`` wheel batchemo already installs; where it is missing or the

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .records import CLASSES, INPUT_SIZE
+from .tta import read as read_views
+from .tta import way as tta_way
 
 #: Folder-name spellings accepted for a class (case-insensitive); the seed spells neutral "natural".
 CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
@@ -181,11 +183,13 @@ class ModelCard:
     date: str = ""
     macro_f1: float | None = None  # on validation, with the card's TTA
     ece: float | None = None  # expected calibration error, 15 equal-width confidence bins, validation, TTA
-    macs: int = 0  # multiply-adds of one forward pass of one face (flip TTA runs two)
+    macs: int = 0  # multiply-adds of one forward pass of one face (a two-view TTA runs two)
+    # the way of reading a face (batchemo.tta) the kept epoch was chosen by, on validation accuracy
+    checkpoint_chosen_on: str = ""
     teachers: list[dict[str, Any]] = field(default_factory=list)  # distillation: file name, validation accuracy
     # Both ways of reading a face, on validation: one pass, and the mean with its mirror image (flip TTA);
     # flip_agreement: the share of faces whose top class is the same on the face and on its mirror image.
-    validation_accuracy_tta: dict[str, float] = field(default_factory=dict)  # {"none": .., "hflip": ..}
+    validation_accuracy_tta: dict[str, float] = field(default_factory=dict)  # {"none": .., "hflip": .., "rot5": ..}
     flip_agreement: float | None = None
 
     @staticmethod
@@ -225,7 +229,7 @@ class EmotionModel:
         self.path = path
         self.classes: tuple[str, ...] = CLASSES
         self._order = [list(card.classes).index(c) for c in CLASSES]
-        self.tta = card.preprocessing.get("tta") == "hflip"
+        self.tta: str = tta_way(card.preprocessing.get("tta", "none"))  # how a label reads a face: see tta.py
         self._fn = None
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
@@ -237,22 +241,18 @@ class EmotionModel:
             self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True, autograph=False)
         return self._fn(x).numpy()
 
-    def predict_scaled(self, x: np.ndarray, batch_size: int = 512, tta: bool | None = None) -> np.ndarray:
+    def predict_scaled(self, x: np.ndarray, batch_size: int = 512, tta: bool | str | None = None) -> np.ndarray:
         """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1].
 
-        ``tta`` overrides the card's test-time augmentation for this call (None: as the card says).
+        ``tta`` overrides the card's test-time augmentation for this call (None: as the card says; False: one
+        pass; a way named in ``tta.WAYS``).
         """
-        tta = self.tta if tta is None else tta
+        tta = tta_way(tta, tta_way(self.tta))
         n = len(x)
         out = np.empty((n, len(self.classes)), np.float32)
         for i in range(0, n, batch_size):
             chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
-            if tta:  # the face and its mirror image in one forward pass, averaged
-                both = self._forward(np.concatenate([chunk, chunk[:, :, ::-1]]))
-                p = 0.5 * (both[: len(chunk)] + both[len(chunk) :])
-            else:
-                p = self._forward(np.ascontiguousarray(chunk))
-            out[i : i + len(chunk)] = p
+            out[i : i + len(chunk)] = read_views(self._forward, chunk, tta)  # all views in one forward pass
         return out if self._order == list(range(len(CLASSES))) else out[:, self._order]
 
     def predict(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:

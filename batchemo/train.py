@@ -19,6 +19,8 @@ import numpy as np
 
 from .datasets import LabelledSet, load_split
 from .model import CLASSES, ModelCard, build
+from .tta import WAYS as TTA_WAYS
+from .tta import views as tta_views
 from .outputs import atomic_path, atomic_write_text
 
 
@@ -45,13 +47,17 @@ class Recipe:
     mixup: float = 0.0  # Beta(a, a) parameter of mixup; 0: off
     cutmix: float = 0.0  # Beta(a, a) parameter of cutmix; 0: off (both on: each batch picks one, 50/50)
     mix_prob: float = 1.0  # probability that a batch is mixed (when mixup or cutmix is on)
-    teachers: list = field(default_factory=list)  # .keras files; their flip-TTA mean is the soft target
+    teachers: list = field(default_factory=list)  # .keras files; their mean (read as teacher_tta says) is the soft target
     distill_alpha: float = 0.9  # weight of the distillation term (1 - alpha on the hard labels)
     distill_temperature: float = 3.0
     # Consistent teaching (Beyer et al. 2022): 0 = the teachers judge each training face once, un-augmented;
     # K > 0 = they judge K augmented views of it (precomputed, cached), and each epoch the student sees one
     # of those views, at random, with the teachers' verdict on that very view.
     teacher_views: int = 0
+    # How teachers read a face: "hflip", every teacher with the flip (mirror-invariant targets); "auto", a
+    # mirror-symmetric teacher with its two turns instead (batchemo.tta: its flip is its one pass; the
+    # turns added 0.4 points to the three-teacher ensemble on validation), any other with the flip.
+    teacher_tta: str = "hflip"
     # "mixed_bfloat16": bfloat16 activations, float32 weights, for CPUs with AVX512_BF16. Measured here:
     # 258 vs 514 ms per batch of 64 (default arch, plain loss), 66 vs 90 s per distillation epoch. The
     # shipped file is float32 either way.
@@ -72,10 +78,11 @@ class Recipe:
             # makes teachers worse at distillation (Mueller et al. 2019).
             return cls(arch="wide", epochs=100, optimizer="sgd-nesterov", lr=0.05, mixup=0.2, patience=100)
         if name == "mirror":
-            # default's recipe on the mirror-symmetric network (its one pass is its own flip average).
-            # No early stopping: validation swings +-5 points while the learning rate is high,
-            # and the best epochs come at the end of the cosine schedule.
-            return cls(arch="mirror", tta="none", patience=100)
+            # default's recipe on the mirror-symmetric network. Its one pass is its own flip average, so
+            # the second pass reads two turns of the face instead (batchemo.tta). No early stopping:
+            # validation swings +-5 points while the learning rate is high, and the best epochs come at
+            # the end of the cosine schedule.
+            return cls(arch="mirror", tta="rot5", patience=100)
         if name == "distill":
             # The shipped architecture, taught by --teacher models: default's Adam recipe, 120 epochs.
             return cls(epochs=120, patience=120)
@@ -90,6 +97,8 @@ class Recipe:
             raise TrainingError("mixup and cutmix take an alpha >= 0; mix probability must be in [0, 1]")
         if self.teacher_views < 0 or (self.teacher_views and not self.teachers):
             raise TrainingError("teacher views need --teacher models and a count >= 0")
+        if self.teacher_tta not in ("hflip", "auto"):
+            raise TrainingError(f"unknown teacher reading {self.teacher_tta!r}: choose hflip or auto")
         if not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             raise TrainingError("distillation alpha must be in [0, 1] and the temperature > 0")
         for t in self.teachers:
@@ -97,8 +106,8 @@ class Recipe:
                 raise TrainingError(f"{t}: teacher model not found")
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise TrainingError(f"unknown precision {self.precision!r}: choose float32 or mixed_bfloat16")
-        if self.tta not in ("hflip", "none"):
-            raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose hflip or none")
+        if self.tta not in TTA_WAYS:
+            raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose one of {', '.join(TTA_WAYS)}")
         if self.init and not Path(self.init).is_file():
             raise TrainingError(f"{self.init}: --init model not found")
 
@@ -115,9 +124,11 @@ class TrainState:
     epoch: int = 0
     best_val_accuracy: float = -1.0
     best_epoch: int = 0
-    # The best epoch read each way ("none": one pass, "hflip": flip TTA) -> [accuracy, epoch], each with its
-    # weights in best-<way>.weights.h5: the card's way of reading a face can be chosen after the run.
+    # The best epoch read each way (batchemo.tta: "none" one pass, "hflip" flip, "rot5" two turns) ->
+    # [accuracy, epoch], each with its weights in best-<way>.weights.h5: the card's way of reading a face
+    # can be chosen after the run.
     best_by_tta: dict = field(default_factory=dict)
+    best_way: str = ""  # the way best.weights.h5 was chosen by (the recipe's tta when it was saved)
     history: list[dict] = field(default_factory=list)
     data: str = ""
     train_faces: int = 0
@@ -382,7 +393,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet, ckpt: Path, state, log=print):
-    """The teachers' mean flip-TTA probabilities on every training face, computed once and cached.
+    """The teachers' mean TTA probabilities on every training face, computed once and cached.
 
     Returns (probs, views). Without ``recipe.teacher_views``: probs (N, 7) on the faces as they are, views
     None. With K views: views (N, K, 48, 48) uint8, K random affine versions of each face, and probs
@@ -390,8 +401,8 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
 
     Precomputed rather than online: on 2 CPU cores, running two ``wide`` teachers and ``default`` with flip
     TTA on every augmented batch would add 2.9x the student's own training step (measured: 1.75 s vs 0.6 s
-    per batch of 64); once per run it costs K passes over the training set. The flip-TTA mean is
-    mirror-invariant, so it stays right for a flipped face. Un-augmented faces are ones the teachers have
+    per batch of 64); once per run it costs K passes over the training set. The flip-TTA mean (and a
+    mirror network's two-turn mean) is mirror-invariant, so it stays right for a flipped face. Un-augmented faces are ones the teachers have
     largely memorised (training accuracy 0.8-0.9): their verdicts there say little more than the label,
     which is what the views are for. Mixup/cutmix mix these targets with the same lambda as the faces.
     """
@@ -402,8 +413,9 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     k = recipe.teacher_views
     names = [Path(t).name for t in recipe.teachers]
     shape = (len(train_set), k, len(CLASSES)) if k else (len(train_set), len(CLASSES))
+    ways = [teacher_way(recipe, (ModelCard.load(t) or ModelCard("unknown")).architecture) for t in recipe.teachers]
     if cache.exists() and (not k or views_cache.exists()) and state.teachers and \
-            [t["file"] for t in state.teachers] == names:
+            [(t["file"], t.get("tta", "hflip")) for t in state.teachers] == list(zip(names, ways)):
         probs = np.load(cache)
         views = np.load(views_cache) if k else None
         if probs.shape == shape and (views is None or views.shape[:2] == (len(train_set), k)):
@@ -415,9 +427,9 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     total = np.zeros(shape, np.float64)
     val_total = np.zeros((len(val_set), len(CLASSES)), np.float64)
     state.teachers = []
-    for t in recipe.teachers:
+    for t, way in zip(recipe.teachers, ways):
         tm = load_model(t)
-        tm.tta = True
+        tm.tta = way
         if k:
             for j in range(k):
                 total[:, j] += tm.predict(views[:, j])
@@ -425,9 +437,9 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
             total += tm.predict(train_set.images)
         ev = evaluate(tm, val_set)
         val_total += ev.probabilities
-        state.teachers.append({"file": Path(t).name, "architecture": tm.card.architecture,
+        state.teachers.append({"file": Path(t).name, "architecture": tm.card.architecture, "tta": way,
                                "validation_accuracy": round(ev.accuracy, 4)})
-        log(f"teacher {Path(t).name}: validation accuracy {ev.accuracy:.4f} (hflip TTA)")
+        log(f"teacher {Path(t).name}: validation accuracy {ev.accuracy:.4f} ({way} TTA)")
     probs = (total / len(recipe.teachers)).astype(np.float32)
     if len(val_set):
         state.teacher_ensemble_accuracy = round(float((val_total.argmax(1) == val_set.labels).mean()), 4)
@@ -439,6 +451,11 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
                 with open(tmp, "wb") as f:
                     np.save(f, arr)
     return probs, views
+
+
+def teacher_way(recipe: Recipe, architecture: str) -> str:
+    """How a teacher of this architecture reads a face under ``recipe.teacher_tta``."""
+    return "rot5" if recipe.teacher_tta == "auto" and architecture == "mirror" else "hflip"
 
 
 def teacher_views(images: np.ndarray, recipe: Recipe, batch: int = 4096) -> np.ndarray:
@@ -554,7 +571,10 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
 
     ckpt = checkpoint_dir(out)
     state_path = ckpt / "state.json"
-    if state is not None and (ckpt / "last.keras").exists():
+    if state is not None and not (ckpt / "last.keras").exists():  # never start again silently over a run
+        raise TrainingError(f"{ckpt / 'last.keras'}: missing, so the run in {ckpt} cannot resume "
+                            f"(its state.json is there: move the folder away to start again)")
+    if state is not None:
         if recipe.arch == "mirror":
             from .mirror import custom_layers
 
@@ -568,9 +588,10 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
         if recipe.init:
             model.set_weights(_init_weights(recipe, log))
     state.recipe = asdict(recipe)
-    if state.epoch >= recipe.epochs:
-        log(f"already trained for {state.epoch} epochs")
     state.train_faces = len(train_set)
+    if state.epoch >= recipe.epochs:  # nothing to fit: no teacher targets, no data pipeline
+        log(f"already trained for {state.epoch} epochs")
+        return state
     ckpt.mkdir(parents=True, exist_ok=True)
     teacher_probs = views = None
     if recipe.teachers:
@@ -594,18 +615,24 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
         def on_epoch_end(self, epoch, logs=None):
             row = {k: float(v) for k, v in (logs or {}).items()}
             row.update(epoch=epoch + 1, lr=float(self.model.optimizer.learning_rate), seconds=time.time() - self._t)
-            # The checkpoint is chosen as it will be used: with flip TTA (a few seconds per epoch) or without.
-            row["val_accuracy_tta"] = tta_accuracy(self.model, val_x, val_set.labels)
+            # The checkpoint is chosen as it will be used: read each way (a few seconds per epoch each).
+            # A mirror-symmetric network's flip read is its one pass, by construction.
+            by_way = {"none": row["val_accuracy"]}
+            for way in TTA_WAYS[1:]:
+                by_way[way] = by_way["none"] if way == "hflip" and recipe.arch == "mirror" else \
+                    tta_accuracy(self.model, val_x, val_set.labels, way)
+            row["val_accuracy_tta"] = by_way["hflip"]
+            row["val_accuracy_rot5"] = by_way["rot5"]
             state.history.append(row)
             state.epoch = epoch + 1
-            for way, acc in (("none", row["val_accuracy"]), ("hflip", row["val_accuracy_tta"])):
+            for way, acc in by_way.items():
                 if acc > state.best_by_tta.get(way, [-1.0, 0])[0]:
                     state.best_by_tta[way] = [acc, epoch + 1]
                     with atomic_path(ckpt / f"best-{way}.weights.h5") as tmp:
                         self.model.save_weights(tmp)
-            chosen_on = row["val_accuracy_tta"] if recipe.tta == "hflip" else row["val_accuracy"]
+            chosen_on = by_way[recipe.tta]
             if chosen_on > state.best_val_accuracy:
-                state.best_val_accuracy, state.best_epoch = chosen_on, epoch + 1
+                state.best_val_accuracy, state.best_epoch, state.best_way = chosen_on, epoch + 1, recipe.tta
                 with atomic_path(ckpt / "best.weights.h5") as tmp:
                     self.model.save_weights(tmp)
             with atomic_path(ckpt / "last.keras") as tmp:
@@ -643,8 +670,11 @@ def _init_weights(recipe: Recipe, log=print) -> list:
         return keras.saving.load_model(recipe.init, compile=False).get_weights()
     # A mirror model ships as plain layers (kernels written out, batch norm folded), which do not train as a
     # mirror network again: its trainable weights are the ones its run kept beside it, for its best epoch.
+    # finalize's choice: the best epoch read the card's way, or (a way the run did not track) its best epoch
     way = card.preprocessing.get("tta", "none")
     weights = checkpoint_dir(recipe.init) / f"best-{way}.weights.h5"
+    if not weights.exists():
+        weights = checkpoint_dir(recipe.init) / "best.weights.h5"
     if not weights.exists():
         raise TrainingError(f"{recipe.init}: a mirror model trains on from its run's checkpoint, and {weights} "
                             f"is missing (keep the .ckpt/ folder its training wrote beside it)")
@@ -653,11 +683,19 @@ def _init_weights(recipe: Recipe, log=print) -> list:
     return net.get_weights()
 
 
-def tta_accuracy(model, x: np.ndarray, labels: np.ndarray) -> float:
-    """Validation accuracy with horizontal-flip TTA (mean of the face's and its mirror's probabilities)."""
+def _best_way(state: TrainState) -> str:
+    """How best.weights.h5 was chosen; a run from before ``best_way`` was kept: the way whose best it equals."""
+    if state.best_way:
+        return state.best_way
+    same = [w for w, (acc, ep) in state.best_by_tta.items() if ep == state.best_epoch and acc == state.best_val_accuracy]
+    return same[0] if len(same) == 1 else "unknown"
+
+
+def tta_accuracy(model, x: np.ndarray, labels: np.ndarray, way: str = "hflip") -> float:
+    """Validation accuracy of a Keras model read with test-time augmentation ``way`` (``batchemo.tta``)."""
     if len(labels) == 0:
         return float("nan")
-    p = model.predict(x, batch_size=512, verbose=0) + model.predict(x[:, :, ::-1], batch_size=512, verbose=0)
+    p = sum(model.predict(v, batch_size=512, verbose=0) for v in tta_views(x, way))
     return float((p.argmax(1) == labels).mean())
 
 
@@ -675,9 +713,10 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     ckpt = checkpoint_dir(out)
     recipe = Recipe(**state.recipe)
     model = build(recipe.arch)
-    best, best_epoch = ckpt / "best.weights.h5", state.best_epoch
+    best, best_epoch, chosen_on = ckpt / "best.weights.h5", state.best_epoch, _best_way(state)
     if recipe.tta in state.best_by_tta and (ckpt / f"best-{recipe.tta}.weights.h5").exists():
         best, best_epoch = ckpt / f"best-{recipe.tta}.weights.h5", state.best_by_tta[recipe.tta][1]
+        chosen_on = recipe.tta
     model.load_weights(best)
     if recipe.arch == "mirror":  # ship the same function as plain standard layers
         from .mirror import plain_copy
@@ -693,6 +732,7 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
         parameters=int(model.count_params()),
         macs=count_macs(model),
         teachers=list(state.teachers),
+        checkpoint_chosen_on=chosen_on,
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     )
     card.recipe = {**state.recipe, "epochs_run": state.epoch}
@@ -703,8 +743,8 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     card.preprocessing = {**card.preprocessing, "tta": recipe.tta}
     emotion = EmotionModel(model, card)
     results = {}
-    for tta in ("none", "hflip"):
-        emotion.tta = tta == "hflip"
+    for tta in TTA_WAYS:
+        emotion.tta = tta
         results[tta] = evaluate(emotion, val_set)
     card.validation_accuracy_tta = {k: round(r.accuracy, 4) for k, r in results.items()}
     if len(val_set):  # flip TTA is the mean of the face's and the mirror image's: the mirror's, derived
@@ -724,6 +764,7 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
         f"wrote {out}: best epoch {best_epoch} of {state.epoch}, "
         f"validation accuracy {result.accuracy:.4f} (TTA {recipe.tta}; "
         f"{card.validation_accuracy_tta['none']:.4f} one pass, {card.validation_accuracy_tta['hflip']:.4f} flip TTA, "
+        f"{card.validation_accuracy_tta['rot5']:.4f} two turns, "
         f"flip agreement {card.flip_agreement}), macro F1 {result.macro_f1:.4f}, ECE {card.ece:.4f}"
     )
     return out

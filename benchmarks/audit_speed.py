@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         model = load_model(a.model)
         print(f"model {model.name} loaded in {time.perf_counter() - t0:.1f} s "
-              f"(tta: {'hflip' if model.tta else 'none'}); cpus: {os.cpu_count()}")
+              f"(tta: {model.tta}); cpus: {os.cpu_count()}")
         for n in (0, a.explanations):
             wall, r = timed_audit(data, model, tmp, n, a.jobs)
             t = r.timings

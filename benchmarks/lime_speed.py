@@ -9,8 +9,8 @@ Rows (main table):
                 (quickshift superpixels, batches of 10 through ``keras_model.predict``), 1000 samples;
   today         the previous default: SLIC, 1000 samples in one batch through the compiled float network,
                 un-mirrored (no TTA), ``top_labels=6``;
-  new default   ``explain_face`` with ``LimeSettings()``: the classifier whose label is shown (flip-averaged
-                when the model card asks for flip TTA), int8 TensorFlow Lite passes, per-class fits, and
+  new default   ``explain_face`` with ``LimeSettings()``: the classifier whose label is shown (averaged over
+                the views the model card's TTA names), int8 TensorFlow Lite passes, per-class fits, and
                 the faithfulness curves it adds.
 
 ``--today-model``: the model today's setting and the seed's call explain, when the new default comes with a
@@ -19,7 +19,7 @@ setting on the new model, to tell what the setting changes from what the model c
 
 Columns: s/face (mean over every call, three seeds each); deletion and insertion AUC (RISE) of the shown
 class along each row's heatmap order, all measured with the *same* evaluator, the float network as
-``model.predict`` uses it (flip-averaged or one pass, as the card says), ``--steps`` points per curve,
+``model.predict`` uses it (with the card's TTA), ``--steps`` points per curve,
 hidden superpixels at their mean grey as LIME hides them (the ``random`` columns: two random orders of
 the same face's superpixels); seed stability, the mean Jaccard overlap of the 5 top superpixels between
 seeds 0, 1 and 2.
@@ -78,6 +78,8 @@ def main() -> None:
     from batchemo.explain import (LimeSettings, auc, classifier_fn, curves, explain_face, float_classifier,
                                   hidden_face, lime_order, random_orders, segment)
     from batchemo.model import load_model
+    from batchemo.tta import describe as describe_tta
+    from batchemo.tta import way as tta_way
 
     model = load_model(a.model)
     old = load_model(a.today_model) if a.today_model else model
@@ -145,8 +147,9 @@ def main() -> None:
     explain_face(model, faces[0], None, LimeSettings(num_samples=50, quantized=False))
 
     every = range(len(faces))
-    reads = "TTA" if model.tta else "one pass"  # how the model card reads a face: what the label comes from
-    evaluator = "flip-averaged float network" if model.tta else "float network (one pass, as its card says)"
+    # how the model card reads a face: what the label comes from
+    reads = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns"}[tta_way(model.tta)]
+    evaluator = f"float network ({describe_tta(model.tta, model.card.architecture)}, as its card says)"
     if old is not model:
         evaluator = f"each row's own model as its card reads it (new: {evaluator})"
     n_seg = np.mean([int(segment(f).max()) + 1 for f in faces])

@@ -6,9 +6,9 @@
 ``git show fd0c08b:batchemo/models/default.keras > /tmp/old.keras`` (and ``default.card.json`` beside it
 as ``/tmp/old.card.json``). For each model, on FER2013's validation split (3,589 faces):
 
-* validation accuracy as the model card reads a face (``tta``: one pass, or the mean with the mirror
-  image), and the other way too;
-* multiply-adds per face as read (one pass, or two with flip TTA);
+* validation accuracy as the model card reads a face (``tta``, ``batchemo.tta``: one pass, the mean with
+  the mirror image, or the mean of two 5-degree turns), and each of the other ways too;
+* multiply-adds per face as read (one pass, or two for a two-view read);
 * faces/s of ``evaluate`` (the road every command takes, batches of 512; best of 3);
 * seconds per explanation: ``explain_face`` with the default ``LimeSettings`` on the same ``--faces`` faces.
 """
@@ -33,6 +33,7 @@ def main() -> None:
     from batchemo.evaluate import evaluate
     from batchemo.explain import LimeSettings, explain_face
     from batchemo.model import count_macs, load_model
+    from batchemo.tta import WAYS, passes
 
     data = load_folder(fer_split("validation"))
     faces = data.images[np.random.default_rng(0).choice(len(data), a.faces, replace=False)]
@@ -46,7 +47,7 @@ def main() -> None:
     for name, model in models:
         card_tta = model.tta
         acc = {}
-        for tta in (False, True):
+        for tta in WAYS:
             model.tta = tta
             model.predict(data.images[:512])  # warm-up: trace the graph
             secs, ev = timed(evaluate, model, data, repeat=3 if tta == card_tta else 1)
@@ -59,18 +60,17 @@ def main() -> None:
         for f in faces:
             explain_face(model, f, None, LimeSettings())
         s_expl = (time.perf_counter() - t) / len(faces)
-        macs = count_macs(model.keras_model) * (2 if card_tta else 1)
-        rows.append((name, model.name, "hflip" if card_tta else "none", acc[card_tta], acc[not card_tta],
-                     macro_f1, macs, fps, s_expl))
+        macs = count_macs(model.keras_model) * passes(card_tta)
+        rows.append((name, model.name, card_tta, acc[card_tta], [acc[w] for w in WAYS], macro_f1, macs, fps, s_expl))
 
     print(f"FER2013 validation split: {len(data)} faces; CPU, best of 3; "
           f"explanations: {a.faces} faces, LimeSettings() defaults")
-    print(f"{'model':12s} {'file':24s} {'tta':>5s} {'val acc':>8s} {'other':>7s} {'macro F1':>8s} "
-          f"{'M MACs':>7s} {'faces/s':>8s} {'s/expl':>7s}")
-    for name, file, tta, acc, other, f1, macs, fps, se in rows:
-        print(f"{name:12s} {file[:24]:24s} {tta:>5s} {acc:8.4f} {other:7.4f} {f1:8.4f} {macs / 1e6:7.1f} "
-              f"{fps:8.0f} {se:7.3f}")
-    print("'val acc' reads faces as the card says ('tta'); 'other' the other way; M MACs per face as read")
+    print(f"{'model':12s} {'file':24s} {'tta':>5s} {'val acc':>8s} " + " ".join(f"{w:>6s}" for w in WAYS) +
+          f" {'macro F1':>8s} {'M MACs':>7s} {'faces/s':>8s} {'s/expl':>7s}")
+    for name, file, tta, acc, each, f1, macs, fps, se in rows:
+        print(f"{name:12s} {file[:24]:24s} {tta:>5s} {acc:8.4f} " + " ".join(f"{v:6.4f}" for v in each) +
+              f" {f1:8.4f} {macs / 1e6:7.1f} {fps:8.0f} {se:7.3f}")
+    print(f"'val acc' reads faces as the card says ('tta'); {', '.join(WAYS)}: each way; M MACs per face as read")
     if len(rows) >= 2 and a.old:
         old, new = rows[0], rows[1]
         print(f"new vs old: {100 * (new[3] - old[3]):+.1f} points of accuracy, {new[6] / old[6]:.2f}x the "

@@ -44,11 +44,13 @@ def test_probabilities_follow_the_models_predict_with_its_tta(model, crops):
     probs, exps = classify(model, crops)
     assert exps is None and probs.shape == (3, len(CLASSES))
     np.testing.assert_allclose(probs, model.predict(crops), atol=1e-6)
-    model.tta = not model.tta
+    card_tta = model.tta
     try:  # the card's test-time augmentation decides, not the caller
-        np.testing.assert_allclose(classify(model, crops)[0], model.predict(crops), atol=1e-6)
+        for way in ("none", "hflip", "rot5"):
+            model.tta = way
+            np.testing.assert_allclose(classify(model, crops)[0], model.predict(crops), atol=1e-6)
     finally:
-        model.tta = not model.tta
+        model.tta = card_tta
 
 
 def test_the_shown_label_is_explained_and_nothing_else_unless_asked(model, crops):

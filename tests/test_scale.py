@@ -161,3 +161,20 @@ def test_parquet_table_has_the_json_rows(tmp_path, astronaut_rgb, untrained_mode
                 for x, y in zip(a, b)]
         assert all(same), (col, a, b)
     assert not list(out.glob(".tmp-*"))
+
+
+def test_a_cached_row_is_stale_once_the_model_card_changes(tmp_path):
+    """The card says how a face is read (its TTA): editing it changes every label, so the cache must miss."""
+    from batchemo.cache import ResultCache
+    from batchemo.engine import RunSettings
+
+    model, photo = tmp_path / "m.keras", tmp_path / "a.jpg"
+    model.write_bytes(b"weights")
+    photo.write_bytes(b"jpeg")
+    card = tmp_path / "m.card.json"
+    card.write_text('{"preprocessing": {"tta": "none"}}')
+    settings = RunSettings(model_path=str(model))
+    ResultCache(tmp_path / "c", settings).put(str(photo), [{"status": "ok"}])
+    assert ResultCache(tmp_path / "c", settings).get(str(photo)) == [{"status": "ok"}]
+    card.write_text('{"preprocessing": {"tta": "rot5"}}')
+    assert not ResultCache(tmp_path / "c", settings).has(str(photo))

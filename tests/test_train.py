@@ -89,6 +89,13 @@ def test_resume_without_checkpoint_is_a_clear_error(folder_dataset, tmp_path):
 
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(folder_dataset, tmp_path / "x.keras", resume=True)
+    # a checkpoint without its last model (half copied, say) is not trained again from scratch over it
+    ckpt = checkpoint_dir(tmp_path / "x.keras")
+    ckpt.mkdir()
+    (ckpt / "state.json").write_text(json.dumps({"recipe": dataclasses.asdict(Recipe(epochs=1)), "epoch": 1}))
+    with pytest.raises(TrainingError, match="last.keras: missing, so the run .* cannot resume"):
+        train(folder_dataset, tmp_path / "x.keras", resume=True)
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
 
 
 def _write_csv(path, faces, bad_line=None):
@@ -351,7 +358,7 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
 
     out = tmp_path / "student.keras"
     recipe = Recipe(arch="mirror", tta="none", epochs=1, batch_size=16, teachers=[str(DEFAULT_MODEL_PATH)],
-                    teacher_views=3, distill_alpha=0.7, distill_temperature=2.0)
+                    teacher_views=3, distill_alpha=0.7, distill_temperature=2.0, teacher_tta="auto")
     logs = []
     train(folder_dataset, out, recipe=recipe, log=logs.append)
     ckpt = checkpoint_dir(out)
@@ -360,8 +367,11 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
     assert views.shape == (len(train_set), 3, 48, 48) and views.dtype == np.uint8
     # three different affine versions of each face, seeded: the same ones again from the recipe
     assert not np.array_equal(views[:, 0], views[:, 1]) and np.array_equal(views, teacher_views(train_set.images, recipe))
-    # the teachers' verdict is on each view itself, not on the face as it is
+    # the teachers' verdict is on each view itself, not on the face as it is; "auto": a mirror-symmetric
+    # teacher reads it with two turns (the shipped card's own way)
+    assert json.loads((ckpt / "state.json").read_text())["teachers"][0]["tta"] == "rot5"
     teacher = load_model(DEFAULT_MODEL_PATH)
+    teacher.tta = "rot5"
     assert probs.shape == (len(train_set), 3, 7)
     assert np.allclose(probs[:, 1], teacher.predict(views[:, 1]), atol=1e-4)
     assert not np.allclose(probs[:, 1], teacher.predict(train_set.images), atol=1e-3)
@@ -417,10 +427,15 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args = cli.build_parser().parse_args(["train", "data", "--out", "t.keras", "--recipe", "teacher"])
     args.func(args)
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
-    # a mirror-symmetric student reads faces in one pass unless told otherwise
+    # a mirror-symmetric student reads faces as two turns unless told otherwise (its flip is its one pass)
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
     args.func(args)
-    assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "none" and seen["recipe"].teachers == ["a.keras"]
+    assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "rot5" and seen["recipe"].teachers == ["a.keras"]
+    assert seen["recipe"].teacher_tta == "hflip"
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher",
+                                          "a.keras", "--teacher-tta", "auto", "--tta", "none"])
+    args.func(args)
+    assert seen["recipe"].teacher_tta == "auto" and seen["recipe"].tta == "none"
     assert seen["recipe"].teacher_views == 0
     args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--recipe", "mirror", "--teacher",
                                           "a.keras", "b.keras", "--teacher-views", "8", "--epochs", "50"])
@@ -455,20 +470,24 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, u
     assert all(np.array_equal(start[i], got[i]) for i in kernels)
     card = json.loads(ModelCard.path_for(out).read_text())
     assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "untrained.keras"
-    assert set(card["validation_accuracy_tta"]) == {"none", "hflip"}
+    assert set(card["validation_accuracy_tta"]) == {"none", "hflip", "rot5"}
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
     assert 0.0 <= card["flip_agreement"] <= 1.0
-    assert load_model(out).tta is False  # every reader of the card takes one pass
+    assert load_model(out).tta == "none"  # every reader of the card takes one pass
     state = json.loads((checkpoint_dir(out) / "state.json").read_text())
-    assert set(state["best_by_tta"]) == {"none", "hflip"}
-    for way in ("none", "hflip"):
+    assert set(state["best_by_tta"]) == {"none", "hflip", "rot5"}
+    for way in ("none", "hflip", "rot5"):
         assert (checkpoint_dir(out) / f"best-{way}.weights.h5").exists()
     # the finished run read the other way: written again from that way's best epoch, no training
     train(folder_dataset, out, resume=True, tta="hflip", log=logs.append)
     assert any("already trained for 1 epochs" in m for m in logs)
     card = json.loads(ModelCard.path_for(out).read_text())
-    assert card["preprocessing"]["tta"] == "hflip" and load_model(out).tta is True
+    assert card["preprocessing"]["tta"] == "hflip" and load_model(out).tta == "hflip"
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["hflip"]
+    train(folder_dataset, out, resume=True, tta="rot5", log=logs.append)
+    card = json.loads(ModelCard.path_for(out).read_text())
+    assert card["preprocessing"]["tta"] == "rot5" and load_model(out).tta == "rot5"
+    assert card["validation_accuracy"] == card["validation_accuracy_tta"]["rot5"]
 
 
 def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path, untrained_model_path):
@@ -510,15 +529,18 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((checkpoint_dir(out) / "state.json").read_text())["epoch"] == 2
     model = load_model(out)
-    assert model.tta is False and model.card.architecture == "mirror"
+    assert model.tta == "rot5" and model.card.architecture == "mirror"  # its second pass: two turns, not a flip
     km = keras.saving.load_model(out, compile=False)
     assert {type(layer).__module__.split(".")[0] for layer in km.layers} == {"keras"}  # no custom layer ships
     assert count_macs(km) == count_macs(build("default"))
     faces = np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
-    one = model.predict(faces)
-    mirror = model.predict(np.ascontiguousarray(faces[:, :, ::-1]))
-    assert np.abs(one - mirror).max() < 1e-5
-    assert np.abs(model.predict_scaled(faces[..., None] / np.float32(255), tta=True) - one).max() < 1e-5
+    x, xm = faces[..., None] / np.float32(255), np.ascontiguousarray(faces[:, :, ::-1, None]) / np.float32(255)
+    one = model.predict_scaled(x, tta=False)
+    assert np.abs(one - model.predict_scaled(xm, tta=False)).max() < 1e-5
+    assert np.abs(model.predict_scaled(x, tta=True) - one).max() < 1e-5
+    turned = model.predict(faces)  # the two-turn read is mirror-symmetric too, and not the one pass
+    assert np.abs(turned - model.predict(np.ascontiguousarray(faces[:, :, ::-1]))).max() < 1e-4
+    assert np.abs(turned - one).max() > 1e-4
     card = ModelCard.load(out)
     assert card.validation_accuracy_tta["none"] == card.validation_accuracy_tta["hflip"]
     assert card.flip_agreement == 1.0

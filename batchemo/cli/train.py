@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..tta import WAYS as TTA_WAYS
 from .options import add_model, at_least, log
 
 
@@ -13,11 +14,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not a.resume or a.epochs is not None:
         recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
         recipe.arch = a.arch or recipe.arch
-        # a mirror network's one pass is its flip average: reading it twice costs, gains nothing
-        recipe.tta = "none" if recipe.arch == "mirror" else "hflip"
+        # a mirror network's one pass is its flip average: its second pass goes to two turns instead
+        recipe.tta = "rot5" if recipe.arch == "mirror" else "hflip"
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature", "teacher_views", "tta", "precision"):
+                    "distill_temperature", "teacher_views", "teacher_tta", "tta", "precision"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -48,11 +49,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     data = load_split(a.data, "validation", split=a.split)
     model = load_model(a.model)
     if a.no_tta:
-        model.tta = False
+        model.tta = "none"
     for src, why in data.skipped:
         log(f"skipped {src}: {why}")
     ev = evaluate(model, data)
-    print(f"model: {model.path}  data: {data.origin}  faces: {len(data)}  tta: {'hflip' if model.tta else 'none'}")
+    print(f"model: {model.path}  data: {data.origin}  faces: {len(data)}  tta: {model.tta}")
     print(f"accuracy: {ev.accuracy:.4f}   macro F1: {ev.macro_f1:.4f}\n")
     print(ev.report_text())
     print(pd.DataFrame(ev.confusion, index=list(CLASSES), columns=list(CLASSES)).to_string())
@@ -96,8 +97,12 @@ def add_parsers(sub) -> None:
     t.add_argument("--teacher-views", type=at_least(0), metavar="K",
                    help="consistent teaching: the teachers judge K augmented views of each face (cached) and "
                         "each epoch the student learns from one of them (default 0: the faces as they are)")
-    t.add_argument("--tta", choices=["hflip", "none"], help="test-time augmentation the model card asks for: "
-                   "hflip (the mean with the mirror image, 2 passes per face; default) or none (1 pass)")
+    t.add_argument("--teacher-tta", choices=["hflip", "auto"], help="how teachers read a face: hflip (the mean "
+                   "with the mirror image; default) or auto (a mirror-symmetric teacher the mean of two 5-degree "
+                   "turns, any other the flip)")
+    t.add_argument("--tta", choices=list(TTA_WAYS), help="test-time augmentation the model card asks for: hflip "
+                   "(the mean with the mirror image, 2 passes per face; default), rot5 (the mean of the face turned "
+                   "5 degrees each way, 2 passes; default for --arch mirror) or none (1 pass)")
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
                    "is faster on CPUs with AVX512_BF16 (here 66 vs 90 s per epoch); the saved model is float32 either way")
     t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (same architecture) instead of a random initialisation")
@@ -113,5 +118,5 @@ def add_parsers(sub) -> None:
     add_model(e)
     e.add_argument("--split", help="fer2013.csv split: PublicTest (default), PrivateTest or Training")
     e.add_argument("--out", help="prefix for PREFIX.predictions.csv, .report.csv, .confusion.csv/.png")
-    e.add_argument("--no-tta", action="store_true", help="no horizontal-flip test-time augmentation")
+    e.add_argument("--no-tta", action="store_true", help="one pass per face, without the card's test-time augmentation")
     e.set_defaults(func=cmd_evaluate)

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..outputs import EMOTION_COLOURS, atomic_write_text
+from ..tta import describe as describe_tta
 
 _ENV = None
 
@@ -62,6 +63,8 @@ def base_context(model_card: dict) -> dict:
         "colours": EMOTION_COLOURS,
         "model": _Card(model_card),
         "model_training": training_summary(model_card),
+        "model_reads": describe_tta((model_card.get("preprocessing") or {}).get("tta", "none"),
+                                    model_card.get("architecture", "")),
     }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..outputs import encode, heatmap_image
 from ..records import CLASSES
+from ..tta import describe as describe_tta
 from . import base_context, data_uri, render
 
 FACE_SIDE = 112  # px, gallery faces and heatmaps
@@ -138,6 +139,7 @@ def audit_context(result) -> dict:
     mean_conf = float(ev.probabilities.max(1).mean()) if n else float("nan")
     return {
         "origin": result.origin, "model_name": result.model_name, "tta": result.tta,
+        "model_reads": describe_tta(result.tta, result.model_card.get("architecture", "")),
         "faces": n, "accuracy": result.accuracy, "macro_f1": result.macro_f1, "mistakes": result.mistakes,
         "ece": _finite(result.ece), "mean_confidence": _finite(mean_conf),
         "per_class": per_class, "averages": averages, "confusion": confusion, "classes": list(CLASSES),

@@ -1,0 +1,107 @@
+"""Test-time augmentation: the views of a face whose predictions a model's label is the mean of.
+
+A model card names one way of reading a face (``preprocessing["tta"]``):
+
+* ``none``: one pass on the face;
+* ``hflip``: the face and its mirror image (two passes). A mirror-symmetric network (``arch mirror``) gives
+  the same answer on both, so for it this second pass is wasted;
+* ``rot5``: the face turned 5 degrees each way about its centre (two passes, no pass on the face itself).
+  Training turns faces by up to 10 degrees, so both views are faces the network has learnt from; averaging
+  them cancels some of its sensitivity to head tilt. On the validation split it added 0.3-1.1 points to
+  each of four models tried (``benchmarks/model_speed.py`` prints both ways). A pair of opposite turns of a
+  mirror-symmetric network is still mirror-symmetric: the mirror image of one view is the other view of the
+  mirror image.
+
+All views of a batch go through the network in one call, so a two-view read costs two passes of work but
+one call's overhead. Rotation is a fixed sparse linear map of the 48x48 pixels (bilinear, edges
+replicated), precomputed once, so it costs a few gathers per face and is the same in every code path.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+WAYS = ("none", "hflip", "rot5")
+_TURNS = {"rot5": (5.0, -5.0)}
+_SIZE = 48
+
+
+def way(tta: bool | str | None, card_way: str = "none") -> str:
+    """The way to read a face: ``None`` is the card's, ``False`` one pass, ``True`` the flip (what a bool meant
+    before there were other ways), a string itself (checked)."""
+    if tta is None:
+        tta = card_way
+    if isinstance(tta, (bool, np.bool_)):
+        tta = "hflip" if tta else "none"
+    if tta not in WAYS:
+        raise ValueError(f"unknown test-time augmentation {tta!r}: choose one of {', '.join(WAYS)}")
+    return tta
+
+
+def describe(tta: bool | str | None, architecture: str = "") -> str:
+    """How a label reads a face, in words for a report."""
+    tta = way(tta)
+    if tta == "hflip":
+        return "the mean of the face and its mirror image"
+    if tta == "rot5":
+        return "the mean of the face turned 5 degrees each way"
+    if architecture == "mirror":
+        return "one pass (the network is mirror-symmetric: one pass is its own flip average)"
+    return "one pass"
+
+
+def passes(tta: str) -> int:
+    """Forward passes per face (multiply-adds per face are the network's times this)."""
+    return 1 if way(tta) == "none" else 2
+
+
+@lru_cache(maxsize=None)
+def _rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (4, 48*48): output pixel p is sum_k weights[k, p] * input[indices[k, p]]."""
+    c = (_SIZE - 1) / 2.0  # the centre of the pixel grid: a mirror image maps it onto itself
+    t = np.deg2rad(degrees)
+    ys, xs = np.mgrid[0:_SIZE, 0:_SIZE].astype(np.float64)
+    # where each output pixel comes from: the inverse turn about the centre
+    sx = np.cos(t) * (xs - c) - np.sin(t) * (ys - c) + c
+    sy = np.sin(t) * (xs - c) + np.cos(t) * (ys - c) + c
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = sx - x0, sy - y0
+    idx, w = [], []
+    for dy, dx, wt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi = np.clip(x0 + dx, 0, _SIZE - 1).astype(np.intp)  # beyond the edge: the edge pixel
+        yi = np.clip(y0 + dy, 0, _SIZE - 1).astype(np.intp)
+        idx.append((yi * _SIZE + xi).ravel())
+        w.append(wt.ravel().astype(np.float32))
+    return np.stack(idx), np.stack(w)
+
+
+def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
+    """(N, 48, 48, 1) float32 faces turned by ``degrees`` (counter-clockwise as shown) about their centre."""
+    idx, w = _rotation(float(degrees))
+    flat = np.asarray(x, np.float32).reshape(len(x), _SIZE * _SIZE)
+    out = w[0] * flat[:, idx[0]]
+    for k in range(1, 4):
+        out += w[k] * flat[:, idx[k]]
+    return out.reshape(np.shape(x))
+
+
+def views(x: np.ndarray, tta: str) -> list[np.ndarray]:
+    """The views of (N, 48, 48, 1) float32 faces that ``tta`` averages over."""
+    tta = way(tta)
+    if tta == "none":
+        return [x]
+    if tta == "hflip":
+        return [x, x[:, :, ::-1]]
+    return [rotate(x, d) for d in _TURNS[tta]]
+
+
+def read(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tta: str) -> np.ndarray:
+    """The mean of ``forward`` over the views of ``x``, all views in one call."""
+    vs = views(x, tta)
+    if len(vs) == 1:
+        return forward(np.ascontiguousarray(vs[0]))
+    out = forward(np.ascontiguousarray(np.concatenate(vs)))
+    n = len(x)
+    return sum(out[i * n: (i + 1) * n] for i in range(len(vs))) / np.float32(len(vs))
