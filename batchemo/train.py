@@ -47,7 +47,7 @@ class Recipe:
     mixup: float = 0.0  # Beta(a, a) parameter of mixup; 0: off
     cutmix: float = 0.0  # Beta(a, a) parameter of cutmix; 0: off (both on: each batch picks one, 50/50)
     mix_prob: float = 1.0  # probability that a batch is mixed (when mixup or cutmix is on)
-    teachers: list = field(default_factory=list)  # .keras files; their mean (read as teacher_tta says) is the soft target
+    teachers: list = field(default_factory=list)  # .keras files; their mean (read as teacher_tta says): soft target
     distill_alpha: float = 0.9  # weight of the distillation term (1 - alpha on the hard labels)
     distill_temperature: float = 3.0
     # Consistent teaching (Beyer et al. 2022): 0 = the teachers judge each training face once, un-augmented;
@@ -402,9 +402,9 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     Precomputed rather than online: on 2 CPU cores, running two ``wide`` teachers and ``default`` with flip
     TTA on every augmented batch would add 2.9x the student's own training step (measured: 1.75 s vs 0.6 s
     per batch of 64); once per run it costs K passes over the training set. The flip-TTA mean (and a
-    mirror network's two-turn mean) is mirror-invariant, so it stays right for a flipped face. Un-augmented faces are ones the teachers have
-    largely memorised (training accuracy 0.8-0.9): their verdicts there say little more than the label,
-    which is what the views are for. Mixup/cutmix mix these targets with the same lambda as the faces.
+    mirror network's two-turn mean) is mirror-invariant, so it stays right for a flipped face.
+    Un-augmented faces are ones the teachers have largely memorised (training accuracy 0.8-0.9): their
+    verdicts there say little more than the label, which is what the views are for. Mixup/cutmix mix these targets with the same lambda as the faces.
     """
     from .evaluate import evaluate
     from .model import load_model
