@@ -7,10 +7,10 @@ A model card names one way of reading a face (``preprocessing["tta"]``):
   the same answer on both, so for it this second pass is wasted;
 * ``rot5``: the face turned 5 degrees each way about its centre (two passes, no pass on the face itself).
   Training turns faces by up to 10 degrees, so both views are faces the network has learnt from; averaging
-  them cancels some of its sensitivity to head tilt. On the validation split it added 0.3-1.1 points to
-  each of four models tried (``benchmarks/model_speed.py`` prints both ways). A pair of opposite turns of a
-  mirror-symmetric network is still mirror-symmetric: the mirror image of one view is the other view of the
-  mirror image.
+  them cancels some of its sensitivity to head tilt. On the validation split it added 0.1-1.0 points to
+  each of three mirror models over their one pass; a plain network did better with the flip
+  (``benchmarks/model_speed.py`` prints every way). A pair of opposite turns of a mirror-symmetric network
+  is still mirror-symmetric: the mirror image of one view is the other view of the mirror image.
 
 All views of a batch go through the network in one call, so a two-view read costs two passes of work but
 one call's overhead. Rotation is a fixed sparse linear map of the 48x48 pixels (bilinear, edges
