@@ -102,7 +102,7 @@ class ViewClassifier:
 
 def float_classifier(model: EmotionModel, tta: bool | str | None = None, batch_size: int = 4096) -> ViewClassifier:
     """The float network exactly as ``model.predict`` computes it (``tta=None``: as the model card says)."""
-    tta = tta_way(tta, tta_way(model.tta))
+    tta = tta_way(tta, model.tta)
     return ViewClassifier(lambda x: model.predict_scaled(x, batch_size=batch_size, tta=False), tta,
                           exact=lambda x: model.predict_scaled(x, batch_size=batch_size, tta=tta))
 
@@ -120,7 +120,7 @@ def explained_classifier(
     otherwise (or with ``tta=False``, which explains the one-pass network on purpose) the float network.
     """
     s = settings or LimeSettings()
-    tta = tta_way(s.tta, tta_way(model.tta))
+    tta = tta_way(s.tta, model.tta)
     if shown is None:
         shown = int(np.argmax(model.predict(np.asarray(crop, np.uint8)[None])[0]))
     reads = _READS.get(tta, ", mirror-symmetric" if model.card.architecture == "mirror" else "")

@@ -229,8 +229,16 @@ class EmotionModel:
         self.path = path
         self.classes: tuple[str, ...] = CLASSES
         self._order = [list(card.classes).index(c) for c in CLASSES]
-        self.tta: str = tta_way(card.preprocessing.get("tta", "none"))  # how a label reads a face: see tta.py
+        self.tta = card.preprocessing.get("tta", "none")  # how a label reads a face: see tta.py
         self._fn = None
+
+    @property
+    def tta(self) -> str:
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: bool | str) -> None:
+        self._tta = tta_way(value)  # a way's name, whatever the caller sets (True/False: flip/one pass)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         # A compiled tf.function beats model.predict for many small calls (LIME, video) by ~10x overhead.
@@ -247,7 +255,7 @@ class EmotionModel:
         ``tta`` overrides the card's test-time augmentation for this call (None: as the card says; False: one
         pass; a way named in ``tta.WAYS``).
         """
-        tta = tta_way(tta, tta_way(self.tta))
+        tta = tta_way(tta, self.tta)
         n = len(x)
         out = np.empty((n, len(self.classes)), np.float32)
         for i in range(0, n, batch_size):

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 WAYS = ("none", "hflip", "rot5")
+SHORT = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns"}  # a way in two words, for tables
 _TURNS = {"rot5": (5.0, -5.0)}
 _SIZE = 48
 

@@ -79,7 +79,7 @@ def main() -> None:
                                   hidden_face, lime_order, random_orders, segment)
     from batchemo.model import load_model
     from batchemo.tta import describe as describe_tta
-    from batchemo.tta import way as tta_way
+    from batchemo.tta import SHORT as SHORT_TTA
 
     model = load_model(a.model)
     old = load_model(a.today_model) if a.today_model else model
@@ -148,7 +148,7 @@ def main() -> None:
 
     every = range(len(faces))
     # how the model card reads a face: what the label comes from
-    reads = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns"}[tta_way(model.tta)]
+    reads = SHORT_TTA[model.tta]
     evaluator = f"float network ({describe_tta(model.tta, model.card.architecture)}, as its card says)"
     if old is not model:
         evaluator = f"each row's own model as its card reads it (new: {evaluator})"
