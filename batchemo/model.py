@@ -346,6 +346,10 @@ def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
         raise ModelError(f"{path}: model has {n_out} outputs but its card lists {len(card.classes)} classes")
     if sorted(card.classes) != sorted(CLASSES):
         raise ModelError(f"{path}: classes {card.classes} are not the 7 FER2013 emotions {list(CLASSES)}")
+    try:
+        tta_way(card.preprocessing.get("tta", "none"))
+    except ValueError as e:
+        raise ModelError(f"{ModelCard.path_for(path)}: {e}") from None
     return EmotionModel(_inference_copy(km), card, path)
 
 

@@ -91,6 +91,18 @@ def test_card_with_other_class_order_is_reordered(untrained_model_path, tmp_path
     np.testing.assert_allclose(q, p[:, ::-1], atol=1e-6)
 
 
+def test_card_asking_for_an_unknown_reading_is_a_clear_error(untrained_model_path, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad.keras"
+    shutil.copy(untrained_model_path, bad)
+    card = json.loads(ModelCard.path_for(untrained_model_path).read_text())
+    card["preprocessing"] = {**card.get("preprocessing", {}), "tta": "rot7"}
+    ModelCard.path_for(bad).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"bad\.card\.json: unknown test-time augmentation 'rot7'"):
+        load_model(bad)
+
+
 def test_predict_shapes(untrained_model_path):
     model = load_model(untrained_model_path)
     assert model.predict(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
