@@ -14,7 +14,7 @@ A model card names one way of reading a face (``preprocessing["tta"]``):
 
 All views of a batch go through the network in one call, so a two-view read costs two passes of work but
 one call's overhead. Rotation is a fixed sparse linear map of the 48x48 pixels (bilinear, edges
-replicated), precomputed once, so it costs a few gathers per face and is the same in every code path.
+replicated), precomputed once, so it costs one sparse product per view and is the same in every code path.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 
 WAYS = ("none", "hflip", "rot5")
 SHORT = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns"}  # a way in two words, for tables
@@ -59,8 +60,12 @@ def passes(tta: str) -> int:
 
 
 @lru_cache(maxsize=None)
-def _rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, weights), each (4, 48*48): output pixel p is sum_k weights[k, p] * input[indices[k, p]]."""
+def _rotation(degrees: float) -> sparse.csr_matrix:
+    """The turn as a (48*48, 48*48) sparse matrix R, four weights a row: flat faces turn as ``faces @ R``.
+
+    A sparse product is about 4x faster than four numpy gathers of the same weights, and the turn is then a
+    few percent of a two-turn read rather than a seventh of it.
+    """
     c = (_SIZE - 1) / 2.0  # the centre of the pixel grid: a mirror image maps it onto itself
     t = np.deg2rad(degrees)
     ys, xs = np.mgrid[0:_SIZE, 0:_SIZE].astype(np.float64)
@@ -69,23 +74,22 @@ def _rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
     sy = np.sin(t) * (xs - c) + np.cos(t) * (ys - c) + c
     x0, y0 = np.floor(sx), np.floor(sy)
     fx, fy = sx - x0, sy - y0
-    idx, w = [], []
+    n = _SIZE * _SIZE
+    rows, cols, vals = [], [], []
     for dy, dx, wt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
         xi = np.clip(x0 + dx, 0, _SIZE - 1).astype(np.intp)  # beyond the edge: the edge pixel
         yi = np.clip(y0 + dy, 0, _SIZE - 1).astype(np.intp)
-        idx.append((yi * _SIZE + xi).ravel())
-        w.append(wt.ravel().astype(np.float32))
-    return np.stack(idx), np.stack(w)
+        rows.append((yi * _SIZE + xi).ravel())  # input pixel ...
+        cols.append(np.arange(n))  # ... to output pixel
+        vals.append(wt.ravel())
+    r = sparse.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return r.astype(np.float32).tocsr()  # duplicates (clipped edge taps) are summed
 
 
 def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     """(N, 48, 48, 1) float32 faces turned by ``degrees`` (counter-clockwise as shown) about their centre."""
-    idx, w = _rotation(float(degrees))
     flat = np.asarray(x, np.float32).reshape(len(x), _SIZE * _SIZE)
-    out = w[0] * flat[:, idx[0]]
-    for k in range(1, 4):
-        out += w[k] * flat[:, idx[k]]
-    return out.reshape(np.shape(x))
+    return np.asarray(flat @ _rotation(float(degrees)), np.float32).reshape(np.shape(x))
 
 
 def views(x: np.ndarray, tta: str) -> list[np.ndarray]:

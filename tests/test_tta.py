@@ -17,6 +17,16 @@ def test_a_quarter_turn_is_an_exact_rotation_of_the_pixel_grid(faces):
     assert np.array_equal(tta.rotate(faces, 0), faces)
 
 
+def test_a_turn_matches_opencvs_bilinear_warp_about_the_centre(faces):
+    """An independent implementation: OpenCV's fixed-point weights (1/32 steps) bound the difference."""
+    cv2 = pytest.importorskip("cv2")
+    for degrees in (5, -5, 12):
+        m = cv2.getRotationMatrix2D((23.5, 23.5), degrees, 1.0)
+        want = np.stack([cv2.warpAffine(f[..., 0], m, (48, 48), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REPLICATE) for f in faces])[..., None]
+        assert np.abs(tta.rotate(faces, degrees) - want).max() < 0.03
+
+
 def test_opposite_turns_are_mirror_images_of_each_other(faces):
     """Why two turns keep a mirror-symmetric network's read mirror-symmetric."""
     mirrored = np.ascontiguousarray(faces[:, :, ::-1])
