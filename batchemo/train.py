@@ -586,7 +586,7 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
         state = TrainState(recipe=asdict(recipe), data=_data_name(data))
         model = compile_model(build(recipe.arch), recipe)
         if recipe.init:
-            model.set_weights(_init_weights(recipe, log))
+            model.set_weights(_init_weights(recipe, train_set.images, log))
     state.recipe = asdict(recipe)
     state.train_faces = len(train_set)
     if state.epoch >= recipe.epochs:  # nothing to fit: no teacher targets, no data pipeline
@@ -655,10 +655,11 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
     return state
 
 
-def _init_weights(recipe: Recipe, log=print) -> list:
+def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
     """The --init model's own weights (not load_model's batch-norm-folded copy), checked to fit the recipe."""
     import keras
 
+    from .mirror import unfold
     from .model import load_model
 
     card = load_model(recipe.init).card  # the same checks as any model file gets
@@ -669,18 +670,26 @@ def _init_weights(recipe: Recipe, log=print) -> list:
     if recipe.arch != "mirror":
         return keras.saving.load_model(recipe.init, compile=False).get_weights()
     # A mirror model ships as plain layers (kernels written out, batch norm folded), which do not train as a
-    # mirror network again: its trainable weights are the ones its run kept beside it, for its best epoch.
-    # finalize's choice: the best epoch read the card's way, or (a way the run did not track) its best epoch
+    # mirror network again. Its run's checkpoint keeps the trainable weights of the epoch it shipped
+    # (finalize's choice: the best epoch read the card's way, else its best epoch); without that folder, the
+    # shipped file is unfolded, its batch-norm statistics measured on training faces.
     way = card.preprocessing.get("tta", "none")
-    weights = checkpoint_dir(recipe.init) / f"best-{way}.weights.h5"
-    if not weights.exists():
-        weights = checkpoint_dir(recipe.init) / "best.weights.h5"
-    if not weights.exists():
-        raise TrainingError(f"{recipe.init}: a mirror model trains on from its run's checkpoint, and {weights} "
-                            f"is missing (keep the .ckpt/ folder its training wrote beside it)")
-    net = build("mirror")
-    net.load_weights(weights)
-    return net.get_weights()
+    for weights in (checkpoint_dir(recipe.init) / f"best-{way}.weights.h5", checkpoint_dir(recipe.init) / "best.weights.h5"):
+        if weights.exists():
+            net = build("mirror")
+            net.load_weights(weights)
+            return net.get_weights()
+    pick = np.random.default_rng(recipe.seed).permutation(len(train_faces))[:UNFOLD_FACES]
+    log(f"no {checkpoint_dir(recipe.init).name}/ beside it: unfolding the shipped layers "
+        f"(batch-norm statistics from {len(pick)} training faces)")
+    try:
+        return unfold(keras.saving.load_model(recipe.init, compile=False), train_faces[np.sort(pick)]).get_weights()
+    except ValueError as e:
+        raise TrainingError(f"{recipe.init}: {e}") from None
+
+
+#: Training faces whose statistics an unfolded mirror model's batch norm starts from (about 10 s on 2 cores).
+UNFOLD_FACES = 4096
 
 
 def _best_way(state: TrainState) -> str:

@@ -553,7 +553,21 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     got.load_weights(checkpoint_dir(ft) / "best-none.weights.h5")
     before, after = start.get_weights(), got.get_weights()
     assert all(np.array_equal(b, a) for b, a in zip(before, after) if b.ndim >= 2)
+    # without that folder (a shipped file): the plain layers unfolded into the same function, then trained
     shutil.rmtree(checkpoint_dir(out))
-    with pytest.raises(TrainingError, match="run's checkpoint"):
-        train(folder_dataset, tmp_path / "ft2.keras", recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1,
-                                                                                 init=str(out)), log=lambda m: None)
+    logs = []
+    ft2 = tmp_path / "ft2.keras"
+    train(folder_dataset, ft2, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16, lr=0.0,
+                                                          init=str(out)), log=logs.append)
+    assert any("unfolding the shipped layers" in m for m in logs)
+    start = keras.saving.load_model(out, compile=False).get_weights()
+    got = keras.saving.load_model(ft2, compile=False).get_weights()
+    assert [w.shape for w in start] == [w.shape for w in got]
+    # lr 0: only batch norm's moving statistics moved, a little (one epoch, momentum 0.99)
+    assert np.abs(load_model(ft2).predict(faces) - turned).max() < 0.05
+    plain = tmp_path / "plain.keras"
+    build("default").save(plain)  # a file that is no mirror model, but carded as one
+    ModelCard(architecture="mirror").save(plain)
+    with pytest.raises(TrainingError, match="plain.keras: .*not a mirror model"):
+        train(folder_dataset, tmp_path / "ft3.keras", recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1,
+                                                                                 init=str(plain)), log=lambda m: None)
