@@ -497,19 +497,30 @@ def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path,
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))
 
 
-def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path):
+def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path, monkeypatch):
     import keras
 
+    training = sys.modules[train.__module__]  # the module (batchemo.train the name is the function)
+    read_by = []  # the arithmetic of each network an epoch's validation read goes through
+    real = training.tta_accuracy
+    monkeypatch.setattr(training, "tta_accuracy", lambda model, *a, **k: (
+        read_by.extend({layer.dtype_policy.name for layer in model.layers}), real(model, *a, **k))[1])
     out = tmp_path / "bf.keras"
     recipe = _tiny_recipe(1)
     recipe.precision = "mixed_bfloat16"
     train(folder_dataset, out, recipe=recipe, log=lambda m: None)
+    assert read_by and set(read_by) == {"float32"}  # chosen on the reads the card will make
     assert keras.mixed_precision.global_policy().name == "float32"  # set back for whatever runs next
     last = keras.saving.load_model(checkpoint_dir(out) / "last.keras")
     assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in last.layers)
     km = load_model(out).keras_model
     assert all(layer.dtype_policy.name == "float32" for layer in km.layers)
     assert ModelCard.load(out).recipe["precision"] == "mixed_bfloat16"
+    # the epoch was chosen on float32 reads, the card's: the kept weights read the same in both
+    state = json.loads((checkpoint_dir(out) / "state.json").read_text())
+    card = ModelCard.load(out)
+    for way in ("none", "hflip"):
+        assert state["best_by_tta"][way][0] == pytest.approx(card.validation_accuracy_tta[way], abs=1e-4)
 
 
 def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
