@@ -148,20 +148,24 @@ def plain_copy(km):
     return plain
 
 
-def unfold(plain, faces: np.ndarray, tol: float = 1e-5):
+def _differ(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
+    """Whether two halves that a mirror model holds equal differ beyond float round-off (relative to their size)."""
+    return bool(np.abs(a - b).max() > tol * max(np.abs(a).max(), np.abs(b).max(), 1.0))
+
+
+def unfold(plain, x: np.ndarray, tol: float = 1e-5):
     """The trainable mirror network that ``plain_copy`` turns into ``plain``: the inverse of the fold, so that
     a shipped mirror model (its run's checkpoint gone) can be fine-tuned again.
 
     The fold forgets how each conv's scale was split between kernel and batch norm, and the statistics that
     batch norm normalised by; the function itself survives. Unfolding gives each kernel pair the root-mean-
     square of a fresh He initialisation (so Adam's steps are as large, relative to the weights, as when the
-    network first trained), measures each pair's statistics on ``faces`` (uint8 (N, 48, 48), training faces),
-    and sets gamma and beta so that batch norm undoes exactly that: ``plain_copy(unfold(plain, faces))``
-    computes ``plain``'s function, and in training mode a batch like ``faces`` sees it too.
+    network first trained), measures each pair's statistics on ``x`` (training faces as the network reads
+    them: ``model.preprocess``'s float32 (N, 48, 48, 1)), and sets gamma and beta so that batch norm undoes
+    exactly that: ``plain_copy(unfold(plain, x))`` computes ``plain``'s function, and in training mode a
+    batch like ``x`` sees it too.
     """
     import keras
-
-    from .model import preprocess
 
     conv_cls, bn_cls = custom_layers()
     net = build()
@@ -172,7 +176,7 @@ def unfold(plain, faces: np.ndarray, tol: float = 1e-5):
     if len(pconvs) != len(convs) or len(dense) != 1:
         raise ValueError(f"{len(pconvs)} convolutions and {len(dense)} dense layers, not the mirror "
                          f"network's {len(convs)} and 1: not a mirror model")
-    halves = []  # each conv's free half: kernel and bias
+    halves = []  # each conv's free half of kernels, and its full bias
     for c, layer in zip(convs, pconvs):
         weights = layer.get_weights()
         if len(weights) != 2 or weights[0].shape[-1] != c.filters or layer.get_config()["activation"] != "linear":
@@ -180,24 +184,23 @@ def unfold(plain, faces: np.ndarray, tol: float = 1e-5):
                              f"one); not a mirror model")
         kernel, bias = weights
         half = c.filters // 2
-        if np.abs(np.asarray(c.full_kernel(kernel[..., :half])) - kernel).max() > tol * max(np.abs(kernel).max(), 1.0):
+        if _differ(np.asarray(c.full_kernel(kernel[..., :half])), kernel, tol):
             raise ValueError(f"{layer.name}'s kernels are not mirror pairs; not a mirror model")
-        if np.abs(bias[:half] - bias[half:]).max() > tol * max(np.abs(bias).max(), 1.0):
+        if _differ(bias[:half], bias[half:], tol):
             raise ValueError(f"{layer.name}'s biases are not mirror pairs; not a mirror model")
-        halves.append((kernel[..., :half], bias[:half], bias))
+        halves.append((kernel[..., :half], bias))
     probe = keras.Model(plain.input, [layer.output for layer in pconvs])  # each conv's output, before its ReLU
-    x = preprocess(faces)
     sums = None
     for start in range(0, len(x), 256):  # pooled moments, a batch at a time (the early maps are large)
         outs = probe(x[start:start + 256], training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         moments = []
-        for out, (_, _, bias) in zip(outs, halves):
+        for out, (_, bias) in zip(outs, halves):
             z = np.asarray(out, np.float64) - bias  # pre-bias: what batch norm sees
             z = z.reshape(-1, 2, z.shape[-1] // 2)  # the pair's two halves: one set of statistics
             moments.append((z.shape[0] * 2, z.sum((0, 1)), (z * z).sum((0, 1))))
         sums = moments if sums is None else [(n + a, s + b, q + c) for (n, s, q), (a, b, c) in zip(sums, moments)]
-    for (n, s, q), c, b, (k, shift, _) in zip(sums, convs, bns, halves):
+    for (n, s, q), c, b, (k, bias) in zip(sums, convs, bns, halves):
         he_rms = np.sqrt(2.0 / (9 * k.shape[2]))
         scale = np.sqrt((k.astype(np.float64) ** 2).mean((0, 1, 2))) / he_rms  # kernel = k / scale
         scale = np.where(scale > 0, scale, 1.0)
@@ -205,12 +208,12 @@ def unfold(plain, faces: np.ndarray, tol: float = 1e-5):
         eps = b.bn.epsilon
         c.kernel.assign((k / scale).astype(np.float32))
         b.bn.gamma.assign((scale * np.sqrt(var + eps)).astype(np.float32))  # gamma / sqrt(var + eps) = scale
-        b.bn.beta.assign((shift + mean * scale).astype(np.float32))  # beta - mean * scale = the bias
+        b.bn.beta.assign((bias[:k.shape[-1]] + mean * scale).astype(np.float32))  # beta - mean * scale = bias
         b.bn.moving_mean.assign(mean.astype(np.float32))
         b.bn.moving_variance.assign(var.astype(np.float32))
     w, bias = dense[0].get_weights()
     half = w.shape[0] // 2
-    if np.abs(w[:half] - w[half:]).max() > tol * max(np.abs(w).max(), 1.0):
+    if _differ(w[:half], w[half:], tol):
         raise ValueError("its classifier weighs a mirrored pair unequally; not a mirror model")
     net.layers[-1].set_weights([2.0 * w[:half], bias])
     return net

@@ -672,7 +672,6 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
     """The --init model's own weights (not load_model's batch-norm-folded copy), checked to fit the recipe."""
     import keras
 
-    from .mirror import unfold
     from .model import load_model
 
     card = load_model(recipe.init).card  # the same checks as any model file gets
@@ -692,11 +691,15 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
             net = build("mirror")
             net.load_weights(weights)
             return net.get_weights()
+    from .mirror import unfold
+    from .model import preprocess
+
     pick = np.random.default_rng(recipe.seed).permutation(len(train_faces))[:UNFOLD_FACES]
     log(f"no {checkpoint_dir(recipe.init).name}/ beside it: unfolding the shipped layers "
         f"(batch-norm statistics from {len(pick)} training faces)")
     try:
-        return unfold(keras.saving.load_model(recipe.init, compile=False), train_faces[np.sort(pick)]).get_weights()
+        x = preprocess(train_faces[np.sort(pick)])
+        return unfold(keras.saving.load_model(recipe.init, compile=False), x).get_weights()
     except ValueError as e:
         raise TrainingError(f"{recipe.init}: {e}") from None
 
