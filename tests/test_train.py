@@ -470,7 +470,7 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, u
     assert all(np.array_equal(start[i], got[i]) for i in kernels)
     card = json.loads(ModelCard.path_for(out).read_text())
     assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "untrained.keras"
-    assert set(card["validation_accuracy_tta"]) == {"none", "hflip", "rot5"}
+    assert set(card["validation_accuracy_tta"]) == {"none", "hflip", "rot5", "turns"}
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
     assert 0.0 <= card["flip_agreement"] <= 1.0
     assert load_model(out).tta == "none"  # every reader of the card takes one pass
@@ -582,3 +582,13 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     with pytest.raises(TrainingError, match="plain.keras: .*not a mirror model"):
         train(folder_dataset, tmp_path / "ft3.keras", recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1,
                                                                                  init=str(plain)), log=lambda m: None)
+
+
+def test_teachers_read_as_their_architecture_allows():
+    from batchemo.train import teacher_way
+
+    # a mirror-symmetric teacher's flip is its one pass: "auto" and "turns" read it with turns instead
+    assert [teacher_way(Recipe(teacher_tta=t), "mirror") for t in ("hflip", "auto", "turns")] == ["hflip", "rot5", "turns"]
+    assert {teacher_way(Recipe(teacher_tta=t), "default") for t in ("hflip", "auto", "turns")} == {"hflip"}
+    with pytest.raises(TrainingError, match="unknown teacher reading 'five'.*hflip, auto, turns"):
+        Recipe(teacher_tta="five").validate()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..train import TEACHER_TTA  # light: keras and tensorflow load when a model is built
 from ..tta import WAYS as TTA_WAYS
 from .options import add_model, at_least, log
 
@@ -97,12 +98,13 @@ def add_parsers(sub) -> None:
     t.add_argument("--teacher-views", type=at_least(0), metavar="K",
                    help="consistent teaching: the teachers judge K augmented views of each face (cached) and "
                         "each epoch the student learns from one of them (default 0: the faces as they are)")
-    t.add_argument("--teacher-tta", choices=["hflip", "auto"], help="how teachers read a face: hflip (the mean "
-                   "with the mirror image; default) or auto (a mirror-symmetric teacher the mean of two 5-degree "
-                   "turns, any other the flip)")
+    t.add_argument("--teacher-tta", choices=list(TEACHER_TTA), help="how teachers read a face: hflip (the mean "
+                   "with the mirror image; default), auto (a mirror-symmetric teacher the mean of two 5-degree "
+                   "turns, any other the flip) or turns (a mirror-symmetric teacher the mean of five turns, 0, 5 "
+                   "and 10 degrees each way: 2.5x the passes of auto)")
     t.add_argument("--tta", choices=list(TTA_WAYS), help="test-time augmentation the model card asks for: hflip "
                    "(the mean with the mirror image, 2 passes per face; default), rot5 (the mean of the face turned "
-                   "5 degrees each way, 2 passes; default for --arch mirror) or none (1 pass)")
+                   "5 degrees each way, 2 passes; default for --arch mirror), turns (five turns, 5 passes) or none (1 pass)")
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
                    "is faster on CPUs with AVX512_BF16 (here 66 vs 90 s per epoch); the saved model is float32 either way")
     t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (same architecture) instead of a random initialisation")
