@@ -28,7 +28,8 @@ import numpy as np
 from scipy import sparse
 
 WAYS = ("none", "hflip", "rot5", "turns")
-SHORT = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns", "turns": "five turns"}  # a way in two words, for tables
+# a way in two words, for tables
+SHORT = {"none": "one pass", "hflip": "flip TTA", "rot5": "two turns", "turns": "five turns"}
 _TURNS = {"rot5": (5.0, -5.0), "turns": (0.0, 5.0, -5.0, 10.0, -10.0)}
 _SIZE = 48
 
@@ -62,7 +63,9 @@ def describe(tta: bool | str | None, architecture: str = "") -> str:
 def passes(tta: str) -> int:
     """Forward passes per face (multiply-adds per face are the network's times this)."""
     tta = way(tta)
-    return {"none": 1, "hflip": 2}.get(tta) or len(_TURNS[tta])
+    if tta == "none":
+        return 1
+    return 2 if tta == "hflip" else len(_TURNS[tta])
 
 
 @lru_cache(maxsize=None)
