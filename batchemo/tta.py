@@ -68,6 +68,17 @@ def passes(tta: str) -> int:
     return 2 if tta == "hflip" else len(_TURNS[tta])
 
 
+def angles(tta: str) -> tuple[float, ...]:
+    """The turns (degrees, 0 = the face itself) a way averages over; () for ``none`` and ``hflip``."""
+    return _TURNS.get(way(tta), ())
+
+
+def turn_matrix(degrees: float) -> np.ndarray:
+    """The turn as a dense float32 (48*48, 48*48) matrix, ``faces @ M``: the same pixels as ``rotate``, for a
+    TensorFlow graph (training's reads, which cannot call scipy)."""
+    return _rotation(float(degrees)).toarray()
+
+
 @lru_cache(maxsize=None)
 def _rotation(degrees: float) -> sparse.csr_matrix:
     """The turn as a (48*48, 48*48) sparse matrix R, four weights a row: flat faces turn as ``faces @ R``.

@@ -592,3 +592,39 @@ def test_teachers_read_as_their_architecture_allows():
     assert {teacher_way(Recipe(teacher_tta=t), "default") for t in ("hflip", "auto", "turns")} == {"hflip"}
     with pytest.raises(TrainingError, match="unknown teacher reading 'five'.*hflip, auto, turns"):
         Recipe(teacher_tta="five").validate()
+
+
+def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_path):
+    """--fit-read: training's views are tta.views' pixels, the loss reads their mean, the run resumes, and
+    the student alone ships; a read of one view is refused."""
+    import keras
+    import tensorflow as tf
+
+    from batchemo import tta
+    from batchemo.model import build, count_macs
+    from batchemo.train import read_model, read_views
+
+    x = np.random.default_rng(0).random((5, 48, 48, 1), dtype=np.float32)
+    for way in ("hflip", "rot5", "turns"):
+        got, want = [v.numpy() for v in read_views(tf.constant(x), way)], tta.views(x, way)
+        assert len(got) == len(want) == tta.passes(way)
+        assert max(float(np.abs(g - w).max()) for g, w in zip(got, want)) < 1e-5
+    net = build("default")
+    both = read_model(net, "rot5")
+    assert np.abs(both.predict(tta.views(x, "rot5"), verbose=0)
+                  - tta.read(lambda b: net.predict(b, verbose=0), x, "rot5")).max() < 1e-5
+
+    out = tmp_path / "fit.keras"
+    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16,
+                                                          fit_read=True), log=lambda m: None)
+    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=lambda m: None)
+    state = json.loads((checkpoint_dir(out) / "state.json").read_text())
+    assert state["epoch"] == 2 and state["recipe"]["fit_read"]
+    # Keras's own validation pass went through the read: its accuracy is the two-turn one, every epoch
+    assert all(row["val_accuracy"] == pytest.approx(row["val_accuracy_rot5"]) for row in state["history"])
+    model = load_model(out)
+    assert model.tta == "rot5" and model.card.recipe["fit_read"]
+    assert count_macs(keras.saving.load_model(out, compile=False)) == count_macs(build("default"))
+    for recipe in (Recipe(arch="mirror", tta="hflip", fit_read=True), Recipe(tta="none", fit_read=True)):
+        with pytest.raises(TrainingError, match="fitting the read needs a read of two views or more"):
+            recipe.validate()

@@ -30,6 +30,7 @@ def cmd_train(a: argparse.Namespace) -> int:
             recipe.teachers = list(a.teacher)
         if a.init:
             recipe.init = a.init
+        recipe.fit_read = a.fit_read
     train(a.data, a.out, recipe=recipe, resume=a.resume, log=log, tta=a.tta)
     return 0
 
@@ -108,6 +109,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
                    "is faster on CPUs with AVX512_BF16 (here 66 vs 90 s per epoch); the saved model is float32 either way")
     t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (same architecture) instead of a random initialisation")
+    t.add_argument("--fit-read", action="store_true", help="the loss sees the card's read of each face (the mean "
+                   "over its --tta views), not one pass: the network is fit to the read it ships with, at one pass "
+                   "of work per view each step")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 
