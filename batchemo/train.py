@@ -68,7 +68,7 @@ class Recipe:
     init: str = ""  # a .keras model whose weights the run starts from (fine-tuning); "" = random initialisation
     # Fit the read the card ships: the loss sees the mean of the network over the card's views of each face
     # (``tta``), not one pass, at one pass of work per view each step. kd5 fine-tuned so against five-turn
-    # teachers read 70.99% with two turns at best; fit on one pass, with the same teachers, 70.49%.
+    # teachers read 70.86% with two turns (a prototype: 70.99%); fit on one pass, the same teachers, 70.49%.
     fit_read: bool = False
 
     @classmethod
