@@ -64,7 +64,7 @@ class Recipe:
     # 258 vs 514 ms per batch of 64 (default arch, plain loss), 66 vs 90 s per distillation epoch. The
     # shipped file is float32 either way.
     precision: str = "float32"
-    tta: str = "hflip"  # what the card asks every reader to do: "hflip" (mean with the mirror image) or "none"
+    tta: str = "hflip"  # what the card asks every reader to do: one of batchemo.tta.WAYS
     init: str = ""  # a .keras model whose weights the run starts from (fine-tuning); "" = random initialisation
     # Fit the read the card ships: the loss sees the mean of the network over the card's views of each face
     # (``tta``), not one pass, at one pass of work per view each step. kd5 fine-tuned so against five-turn
@@ -116,9 +116,12 @@ class Recipe:
             raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose one of {', '.join(TTA_WAYS)}")
         if self.init and not Path(self.init).is_file():
             raise TrainingError(f"{self.init}: --init model not found")
-        if self.fit_read and (tta_passes(self.tta) < 2 or (self.tta == "hflip" and self.arch == "mirror")):
-            raise TrainingError(f"fitting the read needs a read of two views or more, not {self.tta!r} on "
-                                f"{self.arch!r} (a mirror network's flip is its one pass): --tta rot5 or turns")
+        if self.fit_read and tta_passes(self.tta) < 2:
+            raise TrainingError(f"fitting the read needs a read of two views or more, not {self.tta!r}: "
+                                f"--tta hflip, rot5 or turns")
+        if self.fit_read and self.tta == "hflip" and self.arch == "mirror":
+            raise TrainingError("fitting the read needs a read of two views or more, not 'hflip' on a mirror "
+                                "network, whose flip is its one pass: --tta rot5 or turns")
 
 
 RECIPES = ("default", "seed", "teacher", "distill", "mirror")
