@@ -186,6 +186,8 @@ class ModelCard:
     macs: int = 0  # multiply-adds of one forward pass of one face (a two-view TTA runs two)
     # the way of reading a face (batchemo.tta) the kept epoch was chosen by, on validation accuracy
     checkpoint_chosen_on: str = ""
+    # [first, last]: the weights are the mean of those epochs' (training's weight averaging); []: one epoch's
+    weights_averaged: list[int] = field(default_factory=list)
     teachers: list[dict[str, Any]] = field(default_factory=list)  # distillation: file name, validation accuracy
     # Both ways of reading a face, on validation: one pass, and the mean with its mirror image (flip TTA);
     # flip_agreement: the share of faces whose top class is the same on the face and on its mirror image.

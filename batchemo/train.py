@@ -70,6 +70,11 @@ class Recipe:
     # (``tta``), not one pass, at one pass of work per view each step. kd5 fine-tuned so against five-turn
     # teachers read 70.86% with two turns (a prototype: 70.99%); fit on one pass, the same teachers, 70.49%.
     fit_read: bool = False
+    # Weight averaging (stochastic weight averaging, Izmailov et al. 2018): from this epoch (1-based) on, the
+    # uniform mean of every epoch's weights is read each way too, and kept wherever it reads better than any
+    # single epoch. Late epochs of a cosine schedule sit around one minimum; their mean lies nearer its
+    # centre. Batch-norm statistics are averaged with the rest (late epochs' differ little). 0: off.
+    average_from: int = 0
 
     @classmethod
     def named(cls, name: str) -> "Recipe":
@@ -119,6 +124,9 @@ class Recipe:
         if self.fit_read and tta_passes(self.tta) < 2:
             raise TrainingError(f"fitting the read needs a read of two views or more, not {self.tta!r}: "
                                 f"--tta hflip, rot5 or turns")
+        if self.average_from < 0 or self.average_from > self.epochs:
+            raise TrainingError(f"weight averaging starts at an epoch from 1 to --epochs ({self.epochs}), "
+                                f"not {self.average_from}")
         if self.fit_read and self.tta == "hflip" and self.arch == "mirror":
             raise TrainingError("fitting the read needs a read of two views or more, not 'hflip' on a mirror "
                                 "network, whose flip is its one pass: --tta rot5 or turns")
@@ -147,6 +155,10 @@ class TrainState:
     train_faces: int = 0
     teachers: list = field(default_factory=list)  # [{"file", "validation_accuracy"}], measured at the start
     teacher_ensemble_accuracy: float | None = None
+    averaged: int = 0  # epochs in the running weight average (average.weights.h5), with Recipe.average_from
+    # way -> first epoch of the weight average that best-<way>.weights.h5 holds (absent: one epoch's weights);
+    # "" holds best.weights.h5's
+    best_averaged: dict = field(default_factory=dict)
 
 
 class TrainingError(Exception):
@@ -607,6 +619,10 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
 
     ckpt = checkpoint_dir(out)
     state_path = ckpt / "state.json"
+    kept = None  # a run stopped before its first epoch ended keeps its teachers' targets (~30 min on 2 cores)
+    if state is not None and state.epoch == 0 and not (ckpt / "last.keras").exists():
+        log("resuming before the first epoch ended: starting it again, keeping the teachers' cached targets")
+        kept, state = state, None
     if state is not None and not (ckpt / "last.keras").exists():  # never start again silently over a run
         raise TrainingError(f"{ckpt / 'last.keras'}: missing, so the run in {ckpt} cannot resume "
                             f"(its state.json is there: move the folder away to start again)")
@@ -622,6 +638,8 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
         log(f"resuming from epoch {state.epoch} (best validation accuracy {state.best_val_accuracy:.4f})")
     else:
         state = TrainState(recipe=asdict(recipe), data=_data_name(data))
+        if kept is not None:
+            state.teachers, state.teacher_ensemble_accuracy = kept.teachers, kept.teacher_ensemble_accuracy
         student = build(recipe.arch)
         if recipe.init:
             student.set_weights(_init_weights(recipe, train_set.images, log))
@@ -651,6 +669,14 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
             reader = build(recipe.arch)
         finally:
             keras.mixed_precision.set_global_policy(recipe.precision)
+
+    average = None  # the running mean of the student's weights (Recipe.average_from), as numpy arrays
+    if recipe.average_from and state.averaged:
+        held = build(recipe.arch)
+        held.load_weights(ckpt / "average.weights.h5")
+        average = held.get_weights()
+        if reader is None:
+            reader = held
 
     class Checkpoint(keras.callbacks.Callback):
         """Per-epoch: last model + optimizer, best weights, state.json, history CSV and curves."""
@@ -690,12 +716,45 @@ def _fit(data, out: Path, recipe: Recipe, state: "TrainState | None", train_set:
             chosen_on = by_way[recipe.tta]
             if chosen_on > state.best_val_accuracy:
                 state.best_val_accuracy, state.best_epoch, state.best_way = chosen_on, epoch + 1, recipe.tta
+                state.best_averaged.pop("", None)
                 with atomic_path(ckpt / "best.weights.h5") as tmp:
                     student.save_weights(tmp)
-            with atomic_path(ckpt / "last.keras") as tmp:
+            for way in by_way:
+                if state.best_by_tta[way][1] == epoch + 1:
+                    state.best_averaged.pop(way, None)
+            if recipe.average_from and epoch + 1 >= recipe.average_from:
+                self._average(epoch, row)
+            with atomic_path(ckpt / "last.keras") as tmp:  # after the average: a resume never counts an epoch twice
                 self.model.save(tmp)
             atomic_write_text(state_path, json.dumps(asdict(state), indent=1))
             _write_history(state, out)
+
+        def _average(self, epoch, row):
+            """Fold this epoch into the running weight average, read it each way, keep it where it is best."""
+            nonlocal average, reader
+            weights = student.get_weights()
+            state.averaged += 1
+            average = weights if average is None else \
+                [a + (w - a) / state.averaged for a, w in zip(average, weights)]
+            if reader is None:
+                reader = build(recipe.arch)
+            reader.set_weights(average)
+            with atomic_path(ckpt / "average.weights.h5") as tmp:
+                reader.save_weights(tmp)
+            first = epoch + 2 - state.averaged
+            for way in ["none"] + epoch_ways:
+                acc = tta_accuracy(reader, val_x, val_set.labels,  # a mirror network's flip: its one pass
+                                   "none" if way == "hflip" and recipe.arch == "mirror" else way)
+                row[f"avg_val_accuracy_{way}"] = acc
+                if acc > state.best_by_tta.get(way, [-1.0, 0])[0]:
+                    state.best_by_tta[way], state.best_averaged[way] = [acc, epoch + 1], first
+                    with atomic_path(ckpt / f"best-{way}.weights.h5") as tmp:
+                        reader.save_weights(tmp)
+                if way == recipe.tta and acc > state.best_val_accuracy:
+                    state.best_val_accuracy, state.best_epoch, state.best_way = acc, epoch + 1, recipe.tta
+                    state.best_averaged[""] = first
+                    with atomic_path(ckpt / "best.weights.h5") as tmp:
+                        reader.save_weights(tmp)
 
     callbacks = [Checkpoint()]
     if recipe.schedule == "plateau":
@@ -783,9 +842,10 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     recipe = Recipe(**state.recipe)
     model = build(recipe.arch)
     best, best_epoch, chosen_on = ckpt / "best.weights.h5", state.best_epoch, _best_way(state)
+    averaged_from = state.best_averaged.get("")
     if recipe.tta in state.best_by_tta and (ckpt / f"best-{recipe.tta}.weights.h5").exists():
         best, best_epoch = ckpt / f"best-{recipe.tta}.weights.h5", state.best_by_tta[recipe.tta][1]
-        chosen_on = recipe.tta
+        chosen_on, averaged_from = recipe.tta, state.best_averaged.get(recipe.tta)
     model.load_weights(best)
     if recipe.arch == "mirror":  # ship the same function as plain standard layers
         from .mirror import plain_copy
@@ -802,6 +862,7 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
         macs=count_macs(model),
         teachers=list(state.teachers),
         checkpoint_chosen_on=chosen_on,
+        weights_averaged=[averaged_from, best_epoch] if averaged_from else [],
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     )
     card.recipe = {**state.recipe, "epochs_run": state.epoch}

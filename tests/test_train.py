@@ -628,3 +628,54 @@ def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_pa
     for recipe in (Recipe(arch="mirror", tta="hflip", fit_read=True), Recipe(tta="none", fit_read=True)):
         with pytest.raises(TrainingError, match="fitting the read needs a read of two views or more"):
             recipe.validate()
+
+
+def test_weight_averaging_keeps_the_running_mean_across_a_resume(folder_dataset, tmp_path):
+    """--average-from: from that epoch on, average.weights.h5 is the mean of every epoch's weights (a resume
+    carries it on), each way reads it, and the card says when the kept weights are an average."""
+    import keras
+
+    from batchemo.model import build
+
+    out = tmp_path / "avg.keras"
+    ckpt = checkpoint_dir(out)
+    train(folder_dataset, out, recipe=dataclasses.replace(_tiny_recipe(2), average_from=2), log=lambda m: None)
+    second = keras.saving.load_model(ckpt / "last.keras", compile=False).get_weights()
+    train(folder_dataset, out, recipe=Recipe(epochs=3), resume=True, log=lambda m: None)
+    third = keras.saving.load_model(ckpt / "last.keras", compile=False).get_weights()
+    held = build("default")
+    held.load_weights(ckpt / "average.weights.h5")
+    assert all(np.allclose(a, (b + c) / 2, atol=1e-6) for a, b, c in zip(held.get_weights(), second, third))
+    assert not np.allclose(second[0], third[0])  # the two epochs differ: the mean is not either
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["averaged"] == 2 and state["recipe"]["average_from"] == 2
+    assert [("avg_val_accuracy_hflip" in row) for row in state["history"]] == [False, True, True]
+    card = ModelCard.load(out)
+    first = state["best_averaged"].get("hflip")
+    assert card.weights_averaged == ([first, state["best_by_tta"]["hflip"][1]] if first else [])
+    with pytest.raises(TrainingError, match="weight averaging starts at an epoch from 1 to --epochs"):
+        Recipe(epochs=3, average_from=4).validate()
+
+
+def test_a_run_stopped_before_its_first_epoch_ended_resumes_with_its_teachers_targets(folder_dataset, tmp_path):
+    """The teachers' pass is the first half hour of a distillation run: a stop before epoch 1 is saved keeps it."""
+    from batchemo.model import DEFAULT_MODEL_PATH
+
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
+    out = tmp_path / "s.keras"
+    ckpt = checkpoint_dir(out)
+    train(folder_dataset, out, recipe=dataclasses.replace(_tiny_recipe(1), teachers=[str(teacher)]), log=lambda m: None)
+    probs = np.load(ckpt / "teacher_probs.npy")
+    # what a stop during the first epoch leaves: the cached targets and a state of epoch 0, no last.keras
+    state = json.loads((ckpt / "state.json").read_text())
+    (ckpt / "last.keras").unlink()
+    (ckpt / "state.json").write_text(json.dumps({**state, "epoch": 0, "history": [], "best_epoch": 0}))
+    logs = []
+    train(folder_dataset, out, resume=True, log=logs.append)
+    assert any("resuming before the first epoch ended" in m for m in logs)
+    assert any("cached soft targets" in m for m in logs) and not any(m.startswith("teacher ") for m in logs)
+    again = json.loads((ckpt / "state.json").read_text())
+    assert again["epoch"] == 1 and again["teachers"] == state["teachers"]
+    assert again["teacher_ensemble_accuracy"] == state["teacher_ensemble_accuracy"]
+    assert np.array_equal(np.load(ckpt / "teacher_probs.npy"), probs)

@@ -19,7 +19,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         recipe.tta = "rot5" if recipe.arch == "mirror" else "hflip"
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature", "teacher_views", "teacher_tta", "tta", "precision"):
+                    "distill_temperature", "teacher_views", "teacher_tta", "tta", "precision", "average_from"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -112,6 +112,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--fit-read", action="store_true", help="the loss sees the card's read of each face (the mean "
                    "over its --tta views), not one pass: the network is fit to the read it ships with, at one pass "
                    "of work per view each step")
+    t.add_argument("--average-from", type=at_least(1), metavar="EPOCH", help="weight averaging: from this epoch on, "
+                   "the mean of every epoch's weights is read too and kept where it reads best (default: off)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 
