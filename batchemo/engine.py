@@ -60,6 +60,13 @@ _WORKER: dict = {}
 def _configure_threads(n: int | None) -> None:
     if n is None or _WORKER.get("threads_set"):
         return
+    from .model import RUNTIME_ENV
+    from .runtime import configure_threads, litert_available
+
+    configure_threads(n)  # LiteRT: threads per interpreter
+    if litert_available() and os.environ.get(RUNTIME_ENV, "auto") != "keras":
+        _WORKER["threads_set"] = True
+        return  # TensorFlow is never imported: nothing else to set
     try:
         import tensorflow as tf
 

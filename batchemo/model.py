@@ -416,7 +416,7 @@ def load_model(path: str | os.PathLike | None = None, runtime: str | None = None
         from .export import convert_and_cache
 
         paths, where = convert_and_cache(path)
-        rt.say(f"{path.name}: converted to TensorFlow Lite once, cached {where}", f"converted {sha}")
+        rt.say(f"{path.name}: converted to TensorFlow Lite once, cached {where}")
         card = ModelCard.load(path)
         found = (paths, "")
     card = card or ModelCard.load(rt.cache_dir() / f"{sha[:32]}.keras") or ModelCard(architecture=path.stem)
