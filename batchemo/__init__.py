@@ -1,20 +1,36 @@
 """batchemo: faces, emotions and LIME explanations for whole collections of photos and videos.
 
 The public Python API; the command line (``batchemo ...``) is a thin layer over these functions.
-Heavy imports (TensorFlow, OpenCV) happen on first use, not on ``import batchemo``.
+Every name is imported on first use (PEP 562), so ``import batchemo`` and each command load only the
+modules they need: start-up is part of every run.
 """
 from __future__ import annotations
 
+from importlib import import_module
+
 from ._version import __version__
-from .audit import audit
-from .engine import analyze
-from .evaluate import evaluate
-from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES
-from .train import train
-from .video import VideoAnalysis, analyze_video, analyze_videos, video_timeline
+
+#: public name -> the module that defines it
+_WHERE = {
+    "analyze": "engine", "analyze_video": "video", "analyze_videos": "video", "video_timeline": "video",
+    "VideoAnalysis": "video", "audit": "audit", "evaluate": "evaluate", "train": "train",
+    "EmotionModel": "model", "ModelError": "model", "load_model": "model",
+}
 
 __all__ = [
     "analyze", "analyze_video", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
     "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'batchemo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
