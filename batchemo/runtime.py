@@ -90,6 +90,17 @@ def interpreter_class():
         return tf.lite.Interpreter
 
 
+def require_tensorflow(what: str) -> None:
+    """A one-line error naming the extra, before any work, where TensorFlow is not installed (training and
+    export need it; analysis does not)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        from .model import ModelError
+
+        raise ModelError(f"{what} needs TensorFlow, which is not installed: pip install 'batchemo[train]'")
+
+
 #: Threads one interpreter's pass may use (``configure_threads``; ``engine`` sets 1 per ``--jobs`` worker).
 _THREADS = {"n": min(2, os.cpu_count() or 1)}
 

@@ -156,3 +156,17 @@ def test_litert_labels_are_the_keras_labels_on_validation(default_model, fer_val
     assert len(data) == 3589
     lite, keras_probs = default_model.predict(data.images), load_keras().predict(data.images)
     assert (lite.argmax(1) == keras_probs.argmax(1)).mean() >= 0.995
+
+
+@pytest.mark.parametrize("argv", [["train", "data", "--out", "m.keras"], ["export", "m.keras"]])
+def test_train_and_export_without_tensorflow_name_the_extra(argv, monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from batchemo.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs TensorFlow" in err[0] and "pip install 'batchemo[train]'" in err[0], err

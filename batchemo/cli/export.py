@@ -8,7 +8,9 @@ from .options import check_inputs, log
 
 def cmd_export(a: argparse.Namespace) -> int:
     from ..export import export
+    from ..runtime import require_tensorflow
 
+    require_tensorflow("batchemo export")
     check_inputs([a.model] + ([a.data] if a.data else []))
     faces, name = None, ""
     if a.data:

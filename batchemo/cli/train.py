@@ -9,6 +9,9 @@ from .options import add_model, at_least, log
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from ..runtime import require_tensorflow
+
+    require_tensorflow("training")
     from ..train import Recipe, train
 
     recipe = None
