@@ -101,6 +101,27 @@ def require_tensorflow(what: str) -> None:
         raise ModelError(f"{what} needs TensorFlow, which is not installed: pip install 'batchemo[train]'")
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for threads made from now on (Linux; a no-op elsewhere).
+
+    Why: LIME explains faces on short-lived worker threads, and glibc gives threads their own arenas (up to
+    8 per core), each keeping its freed pages: over 36 photos a process grew from 230 to 370 MB peak RSS;
+    with 2 arenas it stays at 290 MB, at the same speed. (``MALLOC_ARENA_MAX=2`` in the environment does
+    the same from process start.)
+    """
+    if not sys.platform.startswith("linux") or _ARENAS.get("set"):
+        return
+    _ARENAS["set"] = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, int(arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):  # musl or another libc: nothing to cap
+        pass
+
+
+_ARENAS: dict = {}
+
 #: Threads one interpreter's pass may use (``configure_threads``; ``engine`` sets 1 per ``--jobs`` worker).
 _THREADS = {"n": min(2, os.cpu_count() or 1)}
 
@@ -121,6 +142,7 @@ class TFLiteForward:
 
     def __init__(self, flatbuffer: bytes, threads: int | None = None, kind: str = "float32"):
         self.flatbuffer, self.kind = flatbuffer, kind
+        limit_malloc_arenas()
         self.threads = threads or _THREADS["n"]
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         self.built = 0  # interpreters made so far (tests: the pool is reused)
@@ -137,8 +159,9 @@ class TFLiteForward:
         self.built += 1
         return [it, -1]  # the interpreter and the batch size it is allocated for
 
-    def __call__(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        # Batches of 64: XNNPACK is as fast per face as with 1024, and the activations stay in cache.
+    def __call__(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        # Batches of 32: XNNPACK is as fast per face as with 64 or 1024 (measured: 600 int8 passes 0.65 s at 32,
+        # 0.74 s at 64), and an interpreter's activations take 17 MB rather than 29 MB.
         try:
             slot = self._pool.get_nowait()
         except queue.Empty:
