@@ -170,3 +170,11 @@ def test_train_and_export_without_tensorflow_name_the_extra(argv, monkeypatch, c
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs TensorFlow" in err[0] and "pip install 'batchemo[train]'" in err[0], err
+
+
+def test_jobs_default_to_what_pays():
+    from batchemo.engine import auto_jobs
+
+    assert auto_jobs(1, cores=2) == auto_jobs(10_000, cores=2) == 1  # two cores: one process keeps both busy
+    assert auto_jobs(5, cores=16) == 1  # a handful of photos: no worker start-ups
+    assert auto_jobs(1000, cores=8) == 4 and auto_jobs(20, cores=8) == 2 and auto_jobs(10**6, cores=64) == 8

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..gallery import GALLERY_SIZE
 from ..sources import MAX_PIXELS
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
+    add_detector, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
     detector_options, err, log, load_known,
 )
 
@@ -198,7 +198,9 @@ def add_parser(sub) -> None:
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")
     add_lime(r)
-    add_jobs(r, 1, "worker processes (each with its own model; on 2 cores one process already keeps both busy)")
+    r.add_argument("--jobs", "-j", type=at_least(1), default=None, metavar="N",
+                   help="worker processes, each with its own model (default: what pays here: one per two cores, "
+                   "none extra for fewer than 8 photos a process; on 2 cores one process already keeps both busy)")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)
