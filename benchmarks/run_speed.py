@@ -92,12 +92,16 @@ def side_by_side(folder: str, photos: int, a) -> None:
 
 
 def _fer(folder: str, photos: int, rounds: int) -> None:
-    try:
-        import fer.fer  # noqa: F401
-    except Exception as e:  # not installed, or its TensorFlow import fails
-        print(f"fer: not importable here ({type(e).__name__}): skipped")
+    import importlib.util
+
+    if importlib.util.find_spec("fer") is None:  # found, not imported: fer imports TensorFlow
+        print("fer: not installed here (pip install --no-deps fer): skipped")
         return
-    best = min((_child(_FER, [folder]) for _ in range(rounds)), key=lambda r: r[0])
+    try:
+        best = min((_child(_FER, [folder]) for _ in range(rounds)), key=lambda r: r[0])
+    except SystemExit as e:  # installed without what it imports (TensorFlow, requests)
+        print(f"fer: does not run here: skipped ({str(e).strip().splitlines()[-1][:120]})")
+        return
     print(f"{'fer':7s} {'-':6s} {1:4d} {'fer tfl':8s} {best[0]:7.1f} {photos / best[0]:8.2f} "
           f"{best[1]['peak_mb']:>7s}   ({best[1]['faces']} faces)")
 
