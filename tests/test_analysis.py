@@ -143,3 +143,23 @@ def test_options_object_and_keywords_agree():
     haar = batchemo.RunOptions(detector="haar", detector_options={"min_neighbors": 4})
     assert haar.video_options().detector_options == {"scale_factor": 1.2, "min_neighbors": 4}
     assert haar.settings().detector_options == {"min_neighbors": 4}
+
+
+def test_the_people_section_needs_no_second_pass_over_the_photos(tmp_path, astronaut_rgb, untrained_model_path,
+                                                                  monkeypatch):
+    """With no gallery card kept, each person's faces still come from what the run kept (48x48 crop and
+    heatmap per face): every photo is processed exactly once."""
+    from batchemo import engine
+    from batchemo.cli import main
+
+    write_image(tmp_path / "in" / "a.jpg", astronaut_rgb)
+    write_image(tmp_path / "in" / "b.jpg", np.ascontiguousarray(astronaut_rgb[:, ::-1]))
+    calls, real = [], engine.process_image
+    monkeypatch.setattr(engine, "process_image", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    html = tmp_path / "r.html"
+    assert main(["run", str(tmp_path / "in"), "--report", str(html), "--gallery", "0", "--lime-samples", "20",
+                 "--model", str(untrained_model_path), "-q"]) == 0
+    assert sorted(calls) == [str(tmp_path / "in" / "a.jpg"), str(tmp_path / "in" / "b.jpg")]
+    people = html.read_text().split("<h2>People</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "person_1" in people and people.count('src="data:image/jpeg') >= 3  # face, and face + heatmap
+    assert 'class="card"' not in html.read_text()
