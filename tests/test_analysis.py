@@ -163,3 +163,17 @@ def test_the_people_section_needs_no_second_pass_over_the_photos(tmp_path, astro
     people = html.read_text().split("<h2>People</h2>", 1)[1].split("<h2>", 1)[0]
     assert "person_1" in people and people.count('src="data:image/jpeg') >= 3  # face, and face + heatmap
     assert 'class="card"' not in html.read_text()
+
+
+def test_cached_records_are_small_and_come_back_with_their_thumbnail(tmp_path, astronaut_rgb, untrained_model_path):
+    write_image(tmp_path / "in" / "a.jpg", astronaut_rgb)
+    args = dict(model=untrained_model_path, explain=False, progress=False, cache=tmp_path / "cache")
+    first = batchemo.run(tmp_path / "in", **args)
+    (entry,) = (tmp_path / "cache").rglob("*.pkl")
+    assert entry.stat().st_size < 150_000  # crops and colour crops, not the 400 px thumbnail (470 KB)
+    again = batchemo.run(tmp_path / "in", **args)
+    assert again.info["cached"] == 1
+    (a,), (b,) = first.gallery.cards(), again.gallery.cards()
+    assert b.thumbnail is not None and b.thumbnail.shape == a.thumbnail.shape
+    assert np.abs(b.thumbnail.astype(int) - a.thumbnail.astype(int)).mean() < 2
+    np.testing.assert_array_equal(a.faces.colour, b.faces.colour)
