@@ -64,6 +64,9 @@ class RunOptions:
     def of(cls, options: "RunOptions | None" = None, **changes) -> "RunOptions":
         """``options`` (or the defaults) with ``changes``. A keyword that is no field is a detector option
         (``analyze(path, min_score=0.1)``, as before RunOptions)."""
+        if options is not None and not isinstance(options, cls):
+            raise TypeError(f"options must be a RunOptions, not {type(options).__name__} (give the model as "
+                            f"model=..., and every other setting by name)")
         names = {f.name for f in fields(cls)}
         extra = {k: changes.pop(k) for k in list(changes) if k not in names}
         opts = replace(options or cls(), **changes)
