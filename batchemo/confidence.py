@@ -1,0 +1,68 @@
+"""Doubt, in one place: when a label is uncertain, what a person's headline emotion is, and how far a
+heatmap can be trusted. Reports, tables and people all call these, so they never disagree.
+
+The thresholds are measured on FER2013's validation split with the shipped model read as its card says
+(``benchmarks/doubt_quality.py``; figures in docs/report.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: A label whose top-1 minus top-2 probability is below this is marked uncertain. Measured: see docs/report.md.
+UNCERTAIN_MARGIN = 0.2
+#: A person's headline is "mixed" when their mean probabilities' top class leads the next by less than this.
+MIXED_MARGIN = 0.15
+MIXED = "mixed"
+#: Faithfulness verdicts: below WEAK a heatmap is hardly better than random regions; from STRONG on it is
+#: better than three in four of the validation faces' heatmaps. Measured: see docs/report.md.
+FAITHFULNESS_WEAK = 0.1
+FAITHFULNESS_STRONG = 0.4
+
+
+def margin(probabilities: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability, (N,) float, from (N, 7) probabilities (or (7,) -> a 0-d array)."""
+    p = np.sort(np.asarray(probabilities, np.float64), axis=-1)
+    return p[..., -1] - p[..., -2]
+
+
+def is_uncertain(probabilities: np.ndarray) -> np.ndarray:
+    """True where a label is too close to the runner-up to be trusted, (N,) bool from (N, 7)."""
+    return margin(probabilities) < UNCERTAIN_MARGIN
+
+
+def headline(mean_probabilities: dict[str, float]) -> str:
+    """A person's headline emotion from their mean probability per class: the top class, or MIXED when it
+    leads the next by less than MIXED_MARGIN (nothing dominates)."""
+    if not mean_probabilities:
+        return ""
+    ranked = sorted(mean_probabilities.items(), key=lambda kv: -kv[1])
+    if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < MIXED_MARGIN:
+        return MIXED
+    return ranked[0][0]
+
+
+def faithfulness_verdict(value) -> str:
+    """"weak", "fair" or "strong" for a faithfulness score, "" when there is none (NaN / None)."""
+    if value is None or value != value:
+        return ""
+    if value < FAITHFULNESS_WEAK:
+        return "weak"
+    return "strong" if value >= FAITHFULNESS_STRONG else "fair"
+
+
+#: One line per word a report uses that a reader may not know (tooltips and legends).
+GLOSSARY = {
+    "uncertain": f"the model's top emotion leads the runner-up by less than {UNCERTAIN_MARGIN:.0%} "
+                 "probability: read the label as a guess",
+    "mixed": f"no emotion leads this person's average by {MIXED_MARGIN:.0%} or more",
+    "faithfulness": "how much better than random regions the heatmap explains the label: "
+                    f"weak below {FAITHFULNESS_WEAK}, strong from {FAITHFULNESS_STRONG}",
+    "LIME": "an explanation method: it hides parts of the face and sees how the label changes",
+    "heatmap": "green regions pushed the model towards the label, red ones away from it",
+    "superpixels": "small patches of the face (eyes, brows, mouth corners) that LIME hides and shows",
+    "LIME fit R²": "how well LIME's simple model matches the network near this face (1 = perfectly)",
+    "TTA": "test-time augmentation: the face is read several times, slightly turned, and the reads averaged",
+    "detector score": "how sure the face detector is that this is a face",
+    "confidence": "the probability the model gives its top emotion",
+    "validation accuracy": "share of FER2013's 3589 held-out faces the model labels correctly",
+}
