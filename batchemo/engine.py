@@ -18,7 +18,8 @@ import numpy as np
 
 from .detect import DEFAULT_DETECTOR
 from .explain import LIME_SAMPLES, LimeSettings
-from .outputs import annotate, encode, explanation_images, fit, square
+from .confidence import uncertain_label
+from .outputs import encode, explanation_images, fit, square
 from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Faces
 
@@ -26,7 +27,7 @@ from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, ST
 #: image without a face, a file that failed or was skipped, a video pointing to its timeline).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
+    "uncertain", *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
     "person", "image_width", "image_height",
 ]
 #: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
@@ -130,7 +131,8 @@ def face_rows(faces: Faces, base: dict, colour: np.ndarray | None = None, scale:
     for i in range(len(faces)):
         b = faces.box(i)
         row = dict(base, status=STATUS_OK, reason="", face_index=i, x=b.x, y=b.y, w=b.w, h=b.h,
-                   score=float(faces.scores[i]), label=labels[i], confidence=float(confs[i]))
+                   score=float(faces.scores[i]), label=labels[i], confidence=float(confs[i]),
+                   uncertain=uncertain_label(confs[i]))
         row.update({c: float(p) for c, p in zip(PROB_COLUMNS, faces.probabilities[i])})
         if colour is not None:
             d = b.scaled(scale)
@@ -174,7 +176,7 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     detector = worker_detector(settings.detector, settings.detector_options)
     try:
         faces = find_faces(rgb, scale, detector, path, embed=settings.people)
-        thumb, f = fit(rgb, settings.thumb_side)
+        thumb, _ = fit(rgb, settings.thumb_side)
         if not len(faces):
             return [dict(base, status=STATUS_NO_FACES, reason="no face found", thumbnail=encode(thumb))]
         lime = settings.lime if settings.explain else None
@@ -185,8 +187,7 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     except Exception as e:  # an odd image that trips OpenCV or dlib must not stop a batch of thousands
         text = str(e).strip().splitlines()[-1][:200] if str(e).strip() else ""
         return [dict(base, status=STATUS_FAILED, reason=f"analysis failed ({type(e).__name__}: {text})")]
-    marks = [(faces.box(i), r["label"], r["confidence"], i) for i, r in enumerate(rows)]
-    thumb_jpg = encode(annotate(thumb, marks, scale * f))
+    thumb_jpg = encode(thumb)  # plain: the run report draws boxes and tags over it, apart from every face
     for r in rows:
         r["thumbnail"] = thumb_jpg  # the same bytes object for every face of the image
     return rows

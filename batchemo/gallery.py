@@ -12,14 +12,15 @@ import random
 
 import numpy as np
 
+from .confidence import FAITHFULNESS_WEAK, faithfulness_verdict, uncertain_label
 from .records import CLASSES, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 
 #: Image cards in a run report unless asked otherwise: about 9 MB of thumbnails and heatmaps.
 GALLERY_SIZE = 200
 #: Failures and skipped files listed by name in a report (all of them are in the CSV).
 LISTED_PROBLEMS = 1000
-#: A heatmap whose faithfulness is below this is hardly better than pointing at random regions.
-WEAK_FAITHFULNESS = 0.1
+#: A heatmap whose faithfulness is below this is weak (confidence.faithfulness_verdict, measured there).
+WEAK_FAITHFULNESS = FAITHFULNESS_WEAK
 
 
 class RunStats:
@@ -30,6 +31,7 @@ class RunStats:
         self.by_status: dict[str, int] = {}
         self.faces = 0
         self.label_counts = np.zeros(len(CLASSES), np.int64)
+        self.uncertain_counts = np.zeros(len(CLASSES), np.int64)  # of label_counts, the uncertain labels
         self.prob_sums = np.zeros(len(CLASSES), np.float64)
         self.folders: dict[str, dict] = {}
         self.problems: list[dict] = []  # failed and skipped inputs: path, status, reason (the first LISTED_PROBLEMS)
@@ -51,6 +53,7 @@ class RunStats:
             for r in rows:
                 k = CLASSES.index(r["label"])
                 self.label_counts[k] += 1
+                self.uncertain_counts[k] += uncertain_label(r["confidence"])
                 folder["labels"][k] += 1
                 self.prob_sums += [r[f"p_{c}"] for c in CLASSES]
             self.faces += len(rows)
@@ -71,7 +74,8 @@ class RunStats:
             return None
         f = np.asarray(self.faithfulness, np.float32)
         q1, med, q3 = (float(v) for v in np.percentile(f, [25, 50, 75]))
-        return {"n": len(f), "median": med, "q1": q1, "q3": q3, "weak": int((f < WEAK_FAITHFULNESS).sum())}
+        return {"n": len(f), "median": med, "q1": q1, "q3": q3, "weak": int((f < WEAK_FAITHFULNESS).sum()),
+                "verdict": faithfulness_verdict(med)}
 
     def count(self, status: str) -> int:
         return self.by_status.get(status, 0)

@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Two faces closer than this (euclidean, 128-d) are linked as the same person. face_recognition's usual
-#: tolerance is 0.6; tuned on the shared photos (benchmarks/people_quality.py): see the README.
-TOLERANCE = 0.5
+#: Two faces closer than this (euclidean, 128-d) are linked as the same person (``--tolerance``).
+#: Measured on ../shared/identities (8 people, 55 photos, 3 distractors) and the shared photos
+#: (benchmarks/people_quality.py, docs/people.md): the same person's faces are at most 0.50 apart, different
+#: people at least 0.64; 0.55 sits between, with precision 1.00 and recall 1.00 on both, and on draws of
+#: only 2-3 photos per person. Above 0.6 different people start to merge (0.65: precision 0.98).
+TOLERANCE = 0.55
+#: Second pass: two clusters whose mean embeddings are closer than the tolerance minus this are one person
+#: (a mean is steadier than any one face, so a person split by one poor photo is joined again).
+MEAN_MERGE_GAP = 0.05
 #: Faces smaller than this (pixels, box side in the original image) are too coarse to embed reliably.
 MIN_EMBED_SIDE = 40
 #: A face's distance to a known person's nearest photo must be below this to take that person's name.
@@ -74,8 +80,9 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
     return out, reasons
 
 
-def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
-    """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``.
+def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True) -> np.ndarray:
+    """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``,
+    then (``merge``) clusters whose means are closer than ``tolerance - MEAN_MERGE_GAP`` joined.
 
     Chinese whispers (dlib) is what dlib's own face clustering example uses: no number of people to guess,
     and unlike plain linkage one blurred face bridging two people does not merge them wholesale.
@@ -89,7 +96,27 @@ def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
     found = dlib.chinese_whispers_clustering([dlib.vector(v.astype(np.float64)) for v in embeddings[ok]],
                                              float(tolerance))
     labels[ok] = found
-    return labels
+    return merge_close_clusters(embeddings, labels, tolerance - MEAN_MERGE_GAP) if merge else labels
+
+
+def merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, distance: float) -> np.ndarray:
+    """``labels`` with clusters joined while the two nearest cluster means are closer than ``distance``.
+
+    ``embeddings`` (n, 128), ``labels`` (n,) int, -1 = no cluster (left alone). Clusters are few (people),
+    so the quadratic search over their means is cheap.
+    """
+    labels = labels.copy()
+    while True:
+        ids = sorted(set(labels.tolist()) - {-1})
+        if len(ids) < 2:
+            return labels
+        means = np.stack([embeddings[labels == c].mean(0) for c in ids])
+        d = np.linalg.norm(means[:, None] - means[None], axis=2)
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        if d[i, j] >= distance:
+            return labels
+        labels[labels == ids[j]] = ids[i]
 
 
 @dataclass

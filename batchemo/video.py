@@ -494,6 +494,7 @@ def analyze_videos(
     log: Callable[[str], None] | None = None,
     known=None,
     name_people: bool = True,
+    tolerance: float | None = None,
     **options,
 ) -> list[VideoAnalysis]:
     """``video_timeline`` for each path, with the model and detector loaded once; one VideoAnalysis each.
@@ -501,7 +502,8 @@ def analyze_videos(
     A video that fails is recorded (status ``failed``, ``reason``) and the others go on; ``log`` receives
     one line per video as it finishes. Model and detector errors raise: no video could use them. With
     ``name_people`` the faces of all the videos are grouped into one set of people (``known``: a
-    people.KnownFaces to name them); a caller that also has photos does it itself, over everything.
+    people.KnownFaces to name them; ``tolerance``: people.TOLERANCE unless given); a caller that also has
+    photos does it itself, over everything.
     """
     em = _resolve_model(model)
     det_options = options.pop("detector_options", None)
@@ -515,7 +517,9 @@ def analyze_videos(
     if name_people and options.get("people", True):
         from .people import assign
 
-        assign([t for r in results for t in r.tracks], known)
+        from .people import TOLERANCE
+
+        assign([t for r in results for t in r.tracks], known, TOLERANCE if tolerance is None else tolerance)
         for r in results:
             r.fill_people()
     return results

@@ -46,7 +46,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         if a.people:  # photos and videos share one set of people
             from ..people import assign
 
-            assign(refs, known)
+            assign(refs, known, a.tolerance)
             for clip in clips:
                 clip.fill_people()
         written, links = _write_videos(a, clips) if clips else ([], [])

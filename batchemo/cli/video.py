@@ -28,7 +28,7 @@ def cmd_video(a: argparse.Namespace) -> int:
         paths, model=a.model, fps=a.fps, detector=a.detector, smooth=a.smooth or None,
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
-        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known,
+        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, tolerance=a.tolerance,
     )
     for r in results:
         if r.status != STATUS_FAILED:
