@@ -298,7 +298,8 @@ def run(
         explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),
         max_pixels=max_pixels or MAX_PIXELS, people=people,
     )
-    card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
+    loaded = worker_model(settings.model_path)  # loaded once here, reused by in-process work
+    card = loaded.card
     items = [(str(f.path), str(f.root) if f.root is not None else None) for f in found if f.kind == "image"]
     t0 = time.time()
     stats, shown, kept, refs = RunStats(), Gallery(gallery, total=len(items), seed=seed), [], []
@@ -364,7 +365,7 @@ def run(
         seconds=time.time() - t0, images=len(items), files=len(found), model=dict(card.__dict__),
         detector=detector, detector_options=detector_options, explain=explain, lime_samples=lime_samples,
         jobs=jobs, backend=backend, inputs=[str(p) for p in paths], cached=len(items) - len(todo),
-        gallery=gallery,
+        gallery=gallery, model_file=str(loaded.path) if getattr(loaded, "path", None) else "",
     )
     if table is not None:
         table.attrs.update(info)

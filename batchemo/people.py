@@ -207,8 +207,10 @@ def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: floa
 
 
 def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
-    """Per person (the ``top`` most present, most first): counts, emotion shares, and the faces worth showing:
-    the most typical (nearest the person's mean embedding), the most and the least confident photo faces."""
+    """Per person (the ``top`` most present, most first): counts, emotion shares, mean probabilities and the
+    headline emotion they give (``confidence.headline``: "mixed" when nothing dominates), and the faces worth
+    showing: the most typical (nearest the person's mean embedding), the most and the least confident."""
+    from .confidence import headline
     from .records import CLASSES
 
     by: dict[str, list[FaceRef]] = {}
@@ -219,6 +221,8 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
     for name, rs in by.items():
         weights = np.array([r.weight for r in rs])
         shares = {c: float(weights[[r.label == c for r in rs]].sum() / weights.sum()) for c in CLASSES}
+        probs = np.stack([r.probabilities for r in rs]).astype(np.float64)
+        mean_probs = dict(zip(CLASSES, map(float, (weights[:, None] * probs).sum(0) / weights.sum())))
         photos = [r for r in rs if r.track is None]
         tracks = [r for r in rs if r.track is not None]
         mean = np.stack([r.embedding for r in rs]).mean(0)
@@ -226,7 +230,8 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
         people.append({
             "name": name, "faces": len(photos), "photos": len({r.source for r in photos}),
             "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
-            "weight": float(weights.sum()), "shares": shares, "dominant": max(shares, key=shares.get),
+            "weight": float(weights.sum()), "shares": shares, "mean_probs": mean_probs,
+            "dominant": headline(mean_probs),  # their mean probability's top emotion, or "mixed"
             "typical": typical,
             "most": max(photos, key=lambda r: r.confidence) if photos else None,
             "least": min(photos, key=lambda r: r.confidence) if len(photos) > 1 else None,

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
+from ..confidence import GLOSSARY, MIXED, faithfulness_verdict, uncertain_label
 from . import base_context, data_uri, render
 
 
@@ -24,8 +25,12 @@ def summary(result) -> dict:
 
 
 def _face_view(r) -> dict:
+    w, h = _num(r.get("image_width")), _num(r.get("image_height"))
+    box = {k: 100.0 * float(r[k]) / d for k, d in (("x", w), ("y", h), ("w", w), ("h", h))} if w and h else None
     return {
         "face_index": int(r["face_index"]), "label": r["label"], "confidence": float(r["confidence"]),
+        "uncertain": uncertain_label(r["confidence"]), "box_pct": box,
+        "faithfulness_verdict": faithfulness_verdict(_num(r.get("lime_faithfulness"))),
         "x": int(r["x"]), "y": int(r["y"]), "w": int(r["w"]), "h": int(r["h"]),
         "probs": {c: float(r[f"p_{c}"]) for c in CLASSES},
         "face_jpg": data_uri(r.get("face_jpg")), "crop_jpg": data_uri(r.get("crop_jpg")),
@@ -75,15 +80,16 @@ def run_context(result) -> dict:
         folders.append({"folder": folder, "images": f["images"], "faces": f["faces"], "shares": shares,
                         "dominant": max(shares, key=shares.get) if f["faces"] else ""})
     cards = [_card(rows) for rows in result.gallery.cards() if rows[0]["status"] in (STATUS_OK, STATUS_NO_FACES)]
-    filter_counts = {c: 0 for c in CLASSES}
-    filter_counts["no_faces"] = 0
-    for c in cards:
-        for t in c["tags"]:
-            filter_counts[t] = filter_counts.get(t, 0) + 1
+    filter_counts = {c: sum(f["label"] == c for card in cards for f in card["faces"]) for c in CLASSES}
+    no_faces = sum(not card["faces"] for card in cards)
+    uncertain = sum(f["uncertain"] for card in cards for f in card["faces"])
     a = result.info
     return {
         "summary": summary(result), "inputs": a.get("inputs", []), "distribution": distribution,
         "mean_probs": mean_probs, "folders": folders, "cards": cards, "filter_counts": filter_counts,
+        "no_faces_count": no_faces, "uncertain_count": uncertain, "glossary": GLOSSARY, "mixed": MIXED,
+        "uncertain_shares": {c: float(st.uncertain_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
+        "uncertain_total": int(st.uncertain_counts.sum()),
         "complete": result.gallery.keep_all, "gallery_size": a.get("gallery"),
         "problems": st.problems, "problems_total": st.problems_total,
         "faithfulness": st.faithfulness_summary(),
@@ -101,7 +107,7 @@ def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None =
     ``people_total``: how many people the run found (the section shows the most present).
     Embeddings never reach the report.
     """
-    ctx = base_context(result.info.get("model", {}))
+    ctx = base_context(result.info.get("model", {}), result.info.get("model_file"))
     ctx.update(run_context(result))
     ctx["videos"] = list(videos or [])
     ctx["people"] = [_person_view(p) for p in people or []]
@@ -110,8 +116,7 @@ def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None =
     for c in ctx["cards"]:
         for f in c["faces"]:
             f["person"] = names.get((c["path"], f["face_index"]), "")
-        c["tags"] += sorted({"person:" + f["person"] for f in c["faces"] if f["person"]})
-    ctx["person_counts"] = {p["name"]: sum("person:" + p["name"] in c["tags"] for c in ctx["cards"])
+    ctx["person_counts"] = {p["name"]: sum(f["person"] == p["name"] for c in ctx["cards"] for f in c["faces"])
                             for p in ctx["people"]}
     ctx["people_total"] = max(people_total or 0, len(ctx["people"]))
     return render("run.html.j2", ctx, out)
@@ -122,6 +127,7 @@ def _person_view(p: dict) -> dict:
         if not e:
             return None
         return {"name": os.path.basename(e["source"]), "label": e["label"], "confidence": e["confidence"],
+                "uncertain": uncertain_label(e["confidence"]),
                 "face_jpg": data_uri(e.get("face_jpg")), "heatmap_img": data_uri(e.get("heatmap_img"))}
 
     return dict(p, typical=example(p["typical"]), most=example(p["most"]), least=example(p["least"]))
