@@ -73,4 +73,12 @@ GLOSSARY = {
     "detector score": "how sure the face detector is that this is a face",
     "confidence": "the probability the model gives its top emotion",
     "validation accuracy": "share of FER2013's 3589 held-out faces the model labels correctly",
+    "expected calibration error": "how far the model's stated confidence is from how often it is right, on average",
+    "precision": "of the faces given this label, the share that truly show it",
+    "recall": "of the faces that truly show this emotion, the share the model finds",
+    "F1": "one number for precision and recall together (their harmonic mean)",
+    "support": "how many faces of this class the set holds",
+    "keyframe": "a sampled moment of a face worth showing: its most confident frames of each emotion",
+    "smoothed": "probabilities averaged over the last seconds of a face, so a single odd frame does not flip its label",
+    "face_id": "one face followed from frame to frame: the same number while the tracker keeps it",
 }

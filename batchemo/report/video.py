@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..confidence import GLOSSARY
 from ..outputs import EMOTION_COLOURS
 from ..records import CLASSES
 from . import base_context, data_uri, render
@@ -166,6 +167,8 @@ def write_video_report(results: Sequence, out: str | os.PathLike, min_face_sampl
     videos = [video_context(df, i, min_face_samples) for i, df in enumerate(results, 1)]
     first = next((r.info for r in results if r.info.get("model")), {})
     ctx = base_context(first.get("model", {}))
+    ctx["glossary"] = {k: v for k, v in GLOSSARY.items()
+                       if k in ("LIME", "heatmap", "keyframe", "smoothed", "face_id", "confidence", "detector score")}
     done = [v for v in videos if v["status"] != "failed"]
     ctx.update(
         videos=videos, people=people_context(videos),
