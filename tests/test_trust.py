@@ -127,3 +127,16 @@ def test_people_on_the_shared_identities(shared):
     truth = [Path(r.source).parent.name if Path(r.source).parent.name != "_distractors" else r.source for r in refs]
     precision, recall = pairwise_scores(truth, name_people(np.stack([r.embedding for r in refs])))
     assert precision == 1.0 and recall >= 0.95
+
+
+def test_tolerance_option_is_checked_and_changes_the_grouping(tmp_path, capsys):
+    from batchemo.cli import main
+    from batchemo.people import name_people
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(tmp_path), "--csv", str(tmp_path / "x.csv"), "--tolerance", "0.01"])
+    assert e.value.code == 2 and "--tolerance" in capsys.readouterr().err
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=128)
+    emb = np.stack([a, a + 0.3 * np.eye(128)[0]]).astype(np.float32)  # 0.3 apart
+    assert len(set(name_people(emb, tolerance=0.2))) == 2 and len(set(name_people(emb, tolerance=0.55))) == 1
