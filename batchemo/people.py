@@ -210,7 +210,7 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
     """Per person (the ``top`` most present, most first): counts, emotion shares, mean probabilities and the
     headline emotion they give (``confidence.headline``: "mixed" when nothing dominates), and the faces worth
     showing: the most typical (nearest the person's mean embedding), the most and the least confident."""
-    from .confidence import headline
+    from .confidence import headline, uncertain_label
     from .records import CLASSES
 
     by: dict[str, list[FaceRef]] = {}
@@ -232,6 +232,7 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
             "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
             "weight": float(weights.sum()), "shares": shares, "mean_probs": mean_probs,
             "dominant": headline(mean_probs),  # their mean probability's top emotion, or "mixed"
+            "dominant_uncertain": uncertain_label(max(mean_probs.values())),
             "typical": typical,
             "most": max(photos, key=lambda r: r.confidence) if photos else None,
             "least": min(photos, key=lambda r: r.confidence) if len(photos) > 1 else None,

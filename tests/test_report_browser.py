@@ -86,7 +86,7 @@ def made_up_report(tmp_path_factory) -> Path:
                                 embedding=np.zeros(128), face_index=i, person=f[6]))
     result = RunResult(None, stats, gallery, {"inputs": ["/photos"], "gallery": 10, "explain": False}, refs)
     people = [{"name": n, "faces": 1, "photos": 1, "tracks": 0, "videos": 0, "frames": 0, "weight": 1.0,
-               "shares": {c: 0.0 for c in CLASSES}, "dominant": "mixed", "typical": None, "most": None,
+               "shares": {c: 0.0 for c in CLASSES}, "dominant": "mixed", "dominant_uncertain": False, "typical": None, "most": None,
                "least": None, "appearances": []} for n in ("person_1", "person_2")]
     return write_run_report(result, tmp_path_factory.mktemp("report") / "run.html", people=people)
 
