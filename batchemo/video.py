@@ -35,7 +35,7 @@ from .track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
 TIMELINE_COLUMNS = [
     "video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS,
+    *PROB_COLUMNS, "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS, "uncertain",
 ]
 _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 
@@ -184,6 +184,8 @@ def _dtype(col: str) -> str:
         return "int64"
     if col in ("video", "label", "label_smoothed", "person"):
         return "object"
+    if col == "uncertain":
+        return "bool"
     return "float64"
 
 
@@ -430,7 +432,11 @@ class _State:
 
         if not self.rows:
             return _empty_timeline()
-        return pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
+        from .confidence import UNCERTAIN_CONFIDENCE
+
+        df = pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
+        df["uncertain"] = df["confidence"] < UNCERTAIN_CONFIDENCE  # the raw label's doubt (confidence.py)
+        return df
 
 
 def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: int,
