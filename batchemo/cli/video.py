@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
         description="Decode each VIDEO as a stream, sample frames at their own timestamps, find the faces, "
         "follow each face from frame to frame (a stable face_id), and classify its emotion. Writes one CSV "
         "row per face per sampled frame (video, frame, time, face_id, box, detector score, label, confidence, "
-        "the 7 raw probabilities p_*, the smoothed ps_* and uncertain: the raw label below 50%% probability), and an HTML "
+        "the 7 raw probabilities p_*, the smoothed ps_* and uncertain: the raw label below 50% probability), and an HTML "
         "report with, per face, a timeline "
         "chart, the dominant emotion per segment, time on screen, keyframes and LIME heatmaps. A folder is "
         "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
