@@ -27,8 +27,8 @@ from .records import PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, ST
 #: image without a face, a file that failed or was skipped, a video pointing to its timeline).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
-    "uncertain", *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
-    "person", "image_width", "image_height",
+    "uncertain", *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc",
+    "lime_insertion_auc", "person", "image_width", "image_height",
 ]
 #: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
 EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]

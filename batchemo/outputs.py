@@ -184,7 +184,8 @@ def place_tags(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, in
                  (x - tw - 3, y), (x + bw + 3, y)]
         spot = next(((l, t) for l, t in cands if free((l, t, l + tw, t + tag_h))), None)
         if spot is None:
-            grid = ((l, t) for t in range(0, max(0, height - tag_h) + 1, 3) for l in range(0, max(0, width - tw) + 1, 3))
+            grid = ((l, t) for t in range(0, max(0, height - tag_h) + 1, 3)
+                    for l in range(0, max(0, width - tw) + 1, 3))
             spot = min((p for p in grid if free((p[0], p[1], p[0] + tw, p[1] + tag_h))),
                        key=lambda p: abs(p[0] - x) + abs(p[1] - y), default=None)
         if spot is not None:

@@ -17,7 +17,8 @@ from batchemo.records import CLASSES
 # (x, y, w, h, label, confidence, person). "group" packs three faces edge to edge along the top, where
 # no tag fits above them; "close" is one face filling its picture, whose tag cannot fit anywhere on it.
 PHOTOS = [
-    ("group.jpg", (420, 260), [(10, 4, 120, 150, "happy", 0.91, "person_1"), (140, 4, 120, 150, "sad", 0.41, "person_2"),
+    ("group.jpg", (420, 260), [(10, 4, 120, 150, "happy", 0.91, "person_1"),
+                               (140, 4, 120, 150, "sad", 0.41, "person_2"),
                                (270, 4, 120, 150, "sad", 0.83, "person_1")]),
     ("pair.jpg", (400, 300), [(60, 80, 110, 130, "happy", 0.45, "person_2"), (200, 70, 120, 140, "neutral", 0.77, "")]),
     ("close.jpg", (300, 300), [(2, 2, 296, 296, "sad", 0.95, "person_2")]),
@@ -37,7 +38,8 @@ def _browser():
 
     opts = Options()
     opts.binary_location = chrome
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,2000"):
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=opts)
 
@@ -86,7 +88,8 @@ def made_up_report(tmp_path_factory) -> Path:
                                 embedding=np.zeros(128), face_index=i, person=f[6]))
     result = RunResult(None, stats, gallery, {"inputs": ["/photos"], "gallery": 10, "explain": False}, refs)
     people = [{"name": n, "faces": 1, "photos": 1, "tracks": 0, "videos": 0, "frames": 0, "weight": 1.0,
-               "shares": {c: 0.0 for c in CLASSES}, "dominant": "mixed", "dominant_uncertain": False, "typical": None, "most": None,
+               "shares": {c: 0.0 for c in CLASSES}, "dominant": "mixed", "dominant_uncertain": False,
+               "typical": None, "most": None,
                "least": None, "appearances": []} for n in ("person_1", "person_2")]
     return write_run_report(result, tmp_path_factory.mktemp("report") / "run.html", people=people)
 
