@@ -1,6 +1,8 @@
 """batchemo: faces, emotions and LIME explanations for whole collections of photos and videos.
 
-The public Python API; the command line (``batchemo ...``) is a thin layer over these functions.
+The public Python API; the command line (``batchemo ...``) is a thin layer over these functions:
+``analyze`` (a DataFrame) and ``run`` (a RunResult, what ``batchemo run`` writes files from) read photos
+and videos alike, with the options of ``RunOptions``.
 Every name is imported on first use (PEP 562), so ``import batchemo`` and each command load only the
 modules they need: start-up is part of every run.
 """
@@ -13,13 +15,14 @@ from .records import CLASSES
 
 #: public name -> the module that defines it
 _WHERE = {
-    "analyze": "engine", "analyze_video": "video", "analyze_videos": "video", "video_timeline": "video",
-    "VideoAnalysis": "video", "audit": "audit", "evaluate": "evaluate", "train": "train",
+    "RunOptions": "analysis", "RunResult": "analysis", "analyze": "analysis", "run": "analysis",
+    "analyze_video": "video", "analyze_videos": "video", "video_timeline": "video", "VideoAnalysis": "video",
+    "VideoOptions": "video", "audit": "audit", "evaluate": "evaluate", "train": "train",
     "EmotionModel": "model", "ModelError": "model", "load_model": "model",
 }
 
 __all__ = [
-    "analyze", "analyze_video", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
+    "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
     "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__",
 ]
 

@@ -50,9 +50,8 @@ def _per_photo(paths: list[Path], model, detector, totals: dict) -> int:
 def profile(folder: Path) -> None:
     import tempfile
 
-    from batchemo.cli.run import _people_views
+    from batchemo import run
     from batchemo.detect import make_detector
-    from batchemo.engine import run
     from batchemo.model import load_model
     from batchemo.people import assign
     from batchemo.report.run import write_run_report
@@ -61,12 +60,10 @@ def profile(folder: Path) -> None:
     model, detector, totals = load_model(), make_detector("hog"), defaultdict(float)
     _per_photo(paths[:1], model, detector, defaultdict(float))  # warm: interpreters, dlib models
     faces = _per_photo(paths, model, detector, totals)
-    result = run(folder, progress=False, keep_table=False)
-    refs = _clock(totals, "cluster", assign, result.faces)
+    result = run(folder, progress=False)  # the run names its people; they are named again here, timed
+    _clock(totals, "cluster", assign, result.faces)
     with tempfile.TemporaryDirectory() as tmp:
-        people = _people_views(result, refs, [], [])
-        _clock(totals, "report", write_run_report, result, Path(tmp) / "r.html", [], people,
-               len({r.person for r in refs if r.person}))
+        _clock(totals, "report", write_run_report, result, Path(tmp) / "r.html")
     n = len(paths)
     total = sum(totals.values())
     print(f"\nwhere the time goes per photo ({n} photos, {faces} faces, {model.runtime} runtime, warm)")
