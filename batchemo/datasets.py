@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .model import CLASSES, FER2013_CSV_ORDER, INPUT_SIZE, class_index
+from .sources import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 #: Folder names tried, in order, for each role of a split.
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "test", "publictest")}

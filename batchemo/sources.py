@@ -19,7 +19,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 _TOLERANCE = 1e-3  # seconds: a frame this close before a sampling instant still counts as on time
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: Image files batchemo reads, everywhere (media folders and labelled datasets alike).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 #: Longest side an image is decoded at. Faces stay large enough for the detector and the 48x48 CNN,

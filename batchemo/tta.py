@@ -112,14 +112,31 @@ def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(flat @ _rotation(float(degrees)), np.float32).reshape(np.shape(x))
 
 
-def views(x: np.ndarray, tta: str) -> list[np.ndarray]:
-    """The views of (N, 48, 48, 1) float32 faces that ``tta`` averages over."""
+#: A view that is the face's mirror image (left-right), in ``view_spec``.
+MIRROR = "mirror"
+
+
+def view_spec(tta: str) -> tuple[float | str, ...]:
+    """What each view of a way is, in order: 0.0 the face itself, a number a turn by that many degrees,
+    ``MIRROR`` its mirror image. The one definition of the views, for ``views`` here (numpy) and for
+    training's reads (TensorFlow ops): the two cannot drift apart."""
     tta = way(tta)
     if tta == "none":
-        return [x]
+        return (0.0,)
     if tta == "hflip":
-        return [x, x[:, :, ::-1]]
-    return [rotate(x, d) if d else x for d in _TURNS[tta]]
+        return (0.0, MIRROR)
+    return _TURNS[tta]
+
+
+def views(x, tta: str, mirror: Callable | None = None, turn: Callable | None = None) -> list:
+    """The views of (N, 48, 48, 1) float32 faces that ``tta`` averages over (``view_spec``).
+
+    ``mirror(x)`` and ``turn(x, degrees)`` apply one view; by default numpy's (a reversed width axis,
+    ``rotate``); training passes TensorFlow ops computing the same pixels.
+    """
+    mirror = mirror or (lambda v: v[:, :, ::-1])
+    turn = turn or rotate
+    return [mirror(x) if s == MIRROR else turn(x, s) if s else x for s in view_spec(tta)]
 
 
 def read(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tta: str) -> np.ndarray:

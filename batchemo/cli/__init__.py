@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..detect import DetectorUnavailable
     from ..model import ModelError
     from ..people import PeopleUnavailable
-    from ..train import TrainingError
+    from .train import TrainingError
 
     args = build_parser().parse_args(argv)
     known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError, PeopleUnavailable)

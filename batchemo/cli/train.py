@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..train import TEACHER_TTA  # light: keras and tensorflow load when a model is built
+from ..training.recipe import TEACHER_TTA, TrainingError  # noqa: F401 (light: keras loads when a model is built)
 from ..tta import WAYS as TTA_WAYS
 from .options import add_model, at_least, log
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from ..train import Recipe, train
+    from ..training import Recipe, train
 
     recipe = None
     if not a.resume or a.epochs is not None:
