@@ -13,7 +13,7 @@ import numpy as np
 from ..datasets import LabelledSet
 from ..records import CLASSES
 from ..tta import passes as tta_passes
-from ..tta import turn_matrix
+from ..tta import turn_entries
 from ..tta import views as tta_views
 from .recipe import Recipe
 
@@ -189,13 +189,16 @@ def datasets(train: LabelledSet, val: LabelledSet, recipe: Recipe, teacher_probs
 
 
 def read_views(x, way: str) -> list:
-    """The views of a float (N, 48, 48, 1) batch that ``way`` averages, as TF ops: ``tta.views`` itself,
-    with a turn as the product with ``tta.turn_matrix`` (the same pixels as numpy's sparse turn)."""
+    """The views of a float (N, 48, 48, 1) batch that ``way`` averages, as TF ops: ``tta.views`` itself, with
+    a turn as a sparse product with ``tta``'s own turn matrix (the same pixels as numpy's turn)."""
     import tensorflow as tf
 
     def turn(v, degrees):
+        idx, weights, shape = turn_entries(degrees)
+        r = tf.sparse.SparseTensor(idx, weights, shape)  # faces @ R: input pixel (row) -> output pixel (column)
         flat = tf.reshape(v, [tf.shape(v)[0], -1])
-        return tf.reshape(flat @ tf.constant(turn_matrix(degrees)), tf.shape(v))
+        return tf.reshape(tf.transpose(tf.sparse.sparse_dense_matmul(r, tf.transpose(flat), adjoint_a=True)),
+                          tf.shape(v))
 
     return tta_views(x, way, mirror=lambda v: tf.reverse(v, axis=[2]), turn=turn)
 
