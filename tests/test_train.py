@@ -547,22 +547,31 @@ def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path,
         assert state["best_by_tta"][way][0] == pytest.approx(card.validation_accuracy_tta[way], abs=1e-4)
 
 
+@pytest.fixture(scope="module")
+def mirror_run(tiny_dataset, tmp_path_factory):
+    """``--recipe mirror --fit-read`` for 1 epoch, then resumed to 2 in a new interpreter (nothing registered
+    there yet: the mirror layers must be before the checkpoint is read). Its model path."""
+    out = tmp_path_factory.mktemp("mirror") / "mirror.keras"
+    train(tiny_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16,
+                                                        fit_read=True), log=lambda m: None)
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys; from batchemo.training import Recipe, train; "
+         "train(sys.argv[1], sys.argv[2], recipe=Recipe(epochs=2), resume=True)", str(tiny_dataset), str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
 @pytest.mark.training
-def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
+def test_mirror_network_is_its_own_flip_average(mirror_run, folder_dataset, tmp_path):
     """--arch mirror: one pass gives the flip-averaged answer; it resumes in a fresh process (its custom
-    layers registered before the checkpoint is read) and ships as plain layers at default's cost."""
+    layers registered before the checkpoint is read: ``mirror_run``) and ships as plain layers at default's
+    cost; --init starts from its checkpoint's weights, or from the shipped file unfolded."""
     import keras
 
     from batchemo.training import build, count_macs
 
-    out = tmp_path / "mirror.keras"
-    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16),
-          log=lambda m: None)
-    r = subprocess.run(  # a new interpreter: nothing registered yet
-        [sys.executable, "-c", "import sys; from batchemo.training import Recipe, train; "
-         "train(sys.argv[1], sys.argv[2], recipe=Recipe(epochs=2), resume=True)", str(folder_dataset), str(out)],
-        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    out = copy_run(mirror_run, tmp_path / "run")  # this test removes the checkpoint folder below
     assert json.loads((checkpoint_dir(out) / "state.json").read_text())["epoch"] == 2
     model = load_model(out)
     assert model.tta == "rot5" and model.card.architecture == "mirror"  # its second pass: two turns, not a flip
@@ -585,7 +594,7 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     train(folder_dataset, ft, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16, lr=0.0,
                                                          init=str(out)), log=lambda m: None)
     start, got = build("mirror"), build("mirror")
-    start.load_weights(checkpoint_dir(out) / "best-none.weights.h5")
+    start.load_weights(checkpoint_dir(out) / "best-rot5.weights.h5")  # the epoch the card reads: its way
     got.load_weights(checkpoint_dir(ft) / "best-none.weights.h5")
     before, after = start.get_weights(), got.get_weights()
     assert all(np.array_equal(b, a) for b, a in zip(before, after) if b.ndim >= 2)
@@ -620,7 +629,7 @@ def test_teachers_read_as_their_architecture_allows():
 
 
 @pytest.mark.training
-def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_path):
+def test_fitting_the_read_trains_on_the_mean_of_its_views(mirror_run):
     """--fit-read: training's views are tta.views' pixels, the loss reads their mean, the run resumes, and
     the student alone ships; a read of one view is refused."""
     import keras
@@ -640,10 +649,7 @@ def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_pa
     assert np.abs(both.predict(tta.views(x, "rot5"), verbose=0)
                   - tta.read(lambda b: net.predict(b, verbose=0), x, "rot5")).max() < 1e-5
 
-    out = tmp_path / "fit.keras"
-    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16,
-                                                          fit_read=True), log=lambda m: None)
-    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=lambda m: None)
+    out = mirror_run
     state = json.loads((checkpoint_dir(out) / "state.json").read_text())
     assert state["epoch"] == 2 and state["recipe"]["fit_read"]
     # Keras's own validation pass went through the read: its accuracy is the two-turn one, every epoch
