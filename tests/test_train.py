@@ -316,25 +316,37 @@ def test_expected_calibration_error():
     assert expected_calibration_error(overconfident, labels) < 0.011
 
 
-@pytest.mark.training
-def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def distilled_run(tiny_dataset, tmp_path_factory):
+    """A 1-epoch distillation run taught by the shipped model and an untrained one (SGD + Nesterov, mixup,
+    label smoothing): (model path, the two teachers' paths). Tests resume or change copies of it."""
     import keras
 
     from batchemo.model import DEFAULT_MODEL_PATH
     from batchemo.training import build
 
-    shipped = tmp_path / "teachers" / "shipped.keras"
+    root = tmp_path_factory.mktemp("distilled")
+    shipped = root / "teachers" / "shipped.keras"
     shipped.parent.mkdir()
     shipped.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
-    untrained = tmp_path / "teachers" / "untrained.keras"
+    untrained = root / "teachers" / "untrained.keras"
     keras.utils.set_random_seed(3)
     build("default").save(untrained)
-
-    out = tmp_path / "student.keras"
-    logs = []
+    out = root / "run" / "student.keras"
+    out.parent.mkdir()
     recipe = Recipe(epochs=1, batch_size=16, patience=50, optimizer="sgd-nesterov", lr=0.01, mixup=0.2,
                     label_smoothing=0.05, teachers=[str(shipped), str(untrained)], distill_alpha=0.7)
-    train(folder_dataset, out, recipe=recipe, log=logs.append)
+    train(tiny_dataset, out, recipe=recipe, log=lambda m: None)
+    return out, shipped, untrained
+
+
+@pytest.mark.training
+def test_distillation_runs_resumes_and_fills_the_card(distilled_run, folder_dataset, tmp_path):
+    import keras
+
+    run, shipped, untrained = distilled_run
+    out = copy_run(run, tmp_path)
+    logs = []
     ckpt = checkpoint_dir(out)
     state = json.loads((ckpt / "state.json").read_text())
     assert [t["file"] for t in state["teachers"]] == ["shipped.keras", "untrained.keras"]
@@ -367,6 +379,7 @@ def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
     assert card["recipe"]["teachers"] == ["shipped.keras", "untrained.keras"]  # names, not paths
     assert card["training_data"] == folder_dataset.name + "/"
     assert str(tmp_path) not in ModelCard.path_for(out).read_text()
+    assert str(run.parent.parent) not in ModelCard.path_for(out).read_text()
 
 
 @pytest.mark.training
@@ -689,15 +702,11 @@ def test_weight_averaging_keeps_the_running_mean_across_a_resume(trained_run, re
 
 
 @pytest.mark.training
-def test_a_run_stopped_before_its_first_epoch_ended_resumes_with_its_teachers_targets(folder_dataset, tmp_path):
+def test_a_run_stopped_before_its_first_epoch_ended_resumes_with_its_teachers_targets(distilled_run, folder_dataset,
+                                                                                     tmp_path):
     """The teachers' pass is the first half hour of a distillation run: a stop before epoch 1 is saved keeps it."""
-    from batchemo.model import DEFAULT_MODEL_PATH
-
-    teacher = tmp_path / "teacher.keras"
-    teacher.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
-    out = tmp_path / "s.keras"
+    out = copy_run(distilled_run[0], tmp_path)
     ckpt = checkpoint_dir(out)
-    train(folder_dataset, out, recipe=dataclasses.replace(_tiny_recipe(1), teachers=[str(teacher)]), log=lambda m: None)
     probs = np.load(ckpt / "teacher_probs.npy")
     # what a stop during the first epoch leaves: the cached targets and a state of epoch 0, no last.keras
     state = json.loads((ckpt / "state.json").read_text())
