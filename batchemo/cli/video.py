@@ -28,7 +28,7 @@ def cmd_video(a: argparse.Namespace) -> int:
         paths, model=a.model, fps=a.fps, detector=a.detector, smooth=a.smooth or None,
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
-        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known,
+        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, tolerance=a.tolerance,
     )
     for r in results:
         if r.status != STATUS_FAILED:
@@ -74,7 +74,9 @@ def add_parser(sub) -> None:
         description="Decode each VIDEO as a stream, sample frames at their own timestamps, find the faces, "
         "follow each face from frame to frame (a stable face_id), and classify its emotion. Writes one CSV "
         "row per face per sampled frame (video, frame, time, face_id, box, detector score, label, confidence, "
-        "the 7 raw probabilities p_* and the smoothed ps_*), and an HTML report with, per face, a timeline "
+        "the 7 raw probabilities p_*, the smoothed ps_* and uncertain: the raw label below 50% probability), "
+        "and an HTML "
+        "report with, per face, a timeline "
         "chart, the dominant emotion per segment, time on screen, keyframes and LIME heatmaps. A folder is "
         "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
         "photo given by mistake) gets one line on stderr and the others go on (a truncated one keeps the "
