@@ -84,6 +84,8 @@ def check_writable(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     shown = printable(str(path))
+    if len(os.fsencode(path.name)) > 255:  # NAME_MAX on every common file system (checked exactly below)
+        raise OSError(f"{shown}: cannot write there: the file name is longer than 255 bytes")
     if path.is_dir():
         raise OSError(f"{shown}: is a folder, expected a file name")
     if os.path.exists(path) and not path.is_file():
@@ -347,8 +349,12 @@ class TableWriter:
         ``fill``: cells known only once every row is in (a face's ``person`` needs the whole run), by row
         number: the rows are streamed once more through a second temp file, so memory stays flat.
         """
-        with writing(self.path):
-            return self._close(fill)
+        try:
+            with writing(self.path):
+                return self._close(fill)
+        except BaseException:  # a full disk while finishing: no temp file left, the earlier file untouched
+            self.abort()
+            raise
 
     def _close(self, fill: dict[int, dict] | None) -> Path:
         if self.format == "parquet":
