@@ -124,7 +124,7 @@ def load_folder(folder: str | os.PathLike, require_all: bool = False, n_jobs: in
             else:
                 images.append(face)
                 labels.append(idx)
-                sources.append(p)
+                sources.append(printable(p))  # a name only (the face is decoded): escaped, tables stay valid
     if not images:
         raise DatasetError(f"{folder}: no readable images")
     return LabelledSet(np.stack(images), np.asarray(labels, np.int64), sources, str(folder), unreadable + skipped)
