@@ -28,7 +28,7 @@ from .explain import LIME_SAMPLES
 from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Faces,
 )
-from .sources import SourceError, VideoStream, is_image, is_video
+from .sources import SourceError, VideoStream, is_image, is_video, printable
 from .track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
 
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
@@ -217,8 +217,9 @@ def video_timeline(
     det = _resolve_detector(detector, detector_options)
     det_name = getattr(det, "name", str(detector))
     t_start = _clock.time()
+    shown = printable(str(path))  # the video's name in rows and reports: escaped if not UTF-8 (pandas refuses it)
     info = {
-        "video": str(path), "name": os.path.basename(str(path)), "status": STATUS_FAILED, "reason": "",
+        "video": shown, "name": os.path.basename(shown), "status": STATUS_FAILED, "reason": "",
         "warnings": [], "width": 0, "height": 0, "fps_nominal": 0.0, "frame_count": 0, "duration": 0.0,
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
         "fps": fps, "smooth": smooth or None, "detector": det_name,
@@ -242,7 +243,7 @@ def video_timeline(
     if max_gap is None:
         max_gap = max(2.0, 3.0 / fps) if fps > 0 else 2.0
     tracker = FaceTracker(max_gap=max_gap)
-    state = _State(em, thumb_side, filmstrip, str(path))
+    state = _State(em, thumb_side, filmstrip, shown)
     from tqdm.auto import tqdm
 
     from .engine import find_faces
@@ -254,7 +255,7 @@ def video_timeline(
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
-                faces = tracker.track(find_faces(frame.rgb, frame.scale, det, str(path), frame.index, frame.time,
+                faces = tracker.track(find_faces(frame.rgb, frame.scale, det, shown, frame.index, frame.time,
                                                  embed=people))
                 state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
                 if state.pending_faces >= batch_faces or len(state.pending) >= 16:
@@ -291,7 +292,7 @@ def video_timeline(
         frames_decoded=stream.frames_decoded, frames_sampled=stream.frames_sampled,
         sample_period=sample_period, faces=n_faces, seconds=_clock.time() - t_start,
     )
-    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, str(path)))
+    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, shown))
 
 
 def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector=DEFAULT_DETECTOR,

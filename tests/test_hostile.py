@@ -168,11 +168,21 @@ def test_a_fifo_named_like_a_video_does_not_hang_video(specials, tmp_path):
 
 # ---------------------------------------------------------------- one run over the whole corpus
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory, untrained_model_path):
+def hostile_run(tmp_path_factory, untrained_model_path, astronaut_rgb):
     """``batchemo run`` over odd names, special files, deep folders and 1,003 empty photos, with all outputs."""
+    import cv2
+
     src = tmp_path_factory.mktemp("hostile")
     noise(src / "good.jpg")
     noise(src / BAD_NAME, seed=1)
+    clip = src / "plain.avi"  # a video with a face, then renamed to a name that is not UTF-8
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 8, (400, 300))
+    for k in range(16):
+        frame = np.zeros((300, 400, 3), np.uint8)
+        frame[20:276, 10 + 5 * k: 266 + 5 * k] = astronaut_rgb[::2, ::2, ::-1]
+        writer.write(frame)
+    writer.release()
+    clip.rename(src / os.fsdecode(b"clip\xff.avi"))
     (src / "new\nline.jpg").write_bytes(b"")  # fails: its stderr line must stay one line
     os.mkfifo(src / "pipe.mp4")
     os.mkfifo(src / "pipe.jpg")
@@ -194,12 +204,15 @@ def test_every_hostile_input_gets_a_row_and_the_files_stay_valid(hostile_run):
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
     rows = json.loads((out / "faces.json").read_text(encoding="utf-8"))  # strict UTF-8, valid JSON
     table = pd.read_csv(out / "faces.csv", encoding="utf-8")
-    # good, bad name, newline name, 2 FIFOs, the device link, the deep photo, the empty ones
-    assert len(rows) == len(table) == 1 + 1 + 1 + 2 + 1 + 1 + 1003
+    # good, bad name, the video, newline name, 2 FIFOs, the device link, the deep photo, the empty ones
+    assert len(rows) == len(table) == 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1003
     by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
     assert by_name["bad\\xff\\xfename.jpg"]["status"] == "no_faces"  # escaped, and analysed
     assert by_name["new\\nline.jpg"]["reason"] == "empty file (0 bytes)"
     assert by_name["deep.jpg"]["status"] == "no_faces"
+    assert by_name["clip\\xff.avi"]["status"] == "video" and "1 face tracked" in by_name["clip\\xff.avi"]["reason"]
+    timeline = pd.read_csv(out / "r.timeline.csv", encoding="utf-8")
+    assert len(timeline) > 0 and set(timeline["video"]) == {f"{src}/clip\\xff.avi"}
     assert by_name["pipe.jpg"]["reason"] == "a named pipe (FIFO), not a regular file: not read"
     assert by_name["pipe.mp4"]["status"] == "failed" and "named pipe" in by_name["pipe.mp4"]["reason"]
     assert by_name["rand.jpg"]["reason"].startswith("a character device (a link to /dev/urandom)")

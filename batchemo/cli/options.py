@@ -282,7 +282,7 @@ def _resume_line(cache: Path, paths: list[str], own: bool) -> str:
         done = sum(1 for _ in cache.glob("*/*.pkl"))
         return (f"{min(done, images)} of {images} images are done and kept in {printable(str(cache))}: run the same "
                 "command again to continue where it stopped")
-    return (f"finished images are kept in {printable(str(cache))} (of {images}): run the same command again "
+    return (f"the finished images (of {images}) are kept in {printable(str(cache))}: run the same command again "
             "to continue where it stopped")
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..gallery import GALLERY_SIZE
-from ..sources import MAX_PIXELS
+from ..sources import MAX_PIXELS, printable
 from .options import (
     add_cache, add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
     detector_options, err, log, log_problems, load_known, number, report_file, resumable, table_file,
@@ -163,7 +163,7 @@ def _video_rows(links: list[dict], written: list, video_roots: dict) -> list[dic
     """A table row per video: status ``video`` (its faces are in the timeline) or ``failed``, and why."""
     from ..records import STATUS_FAILED, STATUS_VIDEO
 
-    roots = {str(path): root for path, root in video_roots.items()}
+    roots = {printable(str(path)): root for path, root in video_roots.items()}  # as video.py names them
     timeline = next((p.name for p in written if str(p).endswith(".timeline.csv")), "the timeline CSV")
     rows = []
     for v in links:
