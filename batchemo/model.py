@@ -248,6 +248,7 @@ class ModelCard:
                 want = "a number"
             else:
                 ok = isinstance(v, type(default)) and not (isinstance(v, bool) and not isinstance(default, bool))
+                ok = ok or (type(default) is int and isinstance(v, float) and v.is_integer())  # 3.0 epochs is 3
                 want = "a whole number" if type(default) is int else kind(default)
             if not ok:
                 return f"{f.name!r} is {kind(v)}, expected {want}"
