@@ -401,6 +401,17 @@ def test_a_dataset_folder_with_an_undecodable_name_and_deep_folders(tmp_path):
     assert data.skipped == [(str(tmp_path / "sad" / "pipe.jpg"), "unreadable or not an image")]
 
 
+def test_known_faces_in_deep_folders_and_special_files_are_skipped_with_reasons(tmp_path):
+    from batchemo.detect import make_detector
+    from batchemo.engine import load_known_faces
+
+    noise(nest(tmp_path / "Ada", 1100) / "deep.jpg")
+    os.mkfifo(tmp_path / "Ada" / "pipe.jpg")
+    known = load_known_faces(tmp_path, make_detector("haar"))
+    assert sorted((Path(p).name, why) for p, why in known.skipped) == [
+        ("deep.jpg", "no face to recognise"), ("pipe.jpg", "a named pipe (FIFO), not a regular file: not read")]
+
+
 def test_a_full_disk_names_the_output_and_keeps_the_earlier_file(tmp_path, monkeypatch):
     from batchemo import outputs
 
