@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--model")
     a = ap.parse_args()
 
-    from batchemo.engine import run
+    from batchemo import run
     from batchemo.report.run import summary
 
     photos = SHARED / "media" / "photos"
