@@ -290,10 +290,10 @@ def test_a_suffix_that_does_not_match_what_is_written_is_refused(tmp_path, args,
 
 
 def test_an_output_that_cannot_be_created_is_found_before_the_first_photo(tmp_path, monkeypatch):
-    from batchemo import engine, outputs
+    from batchemo import analysis, outputs
 
     noise(tmp_path / "a.jpg")
-    monkeypatch.setattr(engine, "run", lambda *a, **k: pytest.fail("analysis ran before the output check"))
+    monkeypatch.setattr(analysis, "run", lambda *a, **k: pytest.fail("analysis ran before the output check"))
     rc, _, err = cli("run", str(tmp_path), "--report", "/proc/r.html", "-q")
     assert rc == 2 and err.startswith("batchemo: error: /proc/r.html: cannot write there:")
     real = outputs.tempfile.mkstemp
@@ -540,7 +540,7 @@ def test_a_damaged_cache_entry_is_recomputed_and_failures_are_not_cached(tmp_pat
     assert pd.read_csv(tmp_path / "t.csv").equals(first)
     import pickle
 
-    assert all(isinstance(pickle.loads(e.read_bytes()), list) for e in entries)  # rewritten whole
+    assert sorted(Path(pickle.loads(e.read_bytes()).path).name for e in entries) == ["a.jpg", "b.jpg"]  # rewritten
     calls.clear()
     rc, out, _ = cli(*args)
     assert rc == 0 and calls == ["broken.jpg"] and cache.is_dir()  # only the failure is tried again; --cache kept
