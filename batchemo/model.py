@@ -103,11 +103,50 @@ class ModelCard:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
-            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-            return cls(**known)
-        except (ValueError, TypeError) as e:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
             raise ModelError(f"{path}: unreadable model card ({e})") from None
+        problem = cls._problem(data)
+        if problem:
+            raise ModelError(f"{path}: unreadable model card: {problem}")
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def _problem(cls, data) -> str:
+        """What makes a card's JSON unusable ("'preprocessing' is a number, expected an object"), or "".
+
+        Each known field must have its default's JSON type (a float field takes any number or null); which
+        classes the list names is checked where the model is loaded (the message names the model).
+        """
+        import dataclasses
+
+        def kind(v) -> str:
+            return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+                type(v), "a number")
+
+        if not isinstance(data, dict):
+            return f"the file holds {kind(data)}, expected an object of fields"
+        for f in dataclasses.fields(cls):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if f.name not in data:
+                if required:
+                    return f"no {f.name!r} field"
+                continue
+            v = data[f.name]
+            default = "" if required else f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if default is None or isinstance(default, float):
+                ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                want = "a number"
+            else:
+                ok = isinstance(v, type(default)) and not (isinstance(v, bool) and not isinstance(default, bool))
+                ok = ok or (type(default) is int and isinstance(v, float) and v.is_integer())  # 3.0 epochs is 3
+                want = "a whole number" if type(default) is int else kind(default)
+            if not ok:
+                return f"{f.name!r} is {kind(v)}, expected {want}"
+        tta = data.get("preprocessing", {}).get("tta", "none")
+        if not isinstance(tta, (str, bool)):
+            return f"'preprocessing.tta' is {kind(tta)}, expected a way's name (hflip, rot5, turns or none)"
+        return ""
 
 
 class EmotionModel:
