@@ -291,7 +291,8 @@ def run(
     paths = list(paths)
     detector_options = dict(detector_options or {})
     found = collect(paths)  # a missing path fails here, before the model's 10 s load
-    make_detector(detector, **detector_options)  # fail fast (missing dlib, bad option) before any work
+    # fail fast (missing dlib, bad option) before any work; 'auto' becomes the detector actually used
+    detector = make_detector(detector, **detector_options).name
     settings = RunSettings(
         model_path=str(model) if model else None, detector=detector, detector_options=detector_options,
         explain=explain, lime=LimeSettings(num_samples=lime_samples, seed=seed),

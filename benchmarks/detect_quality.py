@@ -36,7 +36,7 @@ IOU = 0.4
 # 'hog-plain' is dlib's HOG alone at dlib's own threshold (0), as face_recognition runs it: no CNN check
 # 'haar-1.3' is the cascade at the seed's scaleFactor 1.3 (batchemo's haar now searches at 1.1)
 VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None)}
-COLLECT_BELOW = {"hog": -0.5}  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
+COLLECT_BELOW = {"hog": -0.5, "yunet": 0.0}  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
 
 
 # ---------------------------------------------------------------- scoring
@@ -188,14 +188,17 @@ def run_detector(det, images) -> tuple[list, float]:
     return results, (time.perf_counter() - t) / len(images)
 
 
-def alignment(n: int, seed: int = 2) -> None:
+def alignment(n: int, name: str, seed: int = 2) -> None:
+    """Classify n turned FER faces found by detector ``name``, cropped unaligned and aligned (same faces,
+    turns and places for every detector: the generator is seeded the same)."""
     import cv2
 
-    from batchemo.detect import DEFAULT_DETECTOR, align_face, crop_face, make_detector, to_gray
+    from batchemo.detect import align_face, crop_face, make_detector, to_gray
     from batchemo.model import load_model
 
     model = load_model()
-    det = make_detector(DEFAULT_DETECTOR, min_size=64)  # faces here are ~110 px: no need to upsample
+    det = make_detector(name, min_size=64)  # faces here are ~110 px: no need to upsample
+    DEFAULT_DETECTOR = det.name
     rng = np.random.default_rng(seed)
     faces = _fer_faces(n, seed)
     bg = cv2.resize(_backgrounds()[0], (480, 360), interpolation=cv2.INTER_AREA)
@@ -235,7 +238,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--composites", type=int, default=30, help="generated images (default 30, ~55 faces)")
     ap.add_argument("--align", type=int, default=500, help="FER faces for the alignment measurement (0: skip)")
-    ap.add_argument("--detectors", default="haar-1.3,haar,hog-plain,hog,cnn")
+    ap.add_argument("--align-detectors", default="yunet,hog", help="detectors for the alignment measurement")
+    ap.add_argument("--detectors", default="yunet,hog,haar,cnn")
     ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
     ap.add_argument("--cnn-composites", type=int, default=10,
                     help="cnn scores only the first N composites (default 10: it takes ~10 s per image)")
@@ -252,7 +256,8 @@ def main() -> None:
         extra[k] = [float(x) for x in v.split(",")]
     sets = {"real": real_set(), "composite": composite_set(a.composites)}
     nfaces = {k: sum(len(f) for _, _, f, _ in v) for k, v in sets.items()}
-    print(f"Detection: real = {len(sets['real'])} images ({nfaces['real']} faces: 9 photos, 11 clip frames), "
+    print(f"Detection: real = {len(sets['real'])} images ({nfaces['real']} faces: 9 photos, "
+          f"{len(sets['real']) - 9} clip frames), "
           f"composite = {len(sets['composite'])} images ({nfaces['composite']} faces); IoU >= {IOU}")
     print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'s/image':>8s}")
     for label in names:
@@ -263,6 +268,8 @@ def main() -> None:
             default = make_detector(name, **options).min_score
         det.detect(sets["real"][0][1])  # warm up (model files, first-call setup)
         for set_name, images in sets.items():
+            if not images:
+                continue
             if name == "cnn" and set_name == "composite":
                 images = images[: a.cnn_composites]
                 set_name = f"comp[:{len(images)}]"
@@ -272,8 +279,8 @@ def main() -> None:
             for th in extra.get(label, []):
                 r, p, tp, n, fp = pr_at(results, th)
                 print(f"{'':9s}   at min_score {th:g}: recall {r:.1%} precision {p:.1%} ({tp}/{n}, {fp} false)")
-    if a.align:
-        alignment(a.align)
+    for name in filter(None, a.align_detectors.split(",")) if a.align else ():
+        alignment(a.align, name)
 
 
 if __name__ == "__main__":
