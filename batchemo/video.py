@@ -29,7 +29,7 @@ from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Faces,
 )
 from .sources import SourceError, VideoStream, is_image, is_video
-from .track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
+from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, smooth_timeline
 
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
@@ -44,6 +44,47 @@ _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 #: for 1.4x the detection time. 1.1 (the photo default) finds more but also false faces (on the astronaut's
 #: suit) that become tracks of their own.
 VIDEO_HAAR_OPTIONS = {"scale_factor": 1.2, "min_neighbors": 5}
+
+
+#: How often per second of video the whole frame is searched when frames are sampled faster (``--fps 0``:
+#: every frame); faces are followed by their landmarks in between (track.FaceFollower). 6 per second
+#: kept every face of the shared clip and made every frame faster than real time (benchmarks/video_speed.py).
+DETECT_FPS = 6.0
+
+
+#: Seconds between two identity embeddings of one face (dlib's ResNet, the largest cost per face): a
+#: track's identity is the mean of its embeddings, and at 2 fps every sample is still embedded.
+EMBED_PERIOD = 0.5
+
+
+def _embed_due(faces: Faces, rgb: np.ndarray, scale: float, last: dict[int, float],
+               period: float = EMBED_PERIOD) -> None:
+    """Fill ``faces.embeddings`` for the faces whose track was last embedded ``period`` s ago or never
+    (others get a NaN row and the reason); ``last`` maps face id -> time of its last embedding."""
+    from .people import EMBED_DIM
+    from .people import embed as embed_faces
+
+    n, t = len(faces), faces.time or 0.0
+    faces.embeddings = np.full((n, EMBED_DIM), np.nan, np.float32)
+    faces.embed_reasons = ["embedded at another moment of its track"] * n
+    due = [i for i in range(n) if t - last.get(int(faces.track_ids[i]), -math.inf) >= period - 1e-6]
+    if not due:
+        return
+    boxes = np.round(faces.boxes[due] * scale).astype(np.int64)
+    marks = None if faces.landmarks is None else faces.landmarks[due] * scale
+    vecs, reasons = embed_faces(rgb, boxes, marks, scale)
+    for j, i in enumerate(due):
+        faces.embeddings[i], faces.embed_reasons[i] = vecs[j], reasons[j]
+        last[int(faces.track_ids[i])] = t
+
+
+def detect_every(fps: float, video_fps: float, detect_fps: float = DETECT_FPS) -> int:
+    """Every how many sampled frames the whole frame is searched: 1 when frames are sampled at most
+    ``detect_fps`` times a second (the default 2 fps: every sample), more when sampled faster."""
+    rate = fps if fps > 0 else (video_fps or 30.0)
+    if detect_fps <= 0:
+        return 1
+    return max(1, int(rate / detect_fps + 0.5))
 
 
 # ---------------------------------------------------------------- what the report keeps
@@ -202,6 +243,7 @@ def video_timeline(
     thumb_side: int = 400,
     filmstrip: int = 12,
     max_gap: float | None = None,
+    detect_fps: float = DETECT_FPS,
     batch_faces: int = 64,
     min_face_samples: int = 3,
     jobs: int = 2,
@@ -221,7 +263,7 @@ def video_timeline(
         "video": str(path), "name": os.path.basename(str(path)), "status": STATUS_FAILED, "reason": "",
         "warnings": [], "width": 0, "height": 0, "fps_nominal": 0.0, "frame_count": 0, "duration": 0.0,
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
-        "fps": fps, "smooth": smooth or None, "detector": det_name,
+        "fps": fps, "smooth": smooth or None, "detector": det_name, "detect_fps": detect_fps,
         "detector_options": dict(detector_options) if detector_options is not None else _options_of(det),
         "explain_keyframes": explain_keyframes, "lime_samples": lime_samples,
         "min_face_samples": min_face_samples, "model": dict(em.card.__dict__),
@@ -242,6 +284,8 @@ def video_timeline(
     if max_gap is None:
         max_gap = max(2.0, 3.0 / fps) if fps > 0 else 2.0
     tracker = FaceTracker(max_gap=max_gap)
+    follower = FaceFollower(det, detect_every(fps, vinfo.fps, detect_fps))
+    embedded: dict[int, float] = {}  # face id -> time of its last identity embedding
     state = _State(em, thumb_side, filmstrip, str(path))
     from tqdm.auto import tqdm
 
@@ -254,8 +298,10 @@ def video_timeline(
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
-                faces = tracker.track(find_faces(frame.rgb, frame.scale, det, str(path), frame.index, frame.time,
-                                                 embed=people))
+                faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, str(path), frame.index,
+                                                 frame.time))
+                if people:
+                    _embed_due(faces, frame.rgb, frame.scale, embedded)
                 state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
                 if state.pending_faces >= batch_faces or len(state.pending) >= 16:
                     state.flush()

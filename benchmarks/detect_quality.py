@@ -218,8 +218,12 @@ def alignment(n: int, name: str, seed: int = 2) -> None:
             found = det.detect(img)
             if not found:
                 continue
+            # the detection whose centre lies in the face's box: yunet frames the whole pasted square as a
+            # head (FER's crops have no hair or chin around them), so IoU with FER's face region says
+            # little about whether the face was found; alignment is what is measured here
             best = max(found, key=lambda d: _iou((d.box.x, d.box.y, d.box.w, d.box.h), box))
-            if _iou((best.box.x, best.box.y, best.box.w, best.box.h), box) < IOU:
+            cx, cy = best.box.center
+            if not (box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3]):
                 continue
             gray = to_gray(img)
             idx.append(i)
