@@ -46,6 +46,21 @@ _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 VIDEO_HAAR_OPTIONS = {"scale_factor": 1.2, "min_neighbors": 5}
 
 
+#: The smoothing time constant by default, seconds (None or 0: off). benchmarks/smoothing.py on the shared
+#: clip: 1 s halves the label changes per minute at the default 2 fps (36.6 -> 16.7) and cuts them 10x
+#: when every frame is read (179 -> 18.6), for about 1 s of lag; 0.5 s left 2 fps flickering (30 a minute).
+SMOOTH = 1.0
+
+#: How the timeline's columns are named in the CSV/JSON a user reads (``timeline_table``): the smoothed
+#: values take the plain names, the CNN's per-sample values the ``raw_`` ones, so that nobody reads one
+#: for the other. In memory (``analyze_video``, the report) they keep TIMELINE_COLUMNS' names.
+CSV_NAMES = {"label_smoothed": "label", "confidence_smoothed": "confidence", "label": "raw_label",
+             "confidence": "raw_confidence", **{f"ps_{c}": f"p_{c}" for c in CLASSES},
+             **{f"p_{c}": f"raw_p_{c}" for c in CLASSES}}
+#: The columns of the timeline CSV/JSON, in order (documented in ``batchemo video --help``).
+CSV_COLUMNS = ["video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
+               *(f"p_{c}" for c in CLASSES), "raw_label", "raw_confidence", *(f"raw_p_{c}" for c in CLASSES)]
+
 #: How often per second of video the whole frame is searched when frames are sampled faster (``--fps 0``:
 #: every frame); faces are followed by their landmarks in between (track.FaceFollower). 6 per second
 #: kept every face of the shared clip and made every frame faster than real time (benchmarks/video_speed.py).
@@ -233,7 +248,7 @@ def video_timeline(
     model=None,
     fps: float = 2.0,
     detector=DEFAULT_DETECTOR,
-    smooth: float | None = None,
+    smooth: float | None = SMOOTH,
     explain_keyframes: int = 0,
     *,
     detector_options: dict | None = None,
@@ -341,13 +356,15 @@ def video_timeline(
 
 
 def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector=DEFAULT_DETECTOR,
-                  smooth: float | None = None, explain_keyframes: int = 0, **options):
+                  smooth: float | None = SMOOTH, explain_keyframes: int = 0, **options):
     """The emotion timeline of one video: a pandas DataFrame, one row per face per sampled frame.
 
     ``model``: an EmotionModel, a .keras path, or None for the shipped one (loaded once per process).
-    ``fps``: sampling rate (0: every frame). ``detector``: a name or a detector object (haar's options
-    default to VIDEO_HAAR_OPTIONS; others via ``detector_options``). ``smooth``: time constant in seconds of
-    the per-face exponential smoothing (None: off). ``explain_keyframes``: LIME heatmaps for that many
+    ``fps``: sampling rate (0: every frame; the whole frame is then searched ``detect_fps`` times a second
+    and faces are followed between). ``detector``: a name ('auto': yunet where installed, else hog) or a
+    detector object (haar's options default to VIDEO_HAAR_OPTIONS; others via ``detector_options``);
+    ``attrs["detector"]`` names the one used. ``smooth``: time constant in seconds of the per-face
+    exponential smoothing (default SMOOTH; None or 0: off). ``explain_keyframes``: LIME heatmaps for that many
     keyframes per face seen in at least ``min_face_samples`` sampled frames, ``jobs`` at once.
     ``progress``: a tqdm bar (default on, as for ``analyze``).
 
@@ -535,7 +552,7 @@ def analyze_videos(
     model=None,
     fps: float = 2.0,
     detector=DEFAULT_DETECTOR,
-    smooth: float | None = None,
+    smooth: float | None = SMOOTH,
     explain_keyframes: int = 0,
     log: Callable[[str], None] | None = None,
     known=None,
@@ -584,7 +601,8 @@ def describe(result: VideoAnalysis) -> str:
 
 
 def timeline_table(results: Sequence[VideoAnalysis]):
-    """All videos' timelines as one DataFrame for CSV/JSON: TIMELINE_COLUMNS, times rounded to the
+    """All videos' timelines as one DataFrame for CSV/JSON: CSV_COLUMNS (smoothed ``label``, ``confidence``,
+    ``p_*``; the CNN's own per sample ``raw_label``, ``raw_confidence``, ``raw_p_*``), times rounded to the
     millisecond and probabilities to 1e-4 (the CSV stays readable; the CNN is not more precise than that).
 
     Videos without faces or that failed add no row; the header is always there.
@@ -593,10 +611,10 @@ def timeline_table(results: Sequence[VideoAnalysis]):
 
     parts = [r.timeline[TIMELINE_COLUMNS] for r in results if len(r.timeline)]
     if not parts:
-        return _empty_timeline()
+        return _empty_timeline().rename(columns=CSV_NAMES)[CSV_COLUMNS]
     out = pd.concat(parts, ignore_index=True)
     out.attrs = {}
     out["time"] = out["time"].round(3)
     for c in PROB_COLUMNS + SMOOTH_COLUMNS + ["confidence", "confidence_smoothed", "score"]:
         out[c] = out[c].round(4)
-    return out
+    return out.rename(columns=CSV_NAMES)[CSV_COLUMNS]
