@@ -118,72 +118,68 @@ def smooth_timeline(df, tau: float | None):
 
 
 class FaceFollower:
-    """A detector that runs in full only every ``every``-th frame and follows the faces it found between.
+    """A detector that searches the whole frame only every ``every``-th frame and follows its faces between.
 
-    Between full detections each face is followed by dlib's 5-point landmark predictor (~1 ms a face),
-    run on its last box moved by its last motion: the box moves with the landmarks' centre and scales
-    with their spread. A face whose landmarks jump (centre by more than ``max_step`` of its box, or spread
-    by more than 30%) or leave their box has drifted: it is dropped from that frame and the next frame is
-    searched in full. So a face that turns away is found again by the detector, which (yunet) also finds
-    profiles, and the tracker joins it to its track. Frames must come in order; call ``detect`` per frame.
-    ``full`` says whether the last call searched the whole frame (identity embeddings are taken there).
+    Between full searches each face is looked for again by the same detector in a small window around
+    its last box (``margin`` box widths on each side, resized so the face is ``face_px`` wide: about a
+    tenth of a 640x360 frame's pixels for a 40-px face), and its landmarks are refitted on the frame
+    itself. A face not found again in its window (it turned away, left, or the window lost it) means the
+    frame is searched in full, at once. So a face that turns is found again by the detector (yunet also
+    finds profiles) and the tracker joins it to its track. Frames must come in order, one ``detect`` call
+    each; ``full`` says whether the last call searched the whole frame.
     """
 
-    def __init__(self, detector, every: int = 5, max_step: float = 0.35):
+    def __init__(self, detector, every: int = 5, margin: float = 0.6, face_px: int = 48):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        self.detector, self.every, self.max_step = detector, int(every), float(max_step)
+        self.detector, self.every, self.margin, self.face_px = detector, int(every), float(margin), int(face_px)
         self.name = getattr(detector, "name", "")
-        self.landmarks = getattr(detector, "landmarks", False)
         self.last: list = []  # the previous frame's Detections
-        self.motion: list = []  # per previous detection: (dx, dy) px per frame
-        self.since = 0  # frames since the last full detection
+        self.since = 0  # frames since the last full search
         self.full = True
 
     def detect(self, rgb: np.ndarray) -> list:
         """The faces of this frame (``Detection``s in its pixels, left to right)."""
-        if self.every == 1 or not self.landmarks or not self.last or self.since + 1 >= self.every:
+        if self.every == 1 or not self.last or self.since + 1 >= self.every:
             return self._full(rgb)
-        followed, motion = [], []
-        for det, (dx, dy) in zip(self.last, self.motion):
-            moved = self._follow(rgb, det, dx, dy)
-            if moved is None:  # drifted: search this frame in full
+        followed = []
+        for det in self.last:
+            again = self._follow(rgb, det)
+            if again is None:
                 return self._full(rgb)
-            followed.append(moved)
-            motion.append((moved.box.x - det.box.x, moved.box.y - det.box.y))
-        self.last, self.motion, self.since, self.full = followed, motion, self.since + 1, False
+            followed.append(again)
+        self.last, self.since, self.full = followed, self.since + 1, False
         return sorted(followed, key=lambda d: (d.box.x, d.box.y))
 
     def _full(self, rgb: np.ndarray) -> list:
-        found = self.detector.detect(rgb)
-        self.last, self.motion, self.since, self.full = found, [(0, 0)] * len(found), 0, True
-        return found
+        self.last, self.since, self.full = self.detector.detect(rgb), 0, True
+        return self.last
 
-    def _follow(self, rgb: np.ndarray, det, dx: float, dy: float):
-        """``det`` one frame later: the landmarks refitted on its box moved by (dx, dy); None if drifted."""
-        from .detect import Detection, _landmark_model, _dlib
+    def _follow(self, rgb: np.ndarray, det):
+        """``det``'s face in this frame, searched in a window around its last box; None if not there."""
+        from .detect import Detection, _resize
 
-        if det.landmarks is None:
+        b, (h, w) = det.box, rgb.shape[:2]
+        pad = self.margin * b.w
+        x0, y0 = max(0, int(b.x - pad)), max(0, int(b.y - pad))
+        x1, y1 = min(w, int(b.x + b.w + pad)), min(h, int(b.y + b.h + pad))
+        k = min(1.0, self.face_px / max(b.w, 1))
+        if x1 - x0 < 8 or y1 - y0 < 8:
             return None
-        b = det.box
-        x, y = b.x + dx, b.y + dy
-        # the landmark model's box, as the detector framed it (LANDMARK_BOX), moved along
-        ldx, ldy, k = getattr(self.detector, "LANDMARK_BOX", (0.0, 0.0, 1.0))
-        lx, ly, side = x + ldx * b.w, y + ldy * b.w, k * b.w
-        rect = _dlib().rectangle(round(lx), round(ly), round(lx + side), round(ly + side))
-        shape = _landmark_model()(rgb, rect)
-        marks = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-        old = det.landmarks
-        shift = marks.mean(0) - old.mean(0)
-        spread_old = float(np.linalg.norm(old - old.mean(0), axis=1).mean())
-        spread = float(np.linalg.norm(marks - marks.mean(0), axis=1).mean())
-        if spread_old <= 0 or not 0.77 < spread / spread_old < 1.3 or np.hypot(*shift) > self.max_step * b.w:
+        crop = np.ascontiguousarray(_resize(rgb[y0:y1, x0:x1], k))
+        marks_wanted = getattr(self.detector, "landmarks", False)
+        try:  # landmarks are refitted below on the frame itself, not on the small window
+            if marks_wanted:
+                self.detector.landmarks = False
+            found = self.detector.detect(crop)
+        finally:
+            if marks_wanted:
+                self.detector.landmarks = True
+        here = [Box(round(x0 + d.box.x / k), round(y0 + d.box.y / k), round(d.box.w / k), round(d.box.h / k))
+                for d in found]
+        best = max(range(len(found)), key=lambda i: here[i].iou(b), default=None)
+        if best is None or here[best].iou(b) < 0.3:
             return None
-        h, w = rgb.shape[:2]
-        if not ((marks[:, 0] >= 0) & (marks[:, 0] < w) & (marks[:, 1] >= 0) & (marks[:, 1] < h)).all():
-            return None
-        s = spread / spread_old
-        cx, cy = b.center[0] + shift[0], b.center[1] + shift[1]
-        nw = b.w * s
-        box = Box(round(cx - nw / 2), round(cy - nw / 2), round(nw), round(nw))
-        return Detection(box, det.score, marks)
+        box = here[best]
+        marks = self.detector._landmarks(rgb, box.x, box.y, box.w) if marks_wanted else None
+        return Detection(box, found[best].score, marks)
