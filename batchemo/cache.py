@@ -1,9 +1,10 @@
-"""A results cache that makes long runs resumable: rows of each image are stored as they are computed.
+"""A results cache that makes long runs resumable: each image's record is stored as it is computed.
 
 A key covers everything the rows depend on: the file (its real path, with links and ``..`` resolved, its
 size and modification time), the model file and its card, and every setting. So ``photos/`` and ``/abs/photos/`` share
 their results, a changed photo, model or setting is recomputed, and a run stopped half-way picks up where
-it stopped. One small pickle per image, written atomically; temp files a killed run left are removed.
+it stopped. One pickled ``records.ImageResult`` per image (faces, crops, explanations as arrays: no encoded
+image; rows and pictures are made from it when written; the engine stores it without its thumbnail), written atomically; temp files a killed run left are removed.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ def _file_identity(path: str | os.PathLike) -> str:
 
 
 class ResultCache:
-    """Rows per image under ``folder``; ``settings`` is the engine's RunSettings."""
+    """An ImageResult per image under ``folder``; ``settings`` is the engine's RunSettings."""
 
-    VERSION = 2
+    VERSION = 3  # 3: records (ImageResult), not rows with JPEGs
 
     def __init__(self, folder: str | os.PathLike, settings):
         from .model import DEFAULT_MODEL_PATH, ModelCard
@@ -54,8 +55,8 @@ class ResultCache:
         f = self._file(path)
         return f is not None and f.exists()
 
-    def get(self, path: str) -> list[dict] | None:
-        """The stored rows of ``path`` (their ``path``/``folder`` as the run that stored them named it)."""
+    def get(self, path: str):
+        """The stored ImageResult of ``path`` (its ``path``/``root`` as the run that stored it named them)."""
         f = self._file(path)
         if f is None or not f.exists():
             return None
@@ -65,11 +66,11 @@ class ResultCache:
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
             return None  # a damaged entry is recomputed
 
-    def put(self, path: str, rows: list[dict]) -> None:
+    def put(self, path: str, record) -> None:
         f = self._file(path)
         if f is None:
             return
         try:
-            atomic_write_bytes(f, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+            atomic_write_bytes(f, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
         except OSError:  # a full disk or a concurrent run's clean-up: the cache is a help, never a failure
             pass

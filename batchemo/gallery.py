@@ -23,7 +23,7 @@ WEAK_FAITHFULNESS = 0.1
 
 
 class RunStats:
-    """Counts over every input of a run, folded in one input at a time (``add`` takes its table rows)."""
+    """Counts over every input of a run, folded in one input at a time (``add`` takes its ImageResult)."""
 
     def __init__(self):
         self.inputs = 0
@@ -36,34 +36,36 @@ class RunStats:
         self.problems_total = 0
         self.faithfulness: list[float] = []  # one per explained face: 4 bytes each, kept for its quartiles
 
-    def add(self, rows: list[dict]) -> None:
-        first = rows[0]
-        status = first["status"]
+    def add(self, rec) -> None:
+        """Fold in one input (a ``records.ImageResult``)."""
+        status = rec.status
         self.inputs += 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if status == STATUS_SKIPPED:  # not an image: listed, but no part of any folder's image counts
-            self._problem(first)
+            self._problem(rec)
             return
-        folder = self.folders.setdefault(first.get("folder", "."), {
+        folder = self.folders.setdefault(rec.folder, {
             "images": 0, "faces": 0, "labels": np.zeros(len(CLASSES), np.int64)})
         folder["images"] += 1
-        if status == STATUS_OK:
-            for r in rows:
-                k = CLASSES.index(r["label"])
-                self.label_counts[k] += 1
-                folder["labels"][k] += 1
-                self.prob_sums += [r[f"p_{c}"] for c in CLASSES]
-            self.faces += len(rows)
-            folder["faces"] += len(rows)
-            self.faithfulness += [float(r["lime_faithfulness"]) for r in rows
-                                  if r.get("lime_faithfulness") is not None and r["lime_faithfulness"] == r["lime_faithfulness"]]
-        elif status != STATUS_NO_FACES:
-            self._problem(first)
+        if status == STATUS_OK and len(rec):
+            faces = rec.faces
+            counts = np.bincount(faces.probabilities.argmax(1), minlength=len(CLASSES))
+            self.label_counts += counts
+            folder["labels"] += counts
+            self.prob_sums += faces.probabilities.sum(0)
+            self.faces += len(faces)
+            folder["faces"] += len(faces)
+            for i in range(len(faces)):
+                exp = faces.shown_explanation(i)
+                if exp is not None and exp.faithfulness == exp.faithfulness:
+                    self.faithfulness.append(float(exp.faithfulness))
+        elif status not in (STATUS_OK, STATUS_NO_FACES):
+            self._problem(rec)
 
-    def _problem(self, row: dict) -> None:
+    def _problem(self, rec) -> None:
         self.problems_total += 1
         if len(self.problems) < LISTED_PROBLEMS:
-            self.problems.append({"path": row["path"], "status": row["status"], "reason": row.get("reason", "")})
+            self.problems.append({"path": rec.path, "status": rec.status, "reason": rec.reason})
 
     def faithfulness_summary(self) -> dict | None:
         """Median and quartiles of the explanations' faithfulness, and how many are no better than chance."""
@@ -80,8 +82,8 @@ class RunStats:
 class Gallery:
     """The image cards a report shows: every input of a small run, a bounded, telling choice of a big one.
 
-    ``offer(seq, rows)`` takes one input's rows (with their encoded images) in input order; ``cards()``
-    gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's length
+    ``offer(seq, rec)`` takes one input's ``records.ImageResult`` (faces, crops, thumbnail as arrays) in input
+    order; ``cards()`` gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's length
     (by at least 17 cards: one per emotion and end, a folder sample and a no-face photo).
     """
 
@@ -90,7 +92,7 @@ class Gallery:
             raise ValueError(f"gallery size must be >= 0, got {size}")
         self.size = size
         self.keep_all = total is not None and total <= size
-        self._cards: dict[int, list[dict]] = {}
+        self._cards: dict[int, object] = {}
         self._refs: dict[int, int] = {}
         per_end = max(1, (size * 6 // 10) // (2 * len(CLASSES)))  # 60% to the emotions' extremes
         self._heaps: dict[tuple[str, str], list] = {(c, end): [] for c in CLASSES for end in ("most", "least")}
@@ -103,8 +105,8 @@ class Gallery:
         self._no_faces_seen = 0
         self._rng = random.Random(seed)
 
-    def _hold(self, seq: int, rows: list[dict]) -> None:
-        self._cards.setdefault(seq, rows)
+    def _hold(self, seq: int, rec) -> None:
+        self._cards.setdefault(seq, rec)
         self._refs[seq] = self._refs.get(seq, 0) + 1
 
     def _release(self, seq: int) -> None:
@@ -112,48 +114,49 @@ class Gallery:
         if self._refs[seq] == 0:
             del self._refs[seq], self._cards[seq]
 
-    def _reservoir(self, kept: list, seen: int, cap: int, seq: int, rows: list[dict]) -> None:
+    def _reservoir(self, kept: list, seen: int, cap: int, seq: int, rec) -> None:
         """Uniform sample of ``cap`` among ``seen`` offers (Algorithm R), holding what it keeps."""
         if len(kept) < cap:
             kept.append(seq)
-            self._hold(seq, rows)
+            self._hold(seq, rec)
             return
         j = self._rng.randrange(seen)
         if j < cap:
             self._release(kept[j])
             kept[j] = seq
-            self._hold(seq, rows)
+            self._hold(seq, rec)
 
-    def offer(self, seq: int, rows: list[dict]) -> None:
+    def offer(self, seq: int, rec) -> None:
         if self.size == 0:
             return
         if self.keep_all:
-            self._hold(seq, rows)
+            self._hold(seq, rec)
             return
-        status = rows[0]["status"]
-        if status == STATUS_OK:
-            for r in rows:
-                conf = float(r["confidence"])
-                for end, key in (("most", conf), ("least", -conf)):
-                    heap = self._heaps[(r["label"], end)]
-                    entry = (key, -seq, seq)
-                    if len(heap) < self._heap_size:
-                        heapq.heappush(heap, entry)
-                        self._hold(seq, rows)
-                    elif entry > heap[0]:
-                        gone = heapq.heapreplace(heap, entry)
-                        self._hold(seq, rows)
-                        self._release(gone[2])
-            folder = rows[0].get("folder", ".")
+        if rec.status == STATUS_OK and len(rec):
+            for conf, label in zip(rec.faces.confidences, rec.faces.labels):
+                for end, key in (("most", float(conf)), ("least", -float(conf))):
+                    self._rank(self._heaps[(label, end)], (key, -seq, seq), rec)
+            folder = rec.folder
             if folder in self._folders or len(self._folders) < self._max_folders:
                 kept = self._folders.setdefault(folder, [])
                 self._folder_seen[folder] = self._folder_seen.get(folder, 0) + 1
-                self._reservoir(kept, self._folder_seen[folder], self._per_folder, seq, rows)
-        elif status == STATUS_NO_FACES:
+                self._reservoir(kept, self._folder_seen[folder], self._per_folder, seq, rec)
+        elif rec.status == STATUS_NO_FACES:
             self._no_faces_seen += 1
-            self._reservoir(self._no_faces, self._no_faces_seen, max(1, self.size // 20), seq, rows)
+            self._reservoir(self._no_faces, self._no_faces_seen, max(1, self.size // 20), seq, rec)
 
-    def cards(self) -> list[list[dict]]:
+    def _rank(self, heap: list, entry: tuple, rec) -> None:
+        """Keep ``rec`` if ``entry`` is among the heap's ``_heap_size`` largest."""
+        if len(heap) < self._heap_size:
+            heapq.heappush(heap, entry)
+            self._hold(entry[2], rec)
+        elif entry > heap[0]:
+            gone = heapq.heapreplace(heap, entry)
+            self._hold(entry[2], rec)
+            self._release(gone[2])
+
+    def cards(self) -> list:
+        """The kept ImageResults, in input order."""
         return [self._cards[k] for k in sorted(self._cards)]
 
     def __len__(self) -> int:

@@ -191,8 +191,6 @@ def explanation_images(crop: np.ndarray, exp, side: int = 112) -> tuple[bytes, b
 
 
 # ---------------------------------------------------------------- streamed tables
-#: Columns of text in batchemo's tables (every other column is a number), for typed formats (Parquet).
-TEXT_COLUMNS = {"path", "folder", "status", "reason", "label", "lime_label", "person", "video", "label_smoothed"}
 
 class TableWriter:
     """Rows streamed to a CSV, JSON (an array of records) or Parquet file as they are computed.
@@ -265,6 +263,8 @@ class TableWriter:
 
         if not self._pending and self._parquet is not None:
             return
+        from .rows import TEXT_COLUMNS  # the schemas live with the rows (rows.py), not here
+
         schema = pa.schema([(c, pa.string() if c in TEXT_COLUMNS else pa.float64()) for c in self.columns])
         batch = pa.Table.from_pylist(self._pending, schema=schema)
         if self._parquet is None:

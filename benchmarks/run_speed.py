@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--explain", action="store_true", help="also time runs with LIME explanations")
     a = ap.parse_args()
 
-    from batchemo.engine import run
+    from batchemo import run
     from batchemo.report.run import summary
 
     photos = SHARED / "media" / "photos"

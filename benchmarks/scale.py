@@ -56,7 +56,8 @@ def make_collection(n: int) -> Path:
 
 def child(n: int, explain: bool, backend: str, out: Path, detector: str = "hog", people: bool = True) -> dict:
     """One run, in this process: the CLI's own path (streamed CSV, bounded gallery, report)."""
-    from batchemo.engine import TABLE_COLUMNS, run
+    from batchemo import run
+    from batchemo.rows import TABLE_COLUMNS
     from batchemo.outputs import TableWriter
     from batchemo.report.run import write_run_report
 

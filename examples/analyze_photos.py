@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import batchemo
-from batchemo.engine import run
+from batchemo import run
 from batchemo.report.run import write_run_report
 
 folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "photos"

@@ -76,7 +76,7 @@ def test_classify_faces_batches_records_and_splits_them_back(model, crops, calls
 
 
 def test_run_takes_the_one_road(tmp_path, astronaut_rgb, untrained_model_path, calls):
-    from batchemo.engine import analyze
+    from batchemo import analyze
 
     write_image(tmp_path / "a.jpg", astronaut_rgb)
     df = analyze(tmp_path, model=untrained_model_path, lime_samples=60, progress=False)

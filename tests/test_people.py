@@ -35,7 +35,7 @@ def test_people_are_numbered_by_how_often_they_appear_and_known_ones_named():
 def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_rgb, untrained_model_path):
     import cv2
 
-    from batchemo.engine import analyze
+    from batchemo import analyze
 
     write_image(tmp_path / "a.jpg", astronaut_rgb)
     write_image(tmp_path / "b.jpg", np.roll(astronaut_rgb, 40, axis=1)[:, ::-1])  # moved and mirrored
@@ -75,7 +75,7 @@ def test_privacy_embeddings_only_when_asked_never_in_the_report(tmp_path, astron
 @pytest.mark.slow
 def test_the_shared_photos_group_into_their_people(photos, untrained_model_path):
     """Obama in five photos, Biden in two, two others once: quoted as pairwise precision and recall."""
-    from batchemo.engine import analyze
+    from batchemo import analyze
 
     truth = {("32bit.png", 0): "obama", ("obama.jpg", 0): "obama", ("obama-240p.jpg", 0): "obama",
              ("obama_partial_face.jpg", 0): "obama", ("two_people.jpg", 0): "obama",

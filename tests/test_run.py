@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.engine import TABLE_COLUMNS, analyze
+from batchemo import analyze
+from batchemo.rows import TABLE_COLUMNS
 from batchemo.model import CLASSES
 
 from .conftest import write_image
@@ -259,15 +260,24 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
 
 
 def test_unwritable_output_fails_before_any_work(tmp_path, untrained_model_path, capsys, monkeypatch):
-    from batchemo import engine
+    """Guards the road `batchemo run` takes (analysis.run, the engine's workers): nothing of it may start."""
+    from batchemo import analysis, engine
     from batchemo.cli import main
 
     (tmp_path / "file").write_text("x")
-    monkeypatch.setattr(engine, "analyze", lambda *a, **k: pytest.fail("analysis ran before the output check"))
-    rc = main(["run", str(tmp_path), "--report", str(tmp_path / "file" / "r.html"), "-q"])
+    write_image(tmp_path / "in" / "a.jpg", np.zeros((64, 64, 3), np.uint8))
+    started = []
+    monkeypatch.setattr(analysis, "run", lambda *a, **k: started.append("run") or pytest.fail("analysis ran"))
+    monkeypatch.setattr(engine, "process_image", lambda *a, **k: started.append("image"))
+    rc = main(["run", str(tmp_path / "in"), "--report", str(tmp_path / "file" / "r.html"), "-q"])
     assert rc == 2 and "is a file, not a folder" in capsys.readouterr().err
     rc = main(["run", str(tmp_path / "missing"), "--csv", str(tmp_path / "o.csv"), "-q"])
     assert rc == 2 and "missing: no such file or folder" in capsys.readouterr().err
+    assert started == []
+    # and the guard can fail: with writable outputs, the same command does reach analysis.run
+    with pytest.raises(pytest.fail.Exception):
+        main(["run", str(tmp_path / "in"), "--csv", str(tmp_path / "o.csv"), "-q"])
+    assert started == ["run"]
 
 
 @pytest.mark.slow
@@ -306,8 +316,10 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     assert video_row["status"] == "video" and video_row["folder"] == "clips" and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"]
     timeline = pd.read_csv(out / "r.timeline.csv")
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
-    html = (out / "r.html").read_text()
-    assert 'href="r.videos.html#video-1"' in html and (out / "r.videos.html").exists()
+    html = (out / "r.html").read_text()  # one report holds both: the photo's card and the video's section
+    assert not (out / "r.videos.html").exists()
+    assert "Emotions in 1 image and 1 video" in html and 'href="#video-1"' in html and 'id="video-1"' in html
+    assert 'class="card"' in html and 'id="video-1-face-1"' in html and "r.timeline.csv" in html
 
 
 def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):

@@ -83,11 +83,39 @@ def test_oversized_png_is_refused_with_its_size(tmp_path):
     assert max(rgb.shape[:2]) <= 2048 and scale < 1
 
 
-def _rows(seq, label, conf, folder="."):
+def _rows(seq, label, conf, folder=".", status="ok"):
+    """A photo's ImageResult with one face labelled ``label`` at ``conf`` (or none, for another status)."""
+    from batchemo.records import Faces, ImageResult
+
     p = np.full(len(CLASSES), (1 - conf) / (len(CLASSES) - 1))
     p[CLASSES.index(label)] = conf
-    return [dict(path=f"{seq}.jpg", folder=folder, status="ok", reason="", label=label, confidence=conf,
-                 thumbnail=b"x" * 10, **{f"p_{c}": v for c, v in zip(CLASSES, p)})]
+    path = f"/in/{seq}.jpg" if folder == "." else f"/in/{folder}/{seq}.jpg"
+    if status != "ok":
+        return ImageResult(path, status, "no face found", root="/in")
+    faces = Faces(path, np.zeros((1, 4), np.int64), np.ones(1, np.float32), np.zeros((1, 48, 48), np.uint8),
+                  probabilities=p[None].astype(np.float32))
+    return ImageResult(path, status, root="/in", faces=faces)
+
+
+def test_gallery_samples_every_folder_and_the_photos_without_faces():
+    """Beside the emotions' extremes, a big run's gallery keeps a uniform sample of each folder (two cards;
+    not just the first ones met) and a few photos without a face, and stays within its size."""
+    g = Gallery(size=40, total=3500, seed=1)
+    for seq in range(3000):  # every face alike: only the folder sample can keep most of them
+        g.offer(seq, _rows(seq, "happy", 0.5, folder=f"f{seq % 5}"))
+    for seq in range(3000, 3500):
+        g.offer(seq, _rows(seq, "happy", 0.5, status="no_faces"))
+    cards = g.cards()
+    assert len(cards) <= 40
+    per_folder = {}
+    for rec in cards:
+        per_folder.setdefault(rec.folder, []).append(int(rec.path.rsplit("/", 1)[-1][:-4]))
+    no_face = per_folder.pop(".")
+    assert len(no_face) == 2 and all(3000 <= k < 3500 for k in no_face)  # 5% of 40: two photos without a face
+    assert sorted(per_folder) == [f"f{i}" for i in range(5)]
+    assert all(len(kept) >= 2 for kept in per_folder.values())
+    assert max(k for kept in per_folder.values() for k in kept) > 500  # a sample of the whole run, not its start
+    assert [r.path for r in cards] == sorted((r.path for r in cards), key=lambda p: int(p.rsplit("/", 1)[-1][:-4]))
 
 
 def test_gallery_is_bounded_and_keeps_the_telling_faces():
@@ -101,7 +129,7 @@ def test_gallery_is_bounded_and_keeps_the_telling_faces():
         g.offer(seq, rows)
         stats.add(rows)
         assert len(g) <= 40  # bounded at every moment, not only at the end
-    kept = {int(rows[0]["path"][:-4]) for rows in g.cards()}
+    kept = {int(rec.path.rsplit("/", 1)[-1][:-4]) for rec in g.cards()}
     for label in CLASSES:
         mine = [s for s, (lb, _) in confs.items() if lb == label]
         assert max(mine, key=lambda s: confs[s][1]) in kept  # the surest face of each emotion
@@ -174,7 +202,9 @@ def test_a_cached_row_is_stale_once_the_model_card_changes(tmp_path):
     card = tmp_path / "m.card.json"
     card.write_text('{"preprocessing": {"tta": "none"}}')
     settings = RunSettings(model_path=str(model))
-    ResultCache(tmp_path / "c", settings).put(str(photo), [{"status": "ok"}])
-    assert ResultCache(tmp_path / "c", settings).get(str(photo)) == [{"status": "ok"}]
+    from batchemo.records import ImageResult
+
+    ResultCache(tmp_path / "c", settings).put(str(photo), ImageResult(str(photo), "no_faces"))
+    assert ResultCache(tmp_path / "c", settings).get(str(photo)) == ImageResult(str(photo), "no_faces")
     card.write_text('{"preprocessing": {"tta": "rot5"}}')
     assert not ResultCache(tmp_path / "c", settings).has(str(photo))

@@ -59,7 +59,7 @@ def cmd_video(a: argparse.Namespace) -> int:
 def _with_embeddings(table, results):
     import pandas as pd
 
-    from ..engine import EMBEDDING_COLUMNS
+    from ..rows import EMBEDDING_COLUMNS
 
     rows = [{"video": t.source, "face_id": t.track, **dict(zip(EMBEDDING_COLUMNS, map(float, t.embedding)))}
             for r in results for t in r.tracks]

@@ -54,6 +54,39 @@ def data_uri(data, mime: str | None = None) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def picture(rgb, quality: int = 88) -> str:
+    """A uint8 image array (RGB or gray) as a JPEG data URI; "" for None. Records carry arrays; a report
+    is the only place they are encoded."""
+    from ..outputs import encode
+
+    return "" if rgb is None else data_uri(encode(rgb, ".jpg", quality))
+
+
+def shot_picture(shot, memo: dict | None = None, quality: int = 80) -> str:
+    """A ``records.Shot`` drawn (boxes and tags) and encoded; ``memo`` keeps one URI per shot, since the
+    keyframes of one frame share it."""
+    from ..outputs import annotate
+
+    if shot is None:
+        return ""
+    if memo is not None and id(shot) in memo:
+        return memo[id(shot)][1]
+    uri = picture(annotate(shot.image, shot.marks, shot.scale), quality)
+    if memo is not None:
+        memo[id(shot)] = (shot, uri)  # the shot is held so its id is not reused while the memo lives
+    return uri
+
+
+def explanation_pictures(crop, exp) -> tuple[str, str]:
+    """(heatmap, superpixel boundaries) of one ``records.Explanation`` as data URIs; ("", "") for None."""
+    if exp is None:
+        return "", ""
+    from ..outputs import explanation_images
+
+    heat, bounds = explanation_images(crop, exp)
+    return data_uri(heat), data_uri(bounds)
+
+
 def base_context(model_card: dict) -> dict:
     from .._version import __version__
 

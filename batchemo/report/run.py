@@ -1,17 +1,23 @@
-"""The report of ``batchemo run``: summary tiles, aggregate statistics, per-folder table, a card per image."""
+"""The report of ``batchemo run``: photos and videos in one file: summary tiles, statistics, people, a card
+per kept image, and per video its filmstrip and, per tracked face, a chart and a few keyframes."""
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
 
-from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
-from . import base_context, data_uri, render
+import numpy as np
+
+from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Shot
+from ..rows import face_cells
+from . import base_context, explanation_pictures, picture, render
+from .video import fmt_time
 
 
 def summary(result) -> dict:
-    """Counts a person reads first (from an ``engine.RunResult``): images, faces, failures, time."""
+    """Counts a person reads first (from an ``analysis.RunResult``): images, videos, faces, failures, time."""
     st = result.stats
+    videos = result.videos
     return {
         "images": st.inputs - st.count(STATUS_SKIPPED),
         "images_with_faces": st.count(STATUS_OK),
@@ -19,20 +25,30 @@ def summary(result) -> dict:
         "faces": st.faces,
         "failed": st.count(STATUS_FAILED),
         "skipped": st.count(STATUS_SKIPPED),
+        "videos": len(videos),
+        "videos_failed": sum(v.status == STATUS_FAILED for v in videos),
+        "tracks": sum(int(v.info.get("faces") or 0) for v in videos),
+        "video_seconds": sum(float(v.info.get("duration") or 0.0) for v in videos if v.status != STATUS_FAILED),
         "seconds": float(result.info.get("seconds", 0.0)),
     }
 
 
-def _face_view(r) -> dict:
+def _face_view(faces, i: int) -> dict:
+    """One face of a gallery card: its cells (rows.face_cells) and its pictures, encoded here."""
+    from ..outputs import square
+
+    cells = face_cells(faces, i)
+    exp = faces.shown_explanation(i)
+    heatmap, lime = explanation_pictures(faces.crops[i], exp)
+    colour = faces.colour[i] if faces.colour is not None else square(faces.crops[i], 112)
     return {
-        "face_index": int(r["face_index"]), "label": r["label"], "confidence": float(r["confidence"]),
-        "x": int(r["x"]), "y": int(r["y"]), "w": int(r["w"]), "h": int(r["h"]),
-        "probs": {c: float(r[f"p_{c}"]) for c in CLASSES},
-        "face_jpg": data_uri(r.get("face_jpg")), "crop_jpg": data_uri(r.get("crop_jpg")),
-        "heatmap_img": data_uri(r.get("heatmap_img")),
-        "lime_img": data_uri(r.get("lime_img")),
-        "lime_label": r.get("lime_label") or "", "lime_score": _num(r.get("lime_score")),
-        "score": _num(r.get("score")), "lime_faithfulness": _num(r.get("lime_faithfulness")),
+        "face_index": i, "label": cells["label"], "confidence": cells["confidence"],
+        "x": cells["x"], "y": cells["y"], "w": cells["w"], "h": cells["h"],
+        "probs": {c: cells[f"p_{c}"] for c in CLASSES},
+        "face_jpg": picture(colour, 90), "crop_jpg": picture(square(faces.crops[i], 112), 90),
+        "heatmap_img": heatmap, "lime_img": lime, "lime_label": cells.get("lime_label", ""),
+        "lime_score": _num(cells.get("lime_score")), "score": _num(cells["score"]),
+        "lime_faithfulness": _num(cells.get("lime_faithfulness")), "person": "",
     }
 
 
@@ -46,66 +62,70 @@ def _num(v):
 STATUS_TEXT = {"ok": "faces found", "no_faces": "no face found", "failed": "failed", "skipped": "skipped"}
 
 
-def _card(rows: list[dict]) -> dict:
-    first = rows[0]
-    status = first["status"]
-    faces = [_face_view(r) for r in rows] if status == STATUS_OK else []
-    w, h = first.get("image_width"), first.get("image_height")
-    path = first["path"]
+def _card(rec) -> dict:
+    """One gallery card (an ``ImageResult``): the thumbnail with its faces boxed, and each face."""
+    from ..outputs import annotate
+
+    faces = [_face_view(rec.faces, i) for i in range(len(rec))] if rec.status == STATUS_OK else []
+    thumb = ""
+    if rec.thumbnail is not None:
+        marks = Shot.of(rec.thumbnail, rec.thumb_scale, rec.faces).marks if faces else []
+        thumb = picture(annotate(rec.thumbnail, marks, rec.thumb_scale), 85)
     return {
-        "path": path, "name": os.path.basename(path), "status": status,
-        "status_text": STATUS_TEXT.get(status, status) + (f" ({len(faces)})" if faces else ""),
-        "reason": first.get("reason") or "", "thumbnail": data_uri(first.get("thumbnail")),
-        "size": f"{int(w)}×{int(h)} px" if _num(w) else "", "faces": faces,
-        "tags": sorted({f["label"] for f in faces}) if faces else [status],
+        "path": rec.path, "name": os.path.basename(rec.path), "status": rec.status,
+        "status_text": STATUS_TEXT.get(rec.status, rec.status) + (f" ({len(faces)})" if faces else ""),
+        "reason": rec.reason, "thumbnail": thumb,
+        "size": f"{int(rec.width)}×{int(rec.height)} px" if rec.width else "", "faces": faces,
+        "tags": sorted({f["label"] for f in faces}) if faces else [rec.status],
     }
 
 
-def run_context(result) -> dict:
-    """Everything run.html.j2 shows, from an ``engine.RunResult``: statistics of every input, and the
-    gallery's cards (every image of a small run, a bounded choice of a big one)."""
-    st = result.stats
+def _statistics(st) -> dict:
     n = st.faces
-    distribution = {c: float(st.label_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)}
-    mean_probs = {c: float(st.prob_sums[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)}
     folders = []
     for folder in sorted(st.folders):
         f = st.folders[folder]
         shares = {c: float(f["labels"][k] / f["faces"]) if f["faces"] else 0.0 for k, c in enumerate(CLASSES)}
         folders.append({"folder": folder, "images": f["images"], "faces": f["faces"], "shares": shares,
                         "dominant": max(shares, key=shares.get) if f["faces"] else ""})
-    cards = [_card(rows) for rows in result.gallery.cards() if rows[0]["status"] in (STATUS_OK, STATUS_NO_FACES)]
+    return {
+        "distribution": {c: float(st.label_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
+        "mean_probs": {c: float(st.prob_sums[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
+        "folders": folders, "problems": st.problems, "problems_total": st.problems_total,
+        "faithfulness": st.faithfulness_summary(),
+    }
+
+
+def run_context(result) -> dict:
+    """Everything run.html.j2 shows about the photos, from an ``analysis.RunResult``: statistics of every
+    input, and the gallery's cards (every image of a small run, a bounded choice of a big one)."""
+    cards = [_card(rec) for rec in result.gallery.cards() if rec.status in (STATUS_OK, STATUS_NO_FACES)]
     filter_counts = {c: 0 for c in CLASSES}
     filter_counts["no_faces"] = 0
     for c in cards:
         for t in c["tags"]:
             filter_counts[t] = filter_counts.get(t, 0) + 1
     a = result.info
-    return {
-        "summary": summary(result), "inputs": a.get("inputs", []), "distribution": distribution,
-        "mean_probs": mean_probs, "folders": folders, "cards": cards, "filter_counts": filter_counts,
-        "complete": result.gallery.keep_all, "gallery_size": a.get("gallery"),
-        "problems": st.problems, "problems_total": st.problems_total,
-        "faithfulness": st.faithfulness_summary(),
-        "settings": {k: a.get(k) for k in ("detector", "detector_options", "explain", "lime_samples", "jobs", "backend")},
-    }
+    return dict(
+        _statistics(result.stats), summary=summary(result), inputs=a.get("inputs", []), cards=cards,
+        filter_counts=filter_counts, complete=result.gallery.keep_all, gallery_size=a.get("gallery"),
+        settings={k: a.get(k) for k in ("detector", "detector_options", "explain", "lime_samples", "jobs", "backend")},
+    )
 
 
-def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None = None,
-                     people: list[dict] | None = None, people_total: int | None = None) -> Path:
-    """The report of ``batchemo run`` (an ``engine.RunResult``): summary, statistics, people, failures, the
-    gallery, links to video timelines.
-
-    ``videos``: one dict per video of the run (name, status, reason, duration, frames_sampled, faces, href).
-    ``people``: the People section (``people.summarise`` with images), or None when people are off;
-    ``people_total``: how many people the run found (the section shows the most present).
+def write_run_report(result, out: str | os.PathLike, timeline: str = "") -> Path:
+    """The report of ``batchemo run`` (an ``analysis.RunResult``), photos and videos in one file: summary,
+    statistics, people, failures, the photo gallery, and per video its filmstrip, per tracked face its
+    chart and keyframes (report.video's sections). ``timeline``: the timeline CSV's name, to link to.
     Embeddings never reach the report.
     """
+    from .video import video_context
+
     ctx = base_context(result.info.get("model", {}))
     ctx.update(run_context(result))
-    ctx["videos"] = list(videos or [])
-    ctx["people"] = [_person_view(p) for p in people or []]
-    ctx["people_on"] = people is not None
+    opts = result.options
+    ctx["people_on"] = bool(opts is None or opts.people)
+    ctx["people"] = [_person_view(p) for p in _people(result)]
     names = {(r.source, r.face_index): r.person for r in result.faces if r.person}
     for c in ctx["cards"]:
         for f in c["faces"]:
@@ -113,15 +133,92 @@ def write_run_report(result, out: str | os.PathLike, videos: list[dict] | None =
         c["tags"] += sorted({"person:" + f["person"] for f in c["faces"] if f["person"]})
     ctx["person_counts"] = {p["name"]: sum("person:" + p["name"] in c["tags"] for c in ctx["cards"])
                             for p in ctx["people"]}
-    ctx["people_total"] = max(people_total or 0, len(ctx["people"]))
+    ctx["people_total"] = max(int(result.info.get("people") or 0), len(ctx["people"]))
+    ctx["videos"] = [video_context(v, i, keyframes_per_face=KEYFRAMES_PER_FACE)
+                     for i, v in enumerate(result.videos, 1)]
+    ctx.update(timeline=timeline, classes=list(CLASSES), clock=fmt_time, video_settings=_video_settings(result),
+               keyframes_per_face=KEYFRAMES_PER_FACE, what=_what(ctx["summary"]))
     return render("run.html.j2", ctx, out)
+
+
+#: Keyframes shown per tracked face in a run report (the peaks first): the report stays small enough to
+#: e-mail however long the videos.
+KEYFRAMES_PER_FACE = 4
+
+
+def _what(s: dict) -> str:
+    """"9 images and 2 videos", "1 video", "0 images": what the report is about, for its heading."""
+    parts = []
+    if s["images"] or not s["videos"]:
+        parts.append(f"{s['images']} image{'s' if s['images'] != 1 else ''}")
+    if s["videos"]:
+        parts.append(f"{s['videos']} video{'s' if s['videos'] != 1 else ''}")
+    return " and ".join(parts)
+
+
+def _video_settings(result) -> dict:
+    first = next((v.info for v in result.videos if v.info.get("model")), {})
+    return {k: first.get(k) for k in ("fps", "smooth", "detector", "detector_options", "explain_keyframes",
+                                      "lime_samples")}
+
+
+def _people(result) -> list[dict]:
+    """The People section's people (``people.summarise``), each example a FaceRef or a video keyframe."""
+    from ..people import summarise
+
+    opts = result.options
+    if opts is not None and not opts.people:
+        return []
+    people = summarise(result.refs)
+    kept = {rec.path: rec for rec in result.gallery.cards()}
+    for p in people:
+        for key in ("typical", "most", "least"):
+            p[key] = _example(p[key], kept)
+        if p["typical"] is None and p["appearances"]:  # seen in videos only: their most confident moment
+            p["typical"] = _video_example(result.videos, p["appearances"][0])
+        p["appearances"] = [{"video": os.path.basename(t.source), "face_id": t.track, "time": t.time,
+                             "samples": int(t.weight), "label": t.label,
+                             "anchor": _track_anchor(result.videos, t)} for t in p["appearances"]]
+    return people
+
+
+def _example(ref, kept: dict) -> dict | None:
+    """A person's example face: colour from the gallery when its photo was kept, else the 48x48 crop and
+    heatmap the FaceRef carries (no second pass over the photos)."""
+    from ..outputs import heatmap_image, square
+
+    if ref is None:
+        return None
+    rec = kept.get(ref.source)
+    if rec is not None and rec.faces is not None and rec.faces.colour is not None and ref.face_index < len(rec):
+        face = rec.faces.colour[ref.face_index]
+    else:
+        face = square(ref.crop, 112) if ref.crop is not None else None
+    heat = None if ref.heatmap is None or ref.crop is None else heatmap_image(ref.crop, ref.heatmap.astype(np.float32), 112)
+    return {"source": ref.source, "label": ref.label, "confidence": ref.confidence,
+            "face_jpg": picture(face, 90), "heatmap_img": picture(heat, 88)}
+
+
+def _video_example(videos, track) -> dict | None:
+    moments = [k for v in videos if v.info["video"] == track.source for k in v.keyframes if k.face_id == track.track]
+    if not moments:
+        return None
+    best = max(moments, key=lambda k: k.confidence)
+    return {"source": track.source, "label": best.label, "confidence": best.confidence,
+            "face_jpg": picture(best.face, 90), "heatmap_img": ""}
+
+
+def _track_anchor(videos, track) -> str:
+    for i, v in enumerate(videos, 1):
+        if v.info["video"] == track.source:
+            return f"video-{i}-face-{track.track}"
+    return ""
 
 
 def _person_view(p: dict) -> dict:
     def example(e):
         if not e:
             return None
-        return {"name": os.path.basename(e["source"]), "label": e["label"], "confidence": e["confidence"],
-                "face_jpg": data_uri(e.get("face_jpg")), "heatmap_img": data_uri(e.get("heatmap_img"))}
+        return dict(e, name=os.path.basename(e["source"]))
 
     return dict(p, typical=example(p["typical"]), most=example(p["most"]), least=example(p["least"]))

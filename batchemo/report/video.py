@@ -17,7 +17,7 @@ import numpy as np
 
 from ..outputs import EMOTION_COLOURS
 from ..records import CLASSES
-from . import base_context, data_uri, render
+from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
 
 STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -93,39 +93,53 @@ def timeline_chart(face, duration: float, seg: float, segments: Sequence[str], g
     return buf.getvalue()
 
 
-def _face_context(fid, face, a: dict, keyframes: list, seg: float, n_seg: int, charts: bool) -> dict:
+def _face_context(fid, face, a: dict, keyframes: list, layout: dict, charts: bool) -> dict:
+    """One tracked face's section. ``layout``: seg (segment length, s), n_seg, memo (shot pictures already
+    encoded), limit (keyframes shown at most, peaks of its main emotions first; None: all)."""
+    seg, n_seg, memo = layout["seg"], layout["n_seg"], layout["memo"]
     period = float(a.get("sample_period") or 0.0)
     col = "label_smoothed"
     n = len(face)
     shares = {c: float((face[col] == c).mean()) for c in CLASSES}
-    mean_probs = {c: float(face[f"ps_{c}"].mean()) for c in CLASSES}
     segments = dominant_segments(face, seg, n_seg)
     gap = max(1.0, 3 * period)
-    kfs = sorted((k for k in keyframes if k.face_id == fid), key=lambda k: k.time)
+    kfs = [k for k in keyframes if k.face_id == fid]
+    if layout.get("limit") is not None:
+        kfs = sorted(kfs, key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), -k.confidence))
+        kfs = [k for k in kfs if k.explanation is not None] + [k for k in kfs if k.explanation is None]
+        kfs = kfs[: layout["limit"]]
+    kfs.sort(key=lambda k: k.time)
     best = max((k for k in kfs if k.kind == "peak"), key=lambda k: k.confidence, default=None)
     return {
-        "id": int(fid), "person": str(face["person"].iloc[0]) if "person" in face and n else "", "samples": n, "first": float(face["time"].min()), "last": float(face["time"].max()),
-        "on_screen": n * period, "shares": shares, "mean_probs": mean_probs,
+        "id": int(fid), "person": str(face["person"].iloc[0]) if "person" in face and n else "", "samples": n,
+        "first": float(face["time"].min()), "last": float(face["time"].max()),
+        "on_screen": n * period, "shares": shares, "mean_probs": {c: float(face[f"ps_{c}"].mean()) for c in CLASSES},
         "dominant": max(shares, key=shares.get),
-        "thumb": data_uri(best.face_jpg) if best else "",
+        "thumb": picture(best.face, 90) if best else "",
         "segments": [{"start": i * seg, "end": (i + 1) * seg, "label": lb} for i, lb in enumerate(segments)],
         "chart": data_uri(timeline_chart(face, float(a.get("duration") or 0), seg, segments, gap,
                                          bool(a.get("smooth")))) if charts else "",
         "keyframes": [{
             "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence, "kind": k.kind,
-            "frame_jpg": data_uri(k.frame_jpg), "face_jpg": data_uri(k.face_jpg),
+            "frame_jpg": shot_picture(k.shot, memo), "face_jpg": picture(k.face, 90),
         } for k in kfs],
-        "explained": [{
-            "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
-            "face_jpg": data_uri(k.face_jpg), "heatmap_img": data_uri(k.heatmap_img), "lime_img": data_uri(k.lime_img),
-            "lime_score": k.lime_score, "lime_faithfulness": k.lime_faithfulness, "probs": k.probabilities,
-        } for k in sorted((k for k in kfs if k.heatmap_img),
-                          key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
+        "explained": [_explained(k) for k in sorted(
+            (k for k in kfs if k.explanation is not None),
+            key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
     }
 
 
-def video_context(result, index: int, min_face_samples: int | None = None) -> dict:
-    """Everything video.html.j2 shows for one video (a ``video.VideoAnalysis``)."""
+def _explained(k) -> dict:
+    heatmap, lime = explanation_pictures(k.crop, k.explanation)
+    return {"time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
+            "face_jpg": picture(k.face, 90), "heatmap_img": heatmap, "lime_img": lime,
+            "lime_score": k.lime_score, "lime_faithfulness": k.lime_faithfulness, "probs": k.probabilities}
+
+
+def video_context(result, index: int, min_face_samples: int | None = None,
+                  keyframes_per_face: int | None = None) -> dict:
+    """Everything video.html.j2 (and the run report's video sections) show for one video (a
+    ``video.VideoAnalysis``); ``keyframes_per_face`` bounds the keyframes per face (None: all kept)."""
     df, a = result.timeline, result.info
     if min_face_samples is None:
         min_face_samples = int(a.get("min_face_samples") or 3)
@@ -135,11 +149,13 @@ def video_context(result, index: int, min_face_samples: int | None = None) -> di
     n_seg = max(1, math.ceil(duration / seg - 1e-9)) if duration else 1
     faces, brief = [], []
     keyframes = list(result.keyframes)
+    memo: dict = {}
     if len(df):
         for fid, face in df.groupby("face_id", sort=True):
             face = face.sort_values("time")
             long_enough = len(face) >= min_face_samples
-            ctx = _face_context(fid, face, a, keyframes, seg, n_seg, charts=long_enough)
+            layout = {"seg": seg, "n_seg": n_seg, "memo": memo, "limit": keyframes_per_face}
+            ctx = _face_context(fid, face, a, keyframes, layout, long_enough)
             (faces if long_enough else brief).append(ctx)
     faces.sort(key=lambda f: -f["samples"])
     status = a.get("status", "failed")
@@ -151,7 +167,7 @@ def video_context(result, index: int, min_face_samples: int | None = None) -> di
         "fps_nominal": a.get("fps_nominal") or 0.0, "frames_decoded": a.get("frames_decoded") or 0,
         "frames_sampled": a.get("frames_sampled") or 0, "sample_period": period, "seconds": a.get("seconds") or 0.0,
         "rows": len(df), "segment": seg, "faces": faces, "brief": brief, "min_face_samples": min_face_samples,
-        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": data_uri(s.jpg)}
+        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo)}
                       for s in result.filmstrip],
     }
 
