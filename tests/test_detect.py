@@ -314,7 +314,7 @@ def test_small_faces_at_any_image_size(astronaut_rgb, width):
 
 def test_a_run_records_the_detector_it_used(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):
     """The report's settings read the run's ``detector``: the name actually used, never 'auto'."""
-    from batchemo.engine import analyze
+    from batchemo import analyze
 
     from .conftest import write_image
 
