@@ -86,6 +86,10 @@ class FaceTracker:
                 ids[di] = self.count
         return ids
 
+    def cut(self) -> None:
+        """A shot cut: close every track, so no face is joined to one at the same place in another shot."""
+        self.tracks = []
+
     def track(self, faces: Faces) -> Faces:
         """Fill ``faces.track_ids`` (boxes in original pixels, time from the record); returns the record."""
         faces.track_ids = np.array(self.update([faces.box(i) for i in range(len(faces))], faces.time or 0.0),
@@ -183,3 +187,27 @@ class FaceFollower:
         box = here[best]
         marks = self.detector._landmarks(rgb, box.x, box.y, box.w) if marks_wanted else None
         return Detection(box, found[best].score, marks)
+
+
+class ShotCuts:
+    """Tells a shot cut between consecutive sampled frames: the colour histograms (hue x saturation, 16 x 8
+    bins, of a 64x36 thumbnail) correlate below ``threshold``.
+
+    On the shared clip its three cuts correlate 0.42-0.68 frame to frame (0.36-0.56 at 2 fps) and every
+    other pair at least 0.93 (0.88 at 2 fps). Without it a face at the place of a face of the last shot
+    took over its track (and its identity: the performer and an audience member became one person).
+    """
+
+    def __init__(self, threshold: float = 0.8):
+        self.threshold, self.last = float(threshold), None
+
+    def is_cut(self, rgb: np.ndarray) -> bool:
+        """True if ``rgb`` (uint8 HxWx3) starts a new shot; call once per sampled frame, in order."""
+        import cv2
+
+        hsv = cv2.cvtColor(cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+        hist = cv2.normalize(hist, hist).flatten()
+        cut = self.last is not None and cv2.compareHist(self.last, hist, cv2.HISTCMP_CORREL) < self.threshold
+        self.last = hist
+        return bool(cut)

@@ -30,7 +30,7 @@ from .records import (
     Shot,
 )
 from .sources import SourceError, VideoStream, is_image, is_video
-from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, smooth_timeline
+from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, ShotCuts, smooth_timeline
 
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
@@ -358,6 +358,7 @@ def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", st
     tracker = FaceTracker(max_gap=max_gap)
     follower = FaceFollower(det, detect_every(opts.fps, vinfo.fps, opts.detect_fps))
     embedded: dict[int, float] = {}  # face id -> time of its last identity embedding
+    cuts = ShotCuts()
     state = _State(em, opts.thumb_side, opts.filmstrip, video)
     bar = tqdm(total=vinfo.frame_count or None, unit="frame", desc=os.path.basename(video)[:30],
                disable=not opts.progress, file=sys.stderr, leave=False)
@@ -365,6 +366,9 @@ def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", st
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
+                if cuts.is_cut(frame.rgb):  # a new shot: new tracks, a full search
+                    tracker.cut()
+                    follower.last = []
                 faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, video, frame.index, frame.time))
                 if opts.people:  # one identity embedding per face per EMBED_PERIOD (dlib's ResNet is slow)
                     _embed_due(faces, frame.rgb, frame.scale, embedded)

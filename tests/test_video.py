@@ -280,3 +280,20 @@ def test_real_clip(videos, model):
     # and a face keeps its id for a while: the longest track spans over a second
     spans = df.groupby("face_id")["time"].agg(lambda t: t.max() - t.min())
     assert spans.max() > 1.0
+
+
+def test_shot_cuts_close_every_track(astronaut_rgb):
+    """A cut (another picture) is told from motion (the same picture shifted), and closes the tracks."""
+    from skimage import data
+
+    from batchemo.track import ShotCuts
+
+    cuts = ShotCuts()
+    shifted = np.roll(astronaut_rgb, 12, axis=1)
+    assert [cuts.is_cut(astronaut_rgb), cuts.is_cut(shifted), cuts.is_cut(data.coffee()),
+            cuts.is_cut(data.coffee())] == [False, False, True, False]
+    tracker = FaceTracker()
+    first = tracker.update([Box(10, 10, 50, 50)], 0.0)
+    assert tracker.update([Box(12, 10, 50, 50)], 0.1) == first
+    tracker.cut()
+    assert tracker.update([Box(12, 10, 50, 50)], 0.2) != first  # same place, new shot: a new face
