@@ -18,6 +18,7 @@ import numpy as np
 from .detect import DEFAULT_DETECTOR
 from .explain import LIME_SAMPLES
 from .gallery import GALLERY_SIZE, Gallery, RunStats
+from .people import TOLERANCE
 from .records import STATUS_OK, ImageResult
 from .rows import INT_COLUMNS, RowSink, image_rows, table_columns, video_row
 from .video import SMOOTH
@@ -34,7 +35,8 @@ class RunOptions:
     "dask", ``scheduler`` its address), ``cache`` (a folder: a stopped run resumes), ``max_pixels``
     (larger non-JPEG images are refused), ``gallery`` (image cards kept for a report).
     People: ``people`` (group faces of photos and videos into people), ``known_faces`` (a folder of
-    DIR/<name>/*.jpg, or a people.KnownFaces), ``embeddings`` (128 columns in the tables; private).
+    DIR/<name>/*.jpg, or a people.KnownFaces), ``tolerance`` (embedding distance under which two faces are
+    one person, people.TOLERANCE), ``embeddings`` (128 columns in the tables; private).
     Videos: ``fps`` (samples per second, 0: every frame), ``smooth`` (seconds, default video.SMOOTH; None: off),
     ``explain_keyframes`` (LIME for that many keyframes per face, when ``explain``).
     ``progress``: tqdm bars; ``log``: receives one line per video and per skipped known-faces photo.
@@ -54,6 +56,7 @@ class RunOptions:
     gallery: int = GALLERY_SIZE
     people: bool = True
     known_faces: object = None
+    tolerance: float = TOLERANCE
     embeddings: bool = False
     fps: float = 2.0
     smooth: float | None = SMOOTH
@@ -162,7 +165,7 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     if opts.people:
         from .people import assign
 
-        assign(result.refs, known)
+        assign(result.refs, known, opts.tolerance)
         for v in result.videos:
             v.fill_people()
     if result.table is not None:
@@ -221,7 +224,7 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     from .engine import dask_client, image_records, worker_model
 
     settings = opts.settings()
-    card = worker_model(settings.model_path).card  # loaded once here, reused by in-process work
+    loaded = worker_model(settings.model_path)  # loaded once here, reused by in-process work
     images = sum(f.kind == "image" for f in found)
     stats, shown = RunStats(), Gallery(opts.gallery, total=images, seed=opts.seed)
     store = None
@@ -249,7 +252,8 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     finally:
         if client is not None:
             client.close()
-    info = dict(images=images, model=dict(card.__dict__), detector=opts.detector,
+    info = dict(images=images, model=dict(loaded.card.__dict__), model_file=str(loaded.path or ""),
+                detector=opts.detector,
                 detector_options=dict(opts.detector_options or {}), explain=opts.explain,
                 lime_samples=opts.lime_samples, jobs=opts.jobs, backend=opts.backend, cached=cached,
                 gallery=opts.gallery)

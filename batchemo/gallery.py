@@ -12,14 +12,15 @@ import random
 
 import numpy as np
 
+from .confidence import FAITHFULNESS_WEAK, faithfulness_verdict, is_uncertain
 from .records import CLASSES, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 
 #: Image cards in a run report unless asked otherwise: about 9 MB of thumbnails and heatmaps.
 GALLERY_SIZE = 200
 #: Failures and skipped files listed by name in a report (all of them are in the CSV).
 LISTED_PROBLEMS = 1000
-#: A heatmap whose faithfulness is below this is hardly better than pointing at random regions.
-WEAK_FAITHFULNESS = 0.1
+#: A heatmap whose faithfulness is below this is weak (confidence.faithfulness_verdict, measured there).
+WEAK_FAITHFULNESS = FAITHFULNESS_WEAK
 
 
 class RunStats:
@@ -30,6 +31,7 @@ class RunStats:
         self.by_status: dict[str, int] = {}
         self.faces = 0
         self.label_counts = np.zeros(len(CLASSES), np.int64)
+        self.uncertain_counts = np.zeros(len(CLASSES), np.int64)  # of label_counts, the uncertain labels
         self.prob_sums = np.zeros(len(CLASSES), np.float64)
         self.folders: dict[str, dict] = {}
         self.problems: list[dict] = []  # failed and skipped inputs: path, status, reason (the first LISTED_PROBLEMS)
@@ -49,8 +51,10 @@ class RunStats:
         folder["images"] += 1
         if status == STATUS_OK and len(rec):
             faces = rec.faces
-            counts = np.bincount(faces.probabilities.argmax(1), minlength=len(CLASSES))
+            top = faces.probabilities.argmax(1)
+            counts = np.bincount(top, minlength=len(CLASSES))
             self.label_counts += counts
+            self.uncertain_counts += np.bincount(top[is_uncertain(faces.probabilities)], minlength=len(CLASSES))
             folder["labels"] += counts
             self.prob_sums += faces.probabilities.sum(0)
             self.faces += len(faces)
@@ -73,7 +77,8 @@ class RunStats:
             return None
         f = np.asarray(self.faithfulness, np.float32)
         q1, med, q3 = (float(v) for v in np.percentile(f, [25, 50, 75]))
-        return {"n": len(f), "median": med, "q1": q1, "q3": q3, "weak": int((f < WEAK_FAITHFULNESS).sum())}
+        return {"n": len(f), "median": med, "q1": q1, "q3": q3, "weak": int((f < WEAK_FAITHFULNESS).sum()),
+                "verdict": faithfulness_verdict(med)}
 
     def count(self, status: str) -> int:
         return self.by_status.get(status, 0)

@@ -129,36 +129,68 @@ def annotate(img: np.ndarray, marks, scale: float = 1.0) -> np.ndarray:
     """Boxes and '#i label 87%' tags drawn on a copy of ``img`` (already at display size).
 
     ``marks`` holds (Box in original pixels, label, confidence, face index); ``scale`` maps original pixels
-    to ``img`` pixels. Tags are sized for the picture as displayed (about 1/28 of its width, never below a
-    readable 11 px) and placed above their box, below it, or inside it, whichever does not cover an earlier
-    tag, so the faces of a group photo keep their labels apart.
+    to ``img`` pixels. An uncertain label (``confidence.uncertain_label``) ends in '?'. Tags are sized for
+    the picture as displayed (about 1/28 of its width, never below a readable 11 px) and placed clear of
+    every face box and earlier tag (``place_tags``): above or below their box, beside it, else the free spot
+    nearest it; a tag with no free spot on the picture goes to a strip added under it.
     """
     import cv2
+
+    from .confidence import uncertain_label
 
     out = img.copy()
     h, w = out.shape[:2]
     th = max(1, round(max(h, w) / 300))
     font = cv2.FONT_HERSHEY_SIMPLEX
     size = max(0.42, w / 700)
-    placed: list[tuple[int, int, int, int]] = []
-
-    def free(r):
-        return all(r[2] <= q[0] or q[2] <= r[0] or r[3] <= q[1] or q[3] <= r[1] for q in placed)
-
-    for box, label, conf, idx in marks:
-        x, y, bw, bh = (int(round(v * scale)) for v in (box.x, box.y, box.w, box.h))
+    boxes = [tuple(int(round(v * scale)) for v in (m[0].x, m[0].y, m[0].w, m[0].h)) for m in marks]
+    texts = [f"#{idx} {label} {conf:.0%}" + ("?" if uncertain_label(conf) else "") for _, label, conf, idx in marks]
+    sizes = []
+    for text in texts:
+        (tw, tht), base = cv2.getTextSize(text, font, size, th)
+        sizes.append((tw + 6, tht + base + 6, tht))
+    spots = place_tags(boxes, [(tw, tag_h) for tw, tag_h, _ in sizes], w, h)
+    spill = [k for k, s in enumerate(spots) if s is None]
+    if spill:  # a strip under the picture for the tags that fit nowhere on it
+        strip_h = sum(sizes[k][1] + 2 for k in spill)
+        out = np.concatenate([out, np.full((strip_h, w) + out.shape[2:], 255, out.dtype)])
+        top = h
+        for k in spill:
+            spots[k] = (0, top)
+            top += sizes[k][1] + 2
+    for (x, y, bw, bh), (_, label, _, _), text, (tw, tag_h, tht), (left, top) in zip(boxes, marks, texts, sizes, spots):
         colour = EMOTION_COLOURS.get(label, (255, 255, 0))
         cv2.rectangle(out, (x, y), (x + bw, y + bh), colour, th + 1)
-        text = f"#{idx} {label} {conf:.0%}"
-        (tw, tht), base = cv2.getTextSize(text, font, size, th)
-        tw, tag_h = tw + 6, tht + base + 6
-        left = min(max(0, x), max(0, w - tw))
-        candidates = [y - tag_h, y + bh, y + 2, y - 2 * tag_h, y + bh + tag_h]
-        top = next((t for t in candidates if 0 <= t <= h - tag_h and free((left, t, left + tw, t + tag_h))),
-                   min(max(0, y - tag_h), max(0, h - tag_h)))
-        placed.append((left, top, left + tw, top + tag_h))
         cv2.rectangle(out, (left, top), (left + tw, top + tag_h), colour, -1)
         cv2.putText(out, text, (left + 3, top + tht + 3), font, size, (255, 255, 255), th, cv2.LINE_AA)
+    return out
+
+
+def place_tags(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, int]], width: int,
+               height: int) -> list[tuple[int, int] | None]:
+    """Top-left corners for tags of ``sizes`` (w, h) px, one per face box (x, y, w, h) px, inside a
+    ``width`` x ``height`` picture, none over any face box (its drawn outline included) or another tag;
+    None where no spot is free. Tried in order: above, below, beside the box, then the nearest free spot
+    on a 3-px grid."""
+    taken = [(x - 2, y - 2, x + bw + 2, y + bh + 2) for x, y, bw, bh in boxes]
+    out: list[tuple[int, int] | None] = []
+
+    def free(r):
+        return (r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
+                and all(r[2] <= q[0] or q[2] <= r[0] or r[3] <= q[1] or q[3] <= r[1] for q in taken))
+
+    for (x, y, bw, bh), (tw, tag_h) in zip(boxes, sizes):
+        cands = [(x, y - tag_h - 3), (x, y + bh + 3), (x + bw - tw, y - tag_h - 3), (x + bw - tw, y + bh + 3),
+                 (x - tw - 3, y), (x + bw + 3, y)]
+        spot = next(((l, t) for l, t in cands if free((l, t, l + tw, t + tag_h))), None)
+        if spot is None:
+            grid = ((l, t) for t in range(0, max(0, height - tag_h) + 1, 3)
+                    for l in range(0, max(0, width - tw) + 1, 3))
+            spot = min((p for p in grid if free((p[0], p[1], p[0] + tw, p[1] + tag_h))),
+                       key=lambda p: abs(p[0] - x) + abs(p[1] - y), default=None)
+        if spot is not None:
+            taken.append((spot[0], spot[1], spot[0] + tw, spot[1] + tag_h))
+        out.append(spot)
     return out
 
 
@@ -263,9 +295,10 @@ class TableWriter:
 
         if not self._pending and self._parquet is not None:
             return
-        from .rows import TEXT_COLUMNS  # the schemas live with the rows (rows.py), not here
+        from .rows import BOOL_COLUMNS, TEXT_COLUMNS  # the schemas live with the rows (rows.py), not here
 
-        schema = pa.schema([(c, pa.string() if c in TEXT_COLUMNS else pa.float64()) for c in self.columns])
+        schema = pa.schema([(c, pa.string() if c in TEXT_COLUMNS else pa.bool_() if c in BOOL_COLUMNS
+                             else pa.float64()) for c in self.columns])
         batch = pa.Table.from_pylist(self._pending, schema=schema)
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(self._tmp, schema)

@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Two faces closer than this (euclidean, 128-d) are linked as the same person. face_recognition's usual
-#: tolerance is 0.6; tuned on the shared photos (benchmarks/people_quality.py): see the README.
-TOLERANCE = 0.5
+#: Two faces closer than this (euclidean, 128-d) are linked as the same person (``--tolerance``).
+#: Measured on ../shared/identities (8 people, 55 photos, 3 distractors) and the shared photos
+#: (benchmarks/people_quality.py, docs/people.md): the same person's faces are at most 0.50 apart, different
+#: people at least 0.64; 0.55 sits between, with precision 1.00 and recall 1.00 on both, and on draws of
+#: only 2-3 photos per person. Above 0.6 different people start to merge (0.65: precision 0.98).
+TOLERANCE = 0.55
+#: Second pass: two clusters whose mean embeddings are closer than the tolerance minus this are one person
+#: (a mean is steadier than any one face, so a person split by one poor photo is joined again).
+MEAN_MERGE_GAP = 0.05
 #: Faces smaller than this (pixels, box side in the original image) are too coarse to embed reliably.
 MIN_EMBED_SIDE = 40
 #: A face's distance to a known person's nearest photo must be below this to take that person's name.
@@ -74,8 +80,9 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
     return out, reasons
 
 
-def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
-    """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``.
+def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True) -> np.ndarray:
+    """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``,
+    then (``merge``) clusters whose means are closer than ``tolerance - MEAN_MERGE_GAP`` joined.
 
     Chinese whispers (dlib) is what dlib's own face clustering example uses: no number of people to guess,
     and unlike plain linkage one blurred face bridging two people does not merge them wholesale.
@@ -89,7 +96,27 @@ def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE) -> np.ndarray:
     found = dlib.chinese_whispers_clustering([dlib.vector(v.astype(np.float64)) for v in embeddings[ok]],
                                              float(tolerance))
     labels[ok] = found
-    return labels
+    return merge_close_clusters(embeddings, labels, tolerance - MEAN_MERGE_GAP) if merge else labels
+
+
+def merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, distance: float) -> np.ndarray:
+    """``labels`` with clusters joined while the two nearest cluster means are closer than ``distance``.
+
+    ``embeddings`` (n, 128), ``labels`` (n,) int, -1 = no cluster (left alone). Clusters are few (people),
+    so the quadratic search over their means is cheap.
+    """
+    labels = labels.copy()
+    while True:
+        ids = sorted(set(labels.tolist()) - {-1})
+        if len(ids) < 2:
+            return labels
+        means = np.stack([embeddings[labels == c].mean(0) for c in ids])
+        d = np.linalg.norm(means[:, None] - means[None], axis=2)
+        np.fill_diagonal(d, np.inf)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        if d[i, j] >= distance:
+            return labels
+        labels[labels == ids[j]] = ids[i]
 
 
 @dataclass
@@ -193,8 +220,10 @@ def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: floa
 
 
 def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
-    """Per person (the ``top`` most present, most first): counts, emotion shares, and the faces worth showing:
-    the most typical (nearest the person's mean embedding), the most and the least confident photo faces."""
+    """Per person (the ``top`` most present, most first): counts, emotion shares, mean probabilities and the
+    headline emotion they give (``confidence.headline``: "mixed" when nothing dominates), and the faces worth
+    showing: the most typical (nearest the person's mean embedding), the most and the least confident."""
+    from .confidence import headline, uncertain_label
     from .records import CLASSES
 
     by: dict[str, list[FaceRef]] = {}
@@ -205,6 +234,8 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
     for name, rs in by.items():
         weights = np.array([r.weight for r in rs])
         shares = {c: float(weights[[r.label == c for r in rs]].sum() / weights.sum()) for c in CLASSES}
+        probs = np.stack([r.probabilities for r in rs]).astype(np.float64)
+        mean_probs = dict(zip(CLASSES, map(float, (weights[:, None] * probs).sum(0) / weights.sum())))
         photos = [r for r in rs if r.track is None]
         tracks = [r for r in rs if r.track is not None]
         mean = np.stack([r.embedding for r in rs]).mean(0)
@@ -212,7 +243,9 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
         people.append({
             "name": name, "faces": len(photos), "photos": len({r.source for r in photos}),
             "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
-            "weight": float(weights.sum()), "shares": shares, "dominant": max(shares, key=shares.get),
+            "weight": float(weights.sum()), "shares": shares, "mean_probs": mean_probs,
+            "dominant": headline(mean_probs),  # their mean probability's top emotion, or "mixed"
+            "dominant_uncertain": uncertain_label(max(mean_probs.values())),
             "typical": typical,
             "most": max(photos, key=lambda r: r.confidence) if photos else None,
             "least": min(photos, key=lambda r: r.confidence) if len(photos) > 1 else None,

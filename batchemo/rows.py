@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .confidence import uncertain_label
 from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_OK, STATUS_VIDEO, Faces, ImageResult, folder_of,
 )
@@ -19,8 +20,8 @@ from .records import (
 #: timeline).
 TABLE_COLUMNS = [
     "path", "folder", "status", "reason", "face_index", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc", "lime_insertion_auc",
-    "person", "image_width", "image_height",
+    "uncertain", *PROB_COLUMNS, "lime_label", "lime_score", "lime_faithfulness", "lime_deletion_auc",
+    "lime_insertion_auc", "person", "image_width", "image_height",
 ]
 #: With ``embeddings=True`` (``--embeddings``) the table also holds each face's identity embedding.
 EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]
@@ -29,6 +30,8 @@ INT_COLUMNS = ("face_index", "x", "y", "w", "h", "image_width", "image_height")
 #: Columns of text in batchemo's tables (every other column is a number), for typed formats (Parquet).
 TEXT_COLUMNS = frozenset({"path", "folder", "status", "reason", "label", "lime_label", "person", "video",
                           "label_smoothed"})
+#: Columns of true/false in batchemo's tables (``uncertain``: the label is below confidence.UNCERTAIN_CONFIDENCE).
+BOOL_COLUMNS = frozenset({"uncertain"})
 
 
 def table_columns(embeddings: bool = False) -> list[str]:
@@ -50,12 +53,14 @@ def image_rows(rec: ImageResult, embeddings: bool = False) -> list[dict]:
 
 
 def face_cells(faces: Faces, i: int, embeddings: bool = False) -> dict:
-    """The cells of face ``i``: box, detector score, label, probabilities, the shown explanation's scores."""
+    """The cells of face ``i``: box, detector score, label, whether it is uncertain (confidence.py),
+    probabilities, the shown explanation's scores."""
     b = faces.box(i)
     p = faces.probabilities[i]
     k = int(np.argmax(p))
     cells = {"face_index": i, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": float(faces.scores[i]),
-             "label": CLASSES[k], "confidence": float(p[k]), **dict(zip(PROB_COLUMNS, map(float, p)))}
+             "label": CLASSES[k], "confidence": float(p[k]), "uncertain": uncertain_label(p[k]),
+             **dict(zip(PROB_COLUMNS, map(float, p)))}
     if faces.embed_reasons is not None and faces.embed_reasons[i]:
         cells["reason"] = f"no person: {faces.embed_reasons[i]}"
     exp = faces.shown_explanation(i)

@@ -36,7 +36,7 @@ from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, ShotCuts, smooth_t
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
 TIMELINE_COLUMNS = [
     "video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
-    *PROB_COLUMNS, "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS,
+    *PROB_COLUMNS, "label_smoothed", "confidence_smoothed", *SMOOTH_COLUMNS, "uncertain",
 ]
 _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 
@@ -60,7 +60,8 @@ CSV_NAMES = {"label_smoothed": "label", "confidence_smoothed": "confidence", "la
              **{f"p_{c}": f"raw_p_{c}" for c in CLASSES}}
 #: The columns of the timeline CSV/JSON, in order (documented in ``batchemo video --help``).
 CSV_COLUMNS = ["video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
-               *(f"p_{c}" for c in CLASSES), "raw_label", "raw_confidence", *(f"raw_p_{c}" for c in CLASSES)]
+               *(f"p_{c}" for c in CLASSES), "raw_label", "raw_confidence", "uncertain",
+               *(f"raw_p_{c}" for c in CLASSES)]
 
 #: How often per second of video the whole frame is searched when frames are sampled faster (``--fps 0``:
 #: every frame); between, each face is looked for in a small window around its last box
@@ -246,6 +247,8 @@ def _dtype(col: str) -> str:
         return "int64"
     if col in ("video", "label", "label_smoothed", "person"):
         return "object"
+    if col == "uncertain":
+        return "bool"
     return "float64"
 
 
@@ -542,7 +545,11 @@ class _State:
 
         if not self.rows:
             return _empty_timeline()
-        return pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
+        from .confidence import UNCERTAIN_CONFIDENCE
+
+        df = pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
+        df["uncertain"] = df["confidence"] < UNCERTAIN_CONFIDENCE  # the raw label's doubt (confidence.py)
+        return df
 
 
 def explain_keyframe_faces(model, keyframes: Sequence[Keyframe], df, per_face: int,
@@ -595,14 +602,15 @@ def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def analyze_videos(paths: Iterable[str | os.PathLike], model=None, options: VideoOptions | None = None,
                    log: Callable[[str], None] | None = None, known=None, name_people: bool = True,
-                   **changes) -> list[VideoAnalysis]:
+                   tolerance: float | None = None, **changes) -> list[VideoAnalysis]:
     """``video_timeline`` for each path, with the model and detector loaded once; one VideoAnalysis each.
 
     ``options``: a VideoOptions, keyword arguments changing single fields. A video that fails is recorded
     (status ``failed``, ``reason``) and the others go on; ``log`` receives one line per video as it
     finishes. Model and detector errors raise: no video could use them. With ``name_people`` the faces of
-    all the videos are grouped into one set of people (``known``: a people.KnownFaces to name them); a
-    caller that also has photos does it itself, over everything (``analysis.run``).
+    all the videos are grouped into one set of people (``known``: a people.KnownFaces to name them;
+    ``tolerance``: people.TOLERANCE unless given); a caller that also has photos does it itself, over
+    everything (``analysis.run``).
     """
     opts = VideoOptions.of(options, **changes)
     em = _resolve_model(model)
@@ -614,9 +622,9 @@ def analyze_videos(paths: Iterable[str | os.PathLike], model=None, options: Vide
         if log:
             log(describe(result))
     if name_people and opts.people:
-        from .people import assign
+        from .people import TOLERANCE, assign
 
-        assign([t for r in results for t in r.tracks], known)
+        assign([t for r in results for t in r.tracks], known, TOLERANCE if tolerance is None else tolerance)
         for r in results:
             r.fill_people()
     return results

@@ -1,10 +1,17 @@
-"""People: how well faces group into people, and what embedding and clustering cost, side by side.
+"""People: how well faces group into people, by rule and tolerance, and what embedding and clustering cost.
 
-    python benchmarks/people_quality.py [--copies 3]
+    python benchmarks/people_quality.py [--copies 3] [--draws 200]
 
-Grouping: the 9 faces of ../shared/media/photos (Obama in five photos, Biden in two, two other people once),
-pairwise precision and recall at several clustering tolerances. Cost: `batchemo run` without explanations
-on ``--copies`` copies of those photos, with people on and off, in one process, alternating.
+Grouping, pairwise precision and recall side by side on
+- ids: ../shared/identities (8 people with 3-11 photos, 3 distractors each their own person; the largest
+  face of each photo);
+- photos: the 9 faces of ../shared/media/photos (Obama in five photos, Biden in two, two others once);
+- draws: ``--draws`` random draws of only 2 or 3 photos per identity (and the distractors), the hard case for
+  linking (fewer faces to bridge a person's far-apart photos): mean and worst precision and recall.
+Rules: Chinese whispers alone ("cw") at several tolerances, and with the second pass that merges clusters
+whose mean embeddings are closer than the tolerance minus people.MEAN_MERGE_GAP ("cw+means", shipped), and
+average linkage for comparison. Cost: `batchemo run` without explanations on ``--copies`` copies of the
+photos, with people on and off, in one process, alternating.
 """
 from __future__ import annotations
 
@@ -21,36 +28,109 @@ from _common import SHARED
 TRUTH = {("32bit.png", 0): "obama", ("obama.jpg", 0): "obama", ("obama-240p.jpg", 0): "obama",
          ("obama_partial_face.jpg", 0): "obama", ("two_people.jpg", 0): "obama", ("two_people.jpg", 1): "biden",
          ("biden.jpg", 0): "biden", ("justin.jpg", 0): "justin", ("lin-manuel-miranda.png", 0): "lin"}
+TOLERANCES = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--copies", type=int, default=3)
-    a = ap.parse_args()
-
+def _photos(photos: Path) -> tuple[np.ndarray, list[str]]:
     from batchemo import run
-    from batchemo.people import TOLERANCE, name_people, pairwise_scores
 
-    photos = SHARED / "media" / "photos"
-    if not photos.exists():
-        raise SystemExit(f"needs {photos}")
     result = run(photos, explain=False, progress=False)
     refs = [r for r in result.faces if (Path(r.source).name, r.face_index) in TRUTH]
-    keys = [(Path(r.source).name, r.face_index) for r in refs]
-    emb = np.stack([r.embedding for r in refs])
-    d = np.linalg.norm(emb[:, None] - emb[None], axis=2)
-    same = np.array([[TRUTH[i] == TRUTH[j] for j in keys] for i in keys])
-    off = ~np.eye(len(keys), dtype=bool)
-    print(f"{len(refs)} faces of {len(set(TRUTH.values()))} people in {photos}")
-    print(f"embedding distance, same person: max {d[same & off].max():.2f}; different people: min {d[~same].min():.2f}")
-    print(f"{'tolerance':>9s} {'precision':>9s} {'recall':>7s} {'people':>6s}")
-    for tol in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        names = name_people(emb, tolerance=tol)
-        p, r = pairwise_scores([TRUTH[k] for k in keys], names)
-        print(f"{tol:9.2f} {p:9.2f} {r:7.2f} {len(set(names)):6d}" + ("  <- shipped" if tol == TOLERANCE else ""))
+    return np.stack([r.embedding for r in refs]), [TRUTH[(Path(r.source).name, r.face_index)] for r in refs]
 
+
+def _identities(folder: Path) -> tuple[np.ndarray, list[str]]:
+    """The largest face of each photo with an embedding, and its person (a distractor: its own file)."""
+    from batchemo import run
+
+    result = run(folder, explain=False, progress=False)
+    best: dict[str, object] = {}
+    t = result.table
+    for r in result.faces:
+        if np.isfinite(r.embedding).all():
+            area = int(t.w.iloc[r.row]) * int(t.h.iloc[r.row])
+            if r.source not in best or area > best[r.source][0]:
+                best[r.source] = (area, r)
+    refs = [best[s][1] for s in sorted(best)]
+    truth = [Path(r.source).parent.name + ("/" + Path(r.source).name if Path(r.source).parent.name == "_distractors"
+                                           else "") for r in refs]
+    return np.stack([r.embedding for r in refs]), truth
+
+
+def _rules():
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from batchemo.people import MEAN_MERGE_GAP, TOLERANCE, cluster
+
+    def cw_only(t):
+        return lambda e: cluster(e, t, merge=False)
+
+    def avg(t):
+        return lambda e: fcluster(linkage(e, "average"), t, "distance") if len(e) > 1 else np.zeros(len(e), int)
+
+    rules = [(f"cw {t:.2f}", cw_only(t)) for t in TOLERANCES]
+    rules += [(f"cw+means {t:.2f}" + (" <- shipped" if t == TOLERANCE else ""), lambda e, t=t: cluster(e, t))
+              for t in TOLERANCES]
+    rules += [(f"average {t:.2f}", avg(t)) for t in (0.5, 0.55, 0.6, 0.65)]
+    return rules, MEAN_MERGE_GAP
+
+
+def _draws(emb: np.ndarray, truth: list[str], rule, n: int) -> tuple[float, float, float, float]:
+    from batchemo.people import pairwise_scores
+
+    rng = np.random.default_rng(0)
+    t = np.array(truth)
+    ps, rs = [], []
+    for k in range(n):
+        idx = []
+        for who in sorted(set(truth)):
+            rows = np.flatnonzero(t == who)
+            idx += list(rows) if len(rows) == 1 else list(rng.choice(rows, min(len(rows), 2 + k % 2), replace=False))
+        p, r = pairwise_scores(list(t[idx]), [str(x) for x in rule(emb[idx])])
+        ps.append(p)
+        rs.append(r)
+    return float(np.mean(ps)), float(np.min(ps)), float(np.mean(rs)), float(np.min(rs))
+
+
+def _distances(name: str, emb: np.ndarray, truth: list[str]) -> None:
+    t = np.array(truth)
+    d = np.linalg.norm(emb[:, None] - emb[None], axis=2)
+    iu = np.triu_indices(len(t), 1)
+    same = (t[:, None] == t[None])[iu]
+    print(f"{name}: {len(t)} faces of {len(set(truth))} people; embedding distance, same person: median "
+          f"{np.median(d[iu][same]):.2f}, max {d[iu][same].max():.2f}; different people: min {d[iu][~same].min():.2f}")
+
+
+def grouping(draws: int) -> None:
+    from batchemo.people import pairwise_scores
+
+    ids, photos = SHARED / "identities", SHARED / "media" / "photos"
+    for p in (ids, photos):
+        if not p.exists():
+            raise SystemExit(f"needs {p}")
+    sets = {"ids": _identities(ids), "photos": _photos(photos)}
+    for name, (emb, truth) in sets.items():
+        _distances(name, emb, truth)
+    rules, gap = _rules()
+    print(f"\npairwise precision P / recall R / people found n (cw+means: cluster means closer than tolerance - "
+          f"{gap} merged)")
+    print(f"{'rule':22s} {'ids':>17s} {'photos':>17s}   {'draws of 2-3 photos per id: P mean/min, R mean/min':s}")
+    for name, rule in rules:
+        cells = []
+        for emb, truth in sets.values():
+            labels = rule(emb)
+            p, r = pairwise_scores(truth, [str(x) for x in labels])
+            cells.append(f"P {p:.2f} R {r:.2f} n{len(set(labels.tolist())):2d}")
+        pm, pmin, rm, rmin = _draws(*sets["ids"], rule, draws)
+        print(f"{name:22s} {cells[0]:>17s} {cells[1]:>17s}   P {pm:.3f}/{pmin:.2f} R {rm:.3f}/{rmin:.2f}")
+
+
+def cost(copies: int) -> None:
+    from batchemo import run
+
+    photos = SHARED / "media" / "photos"
     with tempfile.TemporaryDirectory() as tmp:
-        for k in range(a.copies):
+        for k in range(copies):
             shutil.copytree(photos, Path(tmp) / f"copy{k}")
         run(tmp, explain=False, progress=False, people=False)  # warm up
         times = {True: [], False: []}
@@ -61,10 +141,20 @@ def main() -> None:
                 times[people].append(time.perf_counter() - t)
         faces = res.stats.faces
         off_s, on_s = min(times[False]), min(times[True])
-        print(f"\n`run` without explanations on {a.copies} copies ({faces} faces), best of 3 each, alternating:")
+        print(f"\n`run` without explanations on {copies} copies ({faces} faces), best of 3 each, alternating:")
         print(f"people off {off_s:.2f} s ({off_s / faces * 1000:.0f} ms/face), people on {on_s:.2f} s "
               f"({on_s / faces * 1000:.0f} ms/face): {on_s / off_s:.2f}x the time, "
               f"+{(on_s - off_s) / faces * 1000:.0f} ms per face")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=3, help="copies of the photos for the cost; 0 = skip it")
+    ap.add_argument("--draws", type=int, default=200)
+    a = ap.parse_args()
+    grouping(a.draws)
+    if a.copies:
+        cost(a.copies)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def cmd_audit(a: argparse.Namespace) -> int:
     if a.report:
         from ..report.audit import write_audit_report
 
-        written.append(write_audit_report(result, a.report))
+        written.append(write_audit_report(result, a.report, a.csv))
     ece = f"{result.ece:.2%}" if result.ece == result.ece else "n/a"
     print(
         f"{len(result.evaluation.labels)} faces from {result.origin}: accuracy {result.accuracy:.2%}, "

@@ -89,6 +89,13 @@ def add_people(p: argparse.ArgumentParser) -> None:
     p.add_argument("--known-faces", metavar="DIR",
                    help="name people: DIR holds one sub-folder of photos per person (DIR/Ada/1.jpg ...); faces "
                    "that match take that name, the others stay person_N")
+    from ..people import TOLERANCE
+
+    p.add_argument("--tolerance", type=at_least(0.1, float), default=TOLERANCE, metavar="DISTANCE",
+                   help="how far apart (dlib embedding distance) two faces may be and still be one person. "
+                   "Lower splits one person into two more often; higher merges different people, which "
+                   "misleads more than a split, so raise it with care. Measured on 8 people: the same "
+                   "person's faces at most 0.50 apart, different people at least 0.64 (default: %(default)s)")
     p.add_argument("--embeddings", action="store_true",
                    help="also write each face's 128-number identity embedding to the CSV/JSON (emb_0..emb_127). "
                    "Embeddings identify people: they are never in the report, and in tables only with this flag")

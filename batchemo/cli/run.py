@@ -62,7 +62,7 @@ def run_options(a: argparse.Namespace):
         model=a.model, detector=a.detector, detector_options=detector_options(a), explain=a.explain,
         lime_samples=a.lime_samples, seed=a.seed, jobs=a.jobs, backend=a.backend, scheduler=a.scheduler,
         cache=a.cache, max_pixels=a.max_pixels, gallery=a.gallery, people=a.people,
-        known_faces=a.known_faces, embeddings=a.embeddings,
+        known_faces=a.known_faces, tolerance=a.tolerance, embeddings=a.embeddings,
         explain_keyframes=1 if a.explain and a.report else 0, progress=not a.quiet, log=log,
     )
 

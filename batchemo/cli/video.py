@@ -28,7 +28,8 @@ def cmd_video(a: argparse.Namespace) -> int:
         paths, model=a.model, fps=a.fps, detector=a.detector, smooth=a.smooth or None,
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
-        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, detect_fps=a.detect_fps,
+        jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, tolerance=a.tolerance,
+        detect_fps=a.detect_fps,
     )
     for r in results:
         if r.status != STATUS_FAILED:
@@ -84,7 +85,7 @@ def add_parser(sub) -> None:
         "followed from frame to frame), person (who it is, across videos and photos), x y w h (box, original "
         "pixels), score (detector confidence), label, confidence and p_<emotion> (the smoothed emotion: "
         "--smooth), raw_label, raw_confidence and raw_p_<emotion> (the CNN's own output for that one frame, "
-        "unsmoothed; equal to the smoothed ones with --smooth 0). "
+        "unsmoothed; equal to the smoothed ones with --smooth 0), uncertain (raw_confidence below 50%%). "
         "example: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
     )
     v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")

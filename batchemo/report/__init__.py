@@ -1,7 +1,7 @@
 """The self-contained HTML reports: Jinja2 templates (autoescaped), images embedded as data URIs.
 
 One module per report (``run``, ``video``, ``audit``); each reads results (tables and records) and runs no
-model. Reports import only this package, ``outputs`` and ``records``.
+model. Reports import only this package, ``outputs``, ``records`` and ``confidence``.
 """
 from __future__ import annotations
 
@@ -87,7 +87,21 @@ def explanation_pictures(crop, exp) -> tuple[str, str]:
     return data_uri(heat), data_uri(bounds)
 
 
-def base_context(model_card: dict) -> dict:
+def plain_model(card: dict, model_file: str | os.PathLike | None = None) -> str:
+    """The model as a user needs it: how often it is right, when it was trained, where its card is. The
+    training lineage (teachers, fine-tuning) stays in the card."""
+    acc, n = card.get("validation_accuracy"), card.get("validation_faces")
+    parts = [f"emotion model ({card.get('architecture') or 'unknown design'})"]
+    if acc:
+        parts.append(f"labels {float(acc) * 100:.1f}% of {f'{int(n):,} ' if n else ''}held-out FER2013 faces right")
+    if card.get("date"):
+        parts.append(f"trained {card['date']}")
+    card_file = Path(model_file).with_name(Path(model_file).stem + ".card.json").name if model_file else ""
+    parts.append(f"details in its card, {card_file}" if card_file else "details in its model card")
+    return ", ".join(parts)
+
+
+def base_context(model_card: dict, model_file: str | os.PathLike | None = None) -> dict:
     from .._version import __version__
 
     return {
@@ -96,6 +110,7 @@ def base_context(model_card: dict) -> dict:
         "colours": EMOTION_COLOURS,
         "model": _Card(model_card),
         "model_training": training_summary(model_card),
+        "model_plain": plain_model(model_card, model_file),
         "model_reads": describe_tta((model_card.get("preprocessing") or {}).get("tta", "none"),
                                     model_card.get("architecture", "")),
     }

@@ -154,10 +154,15 @@ def audit_context(result) -> dict:
     }
 
 
-def write_audit_report(result, out: str | os.PathLike) -> Path:
-    """The audit as one self-contained HTML file, written atomically."""
-    ctx = base_context(result.model_card)
+def write_audit_report(result, out: str | os.PathLike, csv: str | os.PathLike | None = None) -> Path:
+    """The audit as one self-contained HTML file, written atomically. ``csv``: the per-face table written
+    beside it (``--csv``), which a mistake then cites by line; without one no line is cited."""
+    from ..confidence import GLOSSARY
+
+    ctx = base_context(result.model_card, result.model_name if str(result.model_name).endswith(".keras") else None)
     ctx.update(audit_context(result))
+    ctx["csv_name"] = os.path.basename(str(csv)) if csv else ""
+    ctx["glossary"] = GLOSSARY
     return render("audit.html.j2", ctx, out)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED, Shot
+from ..confidence import GLOSSARY, MIXED, faithfulness_verdict, uncertain_label
+from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 from ..rows import face_cells
 from . import base_context, explanation_pictures, picture, render
 from .video import fmt_time
@@ -33,16 +34,22 @@ def summary(result) -> dict:
     }
 
 
-def _face_view(faces, i: int) -> dict:
-    """One face of a gallery card: its cells (rows.face_cells) and its pictures, encoded here."""
+def _face_view(faces, i: int, size: tuple | None = None) -> dict:
+    """One face of a gallery card: its cells (rows.face_cells) and its pictures, encoded here. ``size``:
+    the photo's (width, height) in pixels, for the box as percentages of the thumbnail the report draws
+    it over (``box_pct``; None without it)."""
     from ..outputs import square
 
     cells = face_cells(faces, i)
     exp = faces.shown_explanation(i)
     heatmap, lime = explanation_pictures(faces.crops[i], exp)
     colour = faces.colour[i] if faces.colour is not None else square(faces.crops[i], 112)
+    w, h = size or (None, None)
+    box = {k: 100.0 * float(cells[k]) / d for k, d in (("x", w), ("y", h), ("w", w), ("h", h))} if w and h else None
     return {
         "face_index": i, "label": cells["label"], "confidence": cells["confidence"],
+        "uncertain": cells["uncertain"], "box_pct": box,
+        "faithfulness_verdict": faithfulness_verdict(_num(cells.get("lime_faithfulness"))),
         "x": cells["x"], "y": cells["y"], "w": cells["w"], "h": cells["h"],
         "probs": {c: cells[f"p_{c}"] for c in CLASSES},
         "face_jpg": picture(colour, 90), "crop_jpg": picture(square(faces.crops[i], 112), 90),
@@ -63,14 +70,12 @@ STATUS_TEXT = {"ok": "faces found", "no_faces": "no face found", "failed": "fail
 
 
 def _card(rec) -> dict:
-    """One gallery card (an ``ImageResult``): the thumbnail with its faces boxed, and each face."""
-    from ..outputs import annotate
-
-    faces = [_face_view(rec.faces, i) for i in range(len(rec))] if rec.status == STATUS_OK else []
-    thumb = ""
-    if rec.thumbnail is not None:
-        marks = Shot.of(rec.thumbnail, rec.thumb_scale, rec.faces).marks if faces else []
-        thumb = picture(annotate(rec.thumbnail, marks, rec.thumb_scale), 85)
+    """One gallery card (an ``ImageResult``): its plain thumbnail, over which the report draws each face's
+    box and tag as HTML (from x/y/w/h and the photo's size, so a script can keep tags off every face), and
+    each face."""
+    size = (rec.width, rec.height) if rec.width and rec.height else None
+    faces = [_face_view(rec.faces, i, size) for i in range(len(rec))] if rec.status == STATUS_OK else []
+    thumb = picture(rec.thumbnail, 85) if rec.thumbnail is not None else ""
     return {
         "path": rec.path, "name": os.path.basename(rec.path), "status": rec.status,
         "status_text": STATUS_TEXT.get(rec.status, rec.status) + (f" ({len(faces)})" if faces else ""),
@@ -91,6 +96,8 @@ def _statistics(st) -> dict:
     return {
         "distribution": {c: float(st.label_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
         "mean_probs": {c: float(st.prob_sums[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
+        "uncertain_shares": {c: float(st.uncertain_counts[k] / n) if n else 0.0 for k, c in enumerate(CLASSES)},
+        "uncertain_total": int(st.uncertain_counts.sum()),
         "folders": folders, "problems": st.problems, "problems_total": st.problems_total,
         "faithfulness": st.faithfulness_summary(),
     }
@@ -98,17 +105,16 @@ def _statistics(st) -> dict:
 
 def run_context(result) -> dict:
     """Everything run.html.j2 shows about the photos, from an ``analysis.RunResult``: statistics of every
-    input, and the gallery's cards (every image of a small run, a bounded choice of a big one)."""
+    input, and the gallery's cards (every image of a small run, a bounded choice of a big one). The
+    filters count faces (a photo shows when any of its faces matches)."""
     cards = [_card(rec) for rec in result.gallery.cards() if rec.status in (STATUS_OK, STATUS_NO_FACES)]
-    filter_counts = {c: 0 for c in CLASSES}
-    filter_counts["no_faces"] = 0
-    for c in cards:
-        for t in c["tags"]:
-            filter_counts[t] = filter_counts.get(t, 0) + 1
+    faces = [f for card in cards for f in card["faces"]]
     a = result.info
     return dict(
         _statistics(result.stats), summary=summary(result), inputs=a.get("inputs", []), cards=cards,
-        filter_counts=filter_counts, complete=result.gallery.keep_all, gallery_size=a.get("gallery"),
+        filter_counts={c: sum(f["label"] == c for f in faces) for c in CLASSES},
+        no_faces_count=sum(not card["faces"] for card in cards), uncertain_count=sum(f["uncertain"] for f in faces),
+        glossary=GLOSSARY, mixed=MIXED, complete=result.gallery.keep_all, gallery_size=a.get("gallery"),
         settings={k: a.get(k) for k in ("detector", "detector_options", "explain", "lime_samples", "jobs", "backend")},
     )
 
@@ -121,7 +127,7 @@ def write_run_report(result, out: str | os.PathLike, timeline: str = "") -> Path
     """
     from .video import video_context
 
-    ctx = base_context(result.info.get("model", {}))
+    ctx = base_context(result.info.get("model", {}), result.info.get("model_file"))
     ctx.update(run_context(result))
     opts = result.options
     ctx["people_on"] = bool(opts is None or opts.people)
@@ -130,8 +136,7 @@ def write_run_report(result, out: str | os.PathLike, timeline: str = "") -> Path
     for c in ctx["cards"]:
         for f in c["faces"]:
             f["person"] = names.get((c["path"], f["face_index"]), "")
-        c["tags"] += sorted({"person:" + f["person"] for f in c["faces"] if f["person"]})
-    ctx["person_counts"] = {p["name"]: sum("person:" + p["name"] in c["tags"] for c in ctx["cards"])
+    ctx["person_counts"] = {p["name"]: sum(f["person"] == p["name"] for c in ctx["cards"] for f in c["faces"])
                             for p in ctx["people"]}
     ctx["people_total"] = max(int(result.info.get("people") or 0), len(ctx["people"]))
     ctx["videos"] = [video_context(v, i, keyframes_per_face=KEYFRAMES_PER_FACE)
@@ -219,6 +224,6 @@ def _person_view(p: dict) -> dict:
     def example(e):
         if not e:
             return None
-        return dict(e, name=os.path.basename(e["source"]))
+        return dict(e, name=os.path.basename(e["source"]), uncertain=uncertain_label(e["confidence"]))
 
     return dict(p, typical=example(p["typical"]), most=example(p["most"]), least=example(p["least"]))

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..confidence import GLOSSARY, headline
 from ..outputs import EMOTION_COLOURS
 from ..records import CLASSES
 from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
@@ -182,6 +183,8 @@ def write_video_report(results: Sequence, out: str | os.PathLike, min_face_sampl
     videos = [video_context(df, i, min_face_samples) for i, df in enumerate(results, 1)]
     first = next((r.info for r in results if r.info.get("model")), {})
     ctx = base_context(first.get("model", {}))
+    ctx["glossary"] = {k: v for k, v in GLOSSARY.items()
+                       if k in ("LIME", "heatmap", "keyframe", "smoothed", "face_id", "confidence", "detector score")}
     done = [v for v in videos if v["status"] != "failed"]
     ctx.update(
         videos=videos, people=people_context(videos),
@@ -199,24 +202,28 @@ def write_video_report(results: Sequence, out: str | os.PathLike, min_face_sampl
 
 
 def people_context(videos: list[dict]) -> list[dict]:
-    """Per person across the videos: their tracked faces, time on screen, emotion mix (sample-weighted)."""
+    """Per person across the videos: their tracked faces, time on screen, emotion mix and mean probabilities
+    (sample-weighted), and the headline emotion those give."""
     people: dict[str, dict] = {}
     for v in videos:
         for f in v["faces"] + v["brief"]:
             if not f["person"]:
                 continue
             p = people.setdefault(f["person"], {"name": f["person"], "thumb": "", "samples": 0, "on_screen": 0.0,
-                                                "mix": dict.fromkeys(CLASSES, 0.0), "faces": []})
+                                                "mix": dict.fromkeys(CLASSES, 0.0), "mean": dict.fromkeys(CLASSES, 0.0),
+                                                "faces": []})
             p["samples"] += f["samples"]
             p["on_screen"] += f["on_screen"]
             for c in CLASSES:
                 p["mix"][c] += f["shares"][c] * f["samples"]
+                p["mean"][c] += f["mean_probs"][c] * f["samples"]
             p["thumb"] = p["thumb"] or f["thumb"]
             p["faces"].append({"video": v["name"], "anchor": f"{v['anchor']}-face-{f['id']}" if f["chart"] else v["anchor"],
                                "id": f["id"]})
     for p in people.values():
         p["mix"] = {c: x / p["samples"] for c, x in p["mix"].items()} if p["samples"] else p["mix"]
-        p["dominant"] = max(p["mix"], key=p["mix"].get)
+        p["mean"] = {c: x / p["samples"] for c, x in p["mean"].items()} if p["samples"] else p["mean"]
+        p["dominant"] = headline(p["mean"])  # the mean probability's top emotion, or "mixed" (confidence.py)
     return sorted(people.values(), key=lambda p: (-p["samples"], p["name"]))
 
 
