@@ -85,7 +85,7 @@ def add_parser(sub) -> None:
         "followed from frame to frame), person (who it is, across videos and photos), x y w h (box, original "
         "pixels), score (detector confidence), label, confidence and p_<emotion> (the smoothed emotion: "
         "--smooth), raw_label, raw_confidence and raw_p_<emotion> (the CNN's own output for that one frame, "
-        "unsmoothed; equal to the smoothed ones with --smooth 0), uncertain (raw_confidence below 50%%). "
+        "unsmoothed; equal to the smoothed ones with --smooth 0), uncertain (raw_confidence below 50 percent). "
         "example: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
     )
     v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")
