@@ -13,7 +13,7 @@ from .audit import audit
 from .evaluate import evaluate
 from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES
-from .train import train
+from .train import train  # the compatibility module loads first, so the name ends as the function
 from .video import VideoAnalysis, VideoOptions, analyze_video, analyze_videos, video_timeline
 
 __all__ = [

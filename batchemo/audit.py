@@ -14,59 +14,13 @@ from typing import Callable
 
 import numpy as np
 
+from .calibration import ReliabilityBin, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
 from .datasets import LabelledSet, load_split
 from .evaluate import Evaluation
 from .explain import LIME_SAMPLES, LimeSettings
 from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES, Explanation
 from .tta import way as tta_way
-
-
-# ---------------------------------------------------------------- calibration (pure functions)
-@dataclass(frozen=True)
-class ReliabilityBin:
-    """Faces whose confidence falls in (lower, upper]: how sure the model was, and how often it was right."""
-
-    lower: float
-    upper: float
-    count: int
-    confidence: float  # mean top-class probability in the bin (nan when empty)
-    accuracy: float  # share of correct predictions in the bin (nan when empty)
-
-    @property
-    def gap(self) -> float:
-        """Over-confidence: positive when the model is surer than it is right."""
-        return self.confidence - self.accuracy
-
-
-def reliability_bins(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> list[ReliabilityBin]:
-    """Equal-width confidence bins over [0, 1]; bin k holds (k/n, (k+1)/n], the first also holds 0."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
-    conf = np.asarray(confidences, np.float64).ravel()
-    ok = np.asarray(correct, bool).ravel()
-    if conf.shape != ok.shape:
-        raise ValueError(f"confidences and correct differ in length ({conf.size} vs {ok.size})")
-    which = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    bins = []
-    for k in range(n_bins):
-        members = which == k
-        n = int(members.sum())
-        bins.append(ReliabilityBin(
-            lower=k / n_bins, upper=(k + 1) / n_bins, count=n,
-            confidence=float(conf[members].mean()) if n else float("nan"),
-            accuracy=float(ok[members].mean()) if n else float("nan"),
-        ))
-    return bins
-
-
-def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
-    """ECE: the count-weighted mean |accuracy - confidence| over the reliability bins (nan for no faces)."""
-    bins = reliability_bins(confidences, correct, n_bins)
-    total = sum(b.count for b in bins)
-    if total == 0:
-        return float("nan")
-    return float(sum(b.count * abs(b.accuracy - b.confidence) for b in bins if b.count) / total)
 
 
 # ---------------------------------------------------------------- mistakes (pure functions)

@@ -32,7 +32,7 @@ class ResultCache:
         from .model import DEFAULT_MODEL_PATH, ModelCard
 
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # embeddings identify people: private
         model = settings.model_path or str(DEFAULT_MODEL_PATH)
         card = ModelCard.path_for(model)  # the card says how a face is read (its TTA): part of the model
         described = {"v": self.VERSION, "model": _file_identity(model),
@@ -48,7 +48,8 @@ class ResultCache:
             ident = _file_identity(path)
         except OSError:
             return None  # unreadable: never cached, always reported afresh
-        digest = hashlib.sha1(f"{ident}|{self._settings_key}".encode()).hexdigest()
+        # surrogateescape: a file name that is not UTF-8 keys its own entry like any other
+        digest = hashlib.sha1(f"{ident}|{self._settings_key}".encode("utf-8", "surrogateescape")).hexdigest()
         return self.folder / digest[:2] / f"{digest}.pkl"
 
     def has(self, path: str) -> bool:

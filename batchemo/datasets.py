@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .model import CLASSES, FER2013_CSV_ORDER, INPUT_SIZE, class_index
+from .sources import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm"}
 
 #: Folder names tried, in order, for each role of a split.
 SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "test", "publictest")}
@@ -59,9 +59,19 @@ def to_face(img: np.ndarray) -> np.ndarray:
 
 
 def _read_face(path: str) -> np.ndarray | None:
+    """The face in ``path``, or None if it cannot be read. Read by Python and decoded from memory, so any
+    file name works (OpenCV's own reader takes UTF-8 names only), and a FIFO or device is never opened."""
     import cv2
 
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    from .sources import special_kind
+
+    if special_kind(path):
+        return None
+    try:
+        data = np.fromfile(path, np.uint8)
+    except (OSError, ValueError):
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None or img.size == 0:
         return None
     return to_face(img)
@@ -91,9 +101,14 @@ def load_folder(folder: str | os.PathLike, require_all: bool = False, n_jobs: in
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
+    from .sources import iter_files, printable
+
     files: list[tuple[str, int]] = []
+    unreadable: list[tuple[str, str]] = []
     for idx, d in _class_folders(folder, require_all):
-        members = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        found, errors = iter_files(d)  # no recursion: any depth of sub-folders
+        unreadable += [(printable(str(p)), why) for p, why in errors]
+        members = sorted(str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not members:
             raise DatasetError(f"{d}: class folder '{d.name}' has no images")
         files += [(p, idx) for p in members]
@@ -105,14 +120,14 @@ def load_folder(folder: str | os.PathLike, require_all: bool = False, n_jobs: in
     for ch, faces in zip(chunks, decoded):
         for (p, idx), face in zip(ch, faces):
             if face is None:
-                skipped.append((p, "unreadable or not an image"))
+                skipped.append((printable(p), "unreadable or not an image"))
             else:
                 images.append(face)
                 labels.append(idx)
-                sources.append(p)
+                sources.append(printable(p))  # a name only (the face is decoded): escaped, tables stay valid
     if not images:
         raise DatasetError(f"{folder}: no readable images")
-    return LabelledSet(np.stack(images), np.asarray(labels, np.int64), sources, str(folder), skipped)
+    return LabelledSet(np.stack(images), np.asarray(labels, np.int64), sources, str(folder), unreadable + skipped)
 
 
 def load_csv(path: str | os.PathLike, usage: str | None) -> LabelledSet:
@@ -140,7 +155,7 @@ def load_csv(path: str | os.PathLike, usage: str | None) -> LabelledSet:
     remap = [CLASSES.index(c) for c in FER2013_CSV_ORDER]
     for k, (emotion, pixels, line) in enumerate(zip(df["emotion"], df["pixels"], df["line"])):
         text = str(emotion).strip()
-        if not (text.isdigit() and int(text) < len(remap)):
+        if not (text.isascii() and text.isdigit() and int(text) < len(remap)):  # '²'.isdigit() is True
             raise DatasetError(f"{path}:{line}: emotion {text!r} is not a label 0-6")
         try:
             values = np.array(str(pixels).split(), dtype=np.float64)

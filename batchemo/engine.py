@@ -229,7 +229,7 @@ def load_known_faces(folder: str | os.PathLike, detector):
     Photos without a face to recognise are listed in ``skipped``, not fatal.
     """
     from .people import KnownFaces
-    from .sources import SourceError, is_image, read_image
+    from .sources import SourceError, is_image, iter_files, read_image
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -239,7 +239,7 @@ def load_known_faces(folder: str | os.PathLike, detector):
         raise ValueError(f"{folder}: no sub-folders: --known-faces wants one sub-folder of photos per person")
     known, vectors = KnownFaces(), []
     for person in people:
-        for photo in sorted(p for p in person.rglob("*") if p.is_file() and is_image(p)):
+        for photo in sorted(p for p in iter_files(person)[0] if is_image(p)):  # iterative: any depth
             try:
                 rgb, scale = read_image(photo)
             except SourceError as e:

@@ -5,13 +5,54 @@ mid-write leaves the previous file intact, never a half-written one.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from .sources import printable, special_kind
+
+
+#: Temp files are named ``.tmp-<pid>.<random>-<name tail>``: the pid says whose they are, so a run removes
+#: only those whose writer is gone (a concurrent run's live temp file is never touched), and the tail keeps
+#: the output's suffixes (some writers pick the format from them) within the file-name limit.
+TEMP_PREFIX = ".tmp-"
+_TAIL = 120  # characters of the output's name kept in its temp name (NAME_MAX is 255 bytes)
+
+
+def _temp_tail(name: str) -> str:
+    return name[-_TAIL:]
+
+
+def make_temp(path: str | os.PathLike, tag: str = "") -> Path:
+    """An empty temp file beside ``path`` (its folder created if missing), named with this process's pid."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}.{tag}", suffix=f"-{_temp_tail(path.name)}",
+                                   dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an OSError met while writing ``path`` as one line naming it ("out/faces.csv: cannot write:
+    No space left on device"), its errno kept: a full disk must say which output it stopped."""
+    try:
+        yield
+    except OSError as e:
+        if str(path) in str(e):
+            raise
+        new = OSError(f"{printable(str(path))}: cannot write: {e.strerror or e}")
+        new.errno = e.errno
+        raise new from None
 
 
 @contextlib.contextmanager
@@ -19,17 +60,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed.
 
     For writers that insist on a file name (Keras, matplotlib, pandas). The folder is created if missing,
-    and the temp name ends with the full file name, since some writers choose the format from its suffixes.
+    and the temp name ends with the file name, since some writers choose the format from its suffixes.
+    An OSError (a full disk) comes out naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = make_temp(path)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
+        with writing(path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o644)
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -38,24 +78,49 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def check_writable(path: str | os.PathLike) -> Path:
     """Raise OSError with a one-line reason if ``path`` could not be written; checked before any work.
 
-    A report path whose parent is a file, or a folder without write permission, should fail in the first
-    second, not after an hour of analysis.
+    The folder is created (as the write would) and a temp file is made and removed in it, so what only
+    trying reveals (/proc, a read-only mount, a full name too long) fails in the first second, not after an
+    hour of analysis. A folder, a device or a pipe at ``path`` is refused: replacing it is never meant.
     """
     path = Path(path)
+    shown = printable(str(path))
+    if len(os.fsencode(path.name)) > 255:  # NAME_MAX on every common file system (checked exactly below)
+        raise OSError(f"{shown}: cannot write there: the file name is longer than 255 bytes")
     if path.is_dir():
-        raise OSError(f"{path}: is a folder, expected a file name")
+        raise OSError(f"{shown}: is a folder, expected a file name")
+    if os.path.exists(path) and not path.is_file():
+        raise OSError(f"{shown}: {special_kind(path) or 'not a regular file'}, not a file an output may replace")
     folder = path.parent
-    while not folder.exists():
-        if folder.parent == folder:
-            break
+    while not folder.exists() and folder.parent != folder:
         folder = folder.parent
     if not folder.is_dir():
-        raise OSError(f"{path}: cannot write there: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OSError(f"{path}: cannot write there: no permission to write in {folder}")
+        raise OSError(f"{shown}: cannot write there: {printable(str(folder))} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+        if len(os.fsencode(path.name)) > limit:
+            raise OSError(f"{shown}: cannot write there: the file name is longer than {limit} bytes")
+        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}.probe", suffix=f"-{_temp_tail(path.name)}",
+                                     dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        if e.strerror is None:
+            raise
+        raise OSError(f"{shown}: cannot write there: {e.strerror}") from None
     if path.exists() and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
-        raise OSError(f"{path}: cannot replace it: no permission")
+        raise OSError(f"{shown}: cannot replace it: no permission")
     return path
+
+
+def _escape_surrogates(err: UnicodeError):
+    """A codec error handler: lone surrogates written as ``\\xff`` text (see ``printable``)."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return printable(err.object[err.start:err.end]), err.end
+
+
+codecs.register_error("batchemo-escape", _escape_surrogates)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -68,13 +133,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """UTF-8 text written atomically; a file name that is not UTF-8 inside it is escaped (``printable``)."""
+    return atomic_write_bytes(path, text.encode("utf-8", "batchemo-escape"))
 
 
 def write_table(df, path: str | os.PathLike) -> Path:
     """A DataFrame as CSV, JSON (records) or Parquet, chosen by the file's suffix, written atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
+    text = [c for c in df.columns if df[c].dtype == object]
+    if text:  # a file name that is not UTF-8 (or holds a newline) is escaped: the file stays valid
+        df = df.assign(**{c: df[c].map(lambda v: printable(v) if isinstance(v, str) and not v.isprintable() else v)
+                          for c in text})
     with atomic_path(path) as tmp:
         if suffix == ".json":
             df.to_json(tmp, orient="records", indent=1, force_ascii=False)
@@ -242,21 +312,18 @@ class TableWriter:
                 import pyarrow  # noqa: F401
             except ImportError:
                 raise OSError(f"{self.path}: Parquet output needs pyarrow (pip install pyarrow)") from None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{self.path.name}", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp(self.path)
         self.rows = 0
         self._parquet = None
         self._pending: list[dict] = []
         if self.format == "csv":
             import csv
 
-            self._fh = open(self._tmp, "w", newline="", encoding="utf-8")
+            self._fh = open(self._tmp, "w", newline="", encoding="utf-8", errors="batchemo-escape")
             self._csv = csv.writer(self._fh)
             self._csv.writerow(self.columns)
         elif self.format == "json":
-            self._fh = open(self._tmp, "w", encoding="utf-8")
+            self._fh = open(self._tmp, "w", encoding="utf-8", errors="batchemo-escape")
             self._fh.write("[")
 
     def __enter__(self) -> "TableWriter":
@@ -274,6 +341,10 @@ class TableWriter:
         return not self._tmp.exists()
 
     def write(self, rows: list[dict]) -> None:
+        with writing(self.path):  # a full disk names the output it stopped
+            self._write(rows)
+
+    def _write(self, rows: list[dict]) -> None:
         import json
 
         for row in rows:
@@ -311,6 +382,14 @@ class TableWriter:
         ``fill``: cells known only once every row is in (a face's ``person`` needs the whole run), by row
         number: the rows are streamed once more through a second temp file, so memory stays flat.
         """
+        try:
+            with writing(self.path):
+                return self._close(fill)
+        except BaseException:  # a full disk while finishing: no temp file left, the earlier file untouched
+            self.abort()
+            raise
+
+    def _close(self, fill: dict[int, dict] | None) -> Path:
         if self.format == "parquet":
             self._flush_parquet()
             self._parquet.close()
@@ -329,15 +408,13 @@ class TableWriter:
     def _refill(self, fill: dict[int, dict]) -> None:
         import json
 
-        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{self.path.name}", dir=self.path.parent)
-        os.close(fd)
-        second = Path(name)
+        second = make_temp(self.path)
         try:
             if self.format == "csv":
                 import csv
 
                 with open(self._tmp, newline="", encoding="utf-8") as src, \
-                        open(second, "w", newline="", encoding="utf-8") as dst:
+                        open(second, "w", newline="", encoding="utf-8", errors="batchemo-escape") as dst:
                     reader, writer = csv.reader(src), csv.writer(dst)
                     header = next(reader)
                     writer.writerow(header)
@@ -347,7 +424,7 @@ class TableWriter:
                             row[where[col]] = "" if value is None else value
                         writer.writerow(row)
             elif self.format == "json":
-                with open(self._tmp, encoding="utf-8") as src, open(second, "w", encoding="utf-8") as dst:
+                with open(self._tmp, encoding="utf-8") as src, open(second, "w", encoding="utf-8", errors="batchemo-escape") as dst:
                     i = 0
                     for line in src:
                         text = line.strip()
@@ -398,21 +475,53 @@ def _plain(v):
         v = v.item()
     if isinstance(v, float) and v != v:
         return None
+    if isinstance(v, str) and not v.isprintable():
+        return printable(v)  # a file name that is not UTF-8, or holds a newline: the file stays valid
     return v
 
 
+#: A temp file whose name holds no pid (an older batchemo's) is stale once untouched this long (seconds).
+LEGACY_TEMP_AGE = 24 * 3600
+
+
+def writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (on this machine): signal 0 probes without sending anything."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def _stale(f: Path) -> bool:
+    head = f.name[len(TEMP_PREFIX):].split(".", 1)[0]
+    if head.isascii() and head.isdigit():
+        return int(head) != os.getpid() and not writer_alive(int(head))
+    try:
+        return f.stat().st_mtime < time.time() - LEGACY_TEMP_AGE
+    except OSError:
+        return False
+
+
 def remove_stale_temp_files(folder: str | os.PathLike, name: str | None = None) -> int:
-    """Remove the ``.tmp-*`` files an interrupted batchemo run left in ``folder`` (for output ``name``, or
-    all of them); returns how many. A killed process cannot clean up after itself, so the next run does."""
+    """Remove the temp files an interrupted batchemo run left in ``folder`` (for output ``name``, or all of
+    them); returns how many. A killed process cannot clean up after itself, so the next run does, but only
+    after files whose writer is provably gone (its pid, in the name, no longer runs): a concurrent run
+    writing the same output keeps its temp file."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    pattern = f".tmp-*-{name}" if name else ".tmp-*"
+    pattern = f"{TEMP_PREFIX}*-{glob.escape(_temp_tail(name))}" if name else f"{TEMP_PREFIX}*"
     removed = 0
     for f in folder.glob(pattern):
         try:
-            f.unlink()
-            removed += 1
+            if _stale(f):
+                f.unlink()
+                removed += 1
         except OSError:
             pass
     return removed

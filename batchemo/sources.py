@@ -19,7 +19,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 _TOLERANCE = 1e-3  # seconds: a frame this close before a sampling instant still counts as on time
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+#: Image files batchemo reads, everywhere (media folders and labelled datasets alike).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 #: Longest side an image is decoded at. Faces stay large enough for the detector and the 48x48 CNN,
@@ -29,6 +30,41 @@ MAX_SIDE = 2048
 #: Largest image decoded in full. JPEGs decode reduced (1/2 .. 1/8) whatever their size; other formats
 #: (PNG, TIFF, ...) must be decoded whole first, and a 13,300 x 13,300 PNG (2.3 MB on disk) took 3.8 GB.
 MAX_PIXELS = 60_000_000
+
+
+def special_kind(path: str | os.PathLike) -> str:
+    """What ``path`` is when it is not a regular file or folder ("a named pipe (FIFO)", "a character device
+    (/dev/urandom)"), found by ``stat`` without opening it; "" for a file, a folder or a missing path."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return ""
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    what = next((name for test, name in kinds if test(mode)), "")
+    if what and os.path.islink(path):
+        what += f" (a link to {printable(os.path.realpath(path))})"
+    return what
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one line of a log, a CSV cell or an HTML page: a byte of a file name that is not
+    UTF-8 (a lone surrogate, Python's ``surrogateescape``) becomes ``\\xff``, and a control character (a
+    newline in a file name) its escape, so a name can neither break the encoding nor split a line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF or (not ch.isprintable() and ch != " "):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class SourceError(Exception):
@@ -65,23 +101,76 @@ class Found:
 
 def _classify_file(f: Path, root: Path | None) -> Found:
     if f.is_symlink() and not f.exists():
-        return Found(f, root, "failed", f"broken symbolic link (points to {os.readlink(f)})")
+        return Found(f, root, "failed", f"broken symbolic link (points to {printable(os.readlink(f))})")
     if is_image(f):
         return Found(f, root, "image")
     if is_video(f):
         return Found(f, root, "video")
     what = f.suffix.lower() or "no extension"
-    return Found(f, root, "skipped", f"not an image or video batchemo reads ({what}; it reads "
+    return Found(f, root, "skipped", f"not an image or video batchemo reads ({printable(what)}; it reads "
                                      f"{' '.join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)})")
+
+
+def walk_error(e: OSError) -> str:
+    """Why a folder could not be listed, in words (a path over PATH_MAX says so)."""
+    import errno
+
+    if e.errno == errno.ENAMETOOLONG:
+        return "cannot read folder: its path is longer than the system allows (PATH_MAX)"
+    if e.errno == errno.ELOOP:
+        return "cannot read folder: too many levels of symbolic links"
+    return f"cannot read folder: {e.strerror or e}"
+
+
+def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(sub-folders, files) of ``folder``, hidden names left out, each sorted; OSError if it cannot be read.
+
+    Links to folders count as folders (followed); anything else that is not a folder is a file here.
+    """
+    dirs, files = [], []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(folder / entry.name)
+    key = lambda p: p.name.lower()  # noqa: E731
+    return sorted(dirs, key=key), sorted(files, key=key)
+
+
+def _walk_folder(top: Path, add) -> None:
+    """Every file under folder ``top``, depth first (a folder's files, then its sub-folders, in name order),
+    with an explicit stack: 10,000 nested folders cost no recursion. A folder that cannot be listed (no
+    permission, a path over PATH_MAX) is passed to ``add`` as a "failed" Found with its reason."""
+    visited: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)  # (device, inode), not realpath: one call however deep the folder lies
+            if (st.st_dev, st.st_ino) in visited:  # a link back to a folder already walked: a loop, or a duplicate
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            dirs, files = _listing(folder)
+        except OSError as e:
+            add(Found(folder, top, "failed", walk_error(e)))
+            continue
+        for f in files:
+            add(_classify_file(f, top))
+        stack.extend(reversed(dirs))
 
 
 def walk(paths: Iterable[str | os.PathLike]) -> list[Found]:
     """Every non-hidden file under ``paths``, recursively, in a stable order, each with what to do with it.
 
-    Nothing is dropped silently: unsupported files come back "skipped" and broken links "failed", each with
-    a reason, so every input gets a row. Symbolically linked folders are followed, each real folder once
-    (no loops). A file named directly is "image" unless it is a known video: a mislabelled or broken file is
-    then reported by the decoder. A named path that does not exist raises FileNotFoundError.
+    Nothing is dropped silently: unsupported files come back "skipped", broken links and folders that
+    cannot be read "failed", each with a reason, so every input gets a row. Symbolically linked folders are
+    followed, each real folder once (no loops). A file named directly is "image" unless it is a known
+    video: a mislabelled, special (a FIFO) or broken file is then reported by the decoder. A named path
+    that does not exist raises FileNotFoundError.
     """
     out: list[Found] = []
     seen: set[str] = set()
@@ -94,23 +183,27 @@ def walk(paths: Iterable[str | os.PathLike]) -> list[Found]:
 
     for p in map(Path, paths):
         if not os.path.lexists(p):
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise FileNotFoundError(f"{printable(str(p))}: no such file or folder")
         if p.is_symlink() and not p.exists():
-            add(Found(p, None, "failed", f"broken symbolic link (points to {os.readlink(p)})"))
+            add(Found(p, None, "failed", f"broken symbolic link (points to {printable(os.readlink(p))})"))
         elif not p.is_dir():
             add(Found(p, None, "video" if is_video(p) else "image"))
         else:
-            visited: set[str] = set()
-            for folder, dirs, files in os.walk(p, followlinks=True):
-                real = os.path.realpath(folder)
-                if real in visited:  # a link back to a folder already walked: a loop, or a duplicate
-                    dirs[:] = []
-                    continue
-                visited.add(real)
-                dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=str.lower)
-                for name in sorted((f for f in files if not f.startswith(".")), key=str.lower):
-                    add(_classify_file(Path(folder) / name, p))
+            _walk_folder(p, add)
     return out
+
+
+def iter_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every non-hidden file under ``folder`` (links followed, no recursion), and the sub-folders that could
+    not be read with the reason: for datasets and --known-faces, which take their own kinds of file."""
+    files, errors = [], []
+
+    def add(found: Found) -> None:
+        (errors.append((found.path, found.reason)) if found.kind == "failed" and found.reason.startswith("cannot read folder")
+         else files.append(found.path))
+
+    _walk_folder(Path(folder), add)
+    return files, errors
 
 
 def find_media(paths: Iterable[str | os.PathLike], videos: bool = False) -> list[Path]:
@@ -129,11 +222,7 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: in
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise SourceError(path, "empty file (0 bytes)")
-    except OSError as e:
-        raise SourceError(path, f"cannot read: {e.strerror or e}") from None
+    check_regular(path)
     try:
         with Image.open(path) as im:
             orig_w, orig_h = im.size
@@ -246,6 +335,49 @@ def _open_capture(path: str):
         logging.setLogLevel(level)
 
 
+def check_regular(path: Path) -> None:
+    """SourceError unless ``path`` is a regular, non-empty file, found by ``stat`` before anything opens it:
+    opening a named pipe blocks forever, and a device (a link to /dev/urandom) never ends."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise SourceError(path, f"broken symbolic link (points to {printable(os.readlink(path))})") from None
+        raise SourceError(path, f"cannot read: {e.strerror or e}") from None
+    special = special_kind(path)
+    if special:
+        raise SourceError(path, f"{special}, not a regular file: not read")
+    if os.path.isdir(path):
+        raise SourceError(path, "is a folder, not a file")
+    if st.st_size == 0:
+        raise SourceError(path, "empty file (0 bytes)")
+
+
+_ALIASES: dict[str, str] = {}
+
+
+def _opencv_name(path: Path) -> str:
+    """A name OpenCV can open for ``path``. OpenCV takes UTF-8 names only: a file whose name is not valid
+    UTF-8 is reached through a symbolic link with a plain name in a private temp folder (kept until exit)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    if name not in _ALIASES:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="batchemo-names-")
+        atexit.register(shutil.rmtree, folder, True)
+        alias = os.path.join(folder, "video" + path.suffix.encode("ascii", "replace").decode("ascii"))
+        os.symlink(os.path.abspath(path), alias)
+        _ALIASES[name] = alias
+    return _ALIASES[name]
+
+
 def _whole(value: float) -> int:
     return int(value) if math.isfinite(value) and 0 < value < 2**40 else 0
 
@@ -255,19 +387,17 @@ def open_video(path: str | os.PathLike):
     import cv2
 
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise SourceError(path, "no such file")
     if path.is_dir():
         raise SourceError(path, "is a folder, not a video file")
+    check_regular(path)
     try:
-        size = path.stat().st_size
         with open(path, "rb"):
             pass
     except OSError as e:
         raise SourceError(path, f"cannot read: {e.strerror or e}") from None
-    if size == 0:
-        raise SourceError(path, "empty file (0 bytes)")
-    cap = _open_capture(str(path))
+    cap = _open_capture(_opencv_name(path))
     if not cap.isOpened():
         cap.release()
         raise SourceError(

@@ -74,9 +74,18 @@ def angles(tta: str) -> tuple[float, ...]:
 
 
 def turn_matrix(degrees: float) -> np.ndarray:
-    """The turn as a dense float32 (48*48, 48*48) matrix, ``faces @ M``: the same pixels as ``rotate``, for a
-    TensorFlow graph (training's reads, which cannot call scipy)."""
+    """The turn as a dense float32 (48*48, 48*48) matrix, ``faces @ M``: the same pixels as ``rotate``."""
     return _rotation(float(degrees)).toarray()
+
+
+def turn_entries(degrees: float) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The turn's sparse matrix R (``faces @ R``) as (int64 (nnz, 2) [input pixel, output pixel] indices in
+    row-major order, float32 (nnz,) weights, shape): for a TensorFlow graph (training's reads, which cannot
+    call scipy). Four weights per output pixel: a graph holds ~37 KB per turn, not a 21 MB dense matrix."""
+    coo = _rotation(float(degrees)).tocoo()
+    order = np.lexsort((coo.col, coo.row))
+    idx = np.stack([coo.row[order], coo.col[order]], 1).astype(np.int64)
+    return idx, coo.data[order].astype(np.float32), coo.shape
 
 
 @lru_cache(maxsize=None)
@@ -112,14 +121,31 @@ def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(flat @ _rotation(float(degrees)), np.float32).reshape(np.shape(x))
 
 
-def views(x: np.ndarray, tta: str) -> list[np.ndarray]:
-    """The views of (N, 48, 48, 1) float32 faces that ``tta`` averages over."""
+#: A view that is the face's mirror image (left-right), in ``view_spec``.
+MIRROR = "mirror"
+
+
+def view_spec(tta: str) -> tuple[float | str, ...]:
+    """What each view of a way is, in order: 0.0 the face itself, a number a turn by that many degrees,
+    ``MIRROR`` its mirror image. The one definition of the views, for ``views`` here (numpy) and for
+    training's reads (TensorFlow ops): the two cannot drift apart."""
     tta = way(tta)
     if tta == "none":
-        return [x]
+        return (0.0,)
     if tta == "hflip":
-        return [x, x[:, :, ::-1]]
-    return [rotate(x, d) if d else x for d in _TURNS[tta]]
+        return (0.0, MIRROR)
+    return _TURNS[tta]
+
+
+def views(x, tta: str, mirror: Callable | None = None, turn: Callable | None = None) -> list:
+    """The views of (N, 48, 48, 1) float32 faces that ``tta`` averages over (``view_spec``).
+
+    ``mirror(x)`` and ``turn(x, degrees)`` apply one view; by default numpy's (a reversed width axis,
+    ``rotate``); training passes TensorFlow ops computing the same pixels.
+    """
+    mirror = mirror or (lambda v: v[:, :, ::-1])
+    turn = turn or rotate
+    return [mirror(x) if s == MIRROR else turn(x, s) if s else x for s in view_spec(tta)]
 
 
 def read(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tta: str) -> np.ndarray:

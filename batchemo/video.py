@@ -29,7 +29,7 @@ from .records import (
     CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Box, Explanation, Faces,
     Shot,
 )
-from .sources import SourceError, VideoStream, is_image, is_video
+from .sources import SourceError, VideoStream, is_image, is_video, printable
 from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, ShotCuts, smooth_timeline
 
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
@@ -303,7 +303,9 @@ class VideoOptions:
 def _start_info(path, opts: VideoOptions, em, det) -> dict:
     """A video's ``info`` before it is read: status failed until it is analysed, and the settings."""
     return {
-        "video": str(path), "name": os.path.basename(str(path)), "status": STATUS_FAILED, "reason": "",
+        # the name escaped if it is not UTF-8: pandas 3 refuses lone surrogates, and one video would end a run
+        "video": printable(str(path)), "name": os.path.basename(printable(str(path))), "status": STATUS_FAILED,
+        "reason": "",
         "warnings": [], "width": 0, "height": 0, "fps_nominal": 0.0, "frame_count": 0, "duration": 0.0,
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
         "fps": opts.fps, "smooth": opts.smooth or None, "detector": getattr(det, "name", str(opts.detector)),
@@ -336,7 +338,7 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
     except SourceError as e:
         info.update(reason=e.reason, seconds=_clock.time() - t_start)
         return VideoAnalysis(_empty_timeline(), info)
-    state, failure = _scan(stream, em, det, opts, str(path))
+    state, failure = _scan(stream, em, det, opts, printable(str(path)))  # as _start_info names it
     df = smooth_timeline(state.table(), opts.smooth)[TIMELINE_COLUMNS] if state.rows else _empty_timeline()
     info.update(_outcome(stream, state, df, failure, opts.fps))
     keyframes = state.all_keyframes()
@@ -346,7 +348,8 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
         explain_keyframe_faces(em, [k for k in keyframes if k.face_id in lasting], df, opts.explain_keyframes,
                                opts.lime_samples, opts.seed, opts.jobs)
     info["seconds"] = _clock.time() - t_start
-    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills], state.track_refs(df, str(path)))
+    return VideoAnalysis(df, info, keyframes, [s for _, s in state.film.stills],
+                         state.track_refs(df, printable(str(path))))
 
 
 def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", str]:

@@ -32,7 +32,8 @@ def main() -> None:
     from batchemo.datasets import load_folder
     from batchemo.evaluate import evaluate
     from batchemo.explain import LimeSettings, explain_face
-    from batchemo.model import count_macs, load_model
+    from batchemo.model import load_model
+    from batchemo.training import count_macs
     from batchemo.tta import WAYS, passes
 
     data = load_folder(fer_split("validation"))

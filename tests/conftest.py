@@ -8,11 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from batchemo.records import CLASSES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("BATCHEMO_SHARED", ROOT.parent / "shared"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """``needs_shared`` on every test that reaches ../shared through a fixture (``shared`` or one built on
+    it), so the marker cannot drift from what a test really reads: ``-m "not needs_shared"`` runs anywhere."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_shared)
 
 
 def _need(path: Path) -> Path:
@@ -77,7 +87,8 @@ def untrained_model_path(tmp_path_factory) -> Path:
     """A real, untrained 'default' network saved with its card: for plumbing tests that need no accuracy."""
     import keras
 
-    from batchemo.model import ModelCard, build
+    from batchemo.model import ModelCard
+    from batchemo.training import build
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("models") / "untrained.keras"
@@ -93,3 +104,53 @@ def write_image(path: Path, rgb: np.ndarray) -> Path:
     img = rgb[..., ::-1] if rgb.ndim == 3 and rgb.shape[2] == 3 else rgb
     assert cv2.imwrite(str(path), img), path
     return path
+
+
+#: Faces per class in the tiny training set's train split (its validation split has 2 per class).
+TINY_PER_CLASS = 6
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, lfw_faces) -> Path:
+    """train/ and validation/ with real LFW faces (48x48), 6 and 2 per class; class folders in mixed case
+    and the seed's 'Natural' for neutral, as a user's folders may be."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("tiny_ds")
+    faces = [cv2.resize(f, (48, 48)) for f in lfw_faces]
+    names = {c: c for c in CLASSES} | {"neutral": "Natural", "happy": "HAPPY"}
+    k = 0
+    for split, n in (("train", TINY_PER_CLASS), ("validation", 2)):
+        for c in CLASSES:
+            for i in range(n):
+                write_image(root / split / names[c] / f"{i}.jpg", faces[k % len(faces)])
+                k += 1
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_dataset) -> Path:
+    """One small model trained once per test session (default architecture, 2 epochs, weight averaging
+    from epoch 2) on ``tiny_dataset``: its .keras file, with card, history, curves and checkpoint beside it.
+
+    For the tests that need *a* trained model and its run. Read it; a test that resumes or changes the run
+    works on ``copy_run(trained_run, tmp_path)``.
+    """
+    from batchemo.training import Recipe, train
+
+    out = tmp_path_factory.mktemp("trained") / "m.keras"
+    logs: list[str] = []
+    train(tiny_dataset, out, recipe=Recipe(arch="default", epochs=2, batch_size=16, lr=1e-3, patience=50,
+                                           average_from=2), log=logs.append)
+    (out.parent / "train.log").write_text("\n".join(logs))
+    return out
+
+
+def copy_run(out: Path, folder: Path) -> Path:
+    """A copy of a run (model, card, history, curves, checkpoint folder) in ``folder``; its new model path."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in out.parent.glob(out.stem + ".*"):
+        (shutil.copytree if p.is_dir() else shutil.copy2)(p, folder / p.name)
+    return folder / out.name

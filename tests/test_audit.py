@@ -20,7 +20,7 @@ from batchemo.datasets import DatasetError
 from batchemo.model import CLASSES, ModelCard, ModelError, preprocess
 
 MAGIC = 251  # marker pixel (0, 0); pixel (0, 1) = 7 + predicted class index; pixel (0, 2) = confidence byte
-HI, LO, WRONG, HAPPY_AS_SAD = 242, 166, 217, (191, 140)  # confidence bytes, each in its own 0.1-wide bin
+HI, LO, WRONG, HAPPY_AS_SAD = 242, 166, 217, (191, 140)  # confidence bytes, each in its own 1/15-wide bin
 HOSTILE_OK = "<img src=x onerror=alert(1)>.png"
 HOSTILE_BAD = "<script>alert(1).jpg"  # (a file name cannot hold "/")
 
@@ -128,7 +128,8 @@ def test_exact_metrics_calibration_and_gallery(labelled):
     c = {b: b / 255 for b in (HI, LO, WRONG, *HAPPY_AS_SAD)}
     ece = (7 * (1 - c[HI]) + 7 * (1 - c[LO]) + 7 * c[WRONG] + sum(c[b] for b in HAPPY_AS_SAD)) / 23
     assert r.ece == pytest.approx(ece, rel=1e-5)
-    assert [b.count for b in r.bins] == [0, 0, 0, 0, 0, 1, 7, 1, 7, 7]
+    # the audit's bins are the card's: calibration.ECE_BINS (15) equal-width bins
+    assert [b.count for b in r.bins] == [0] * 8 + [1, 7, 0, 1, 7, 0, 7]
     assert r.mistakes == 9
     assert [(g.true, g.predicted, g.count, len(g.shown)) for g in r.groups[:3]] == [
         ("happy", "sad", 2, 1), ("angry", "disgust", 1, 1), ("disgust", "fear", 1, 1)]

@@ -108,11 +108,24 @@ def test_weights_and_scores_are_lime_s_own(untrained, faces48):
 
 
 def test_faithfulness_fields(default_model, faces48):
-    for e in explain_faces(default_model, list(faces48[4:7]), [["happy", "neutral"]] * 3, FAST, n_jobs=2):
-        for x in e.values():
-            for v in (x.deletion_auc, x.insertion_auc, x.deletion_auc_random, x.insertion_auc_random):
-                assert 0.0 <= v <= 1.0
-            assert -1.0 <= x.faithfulness <= 1.0
+    """Each AUC is the area under the curve recomputed here from the explanation's own segments and weights
+    (LIME's order) and from the face's random orders, on the classifier that was explained."""
+    from batchemo.explain import lime_order, random_orders
+
+    explained = explain_faces(default_model, list(faces48[4:7]), [["happy", "neutral"]] * 3, FAST, n_jobs=2)
+    assert len(explained) == 3
+    for face, e in zip(faces48[4:7], explained):
+        assert set(e) == {"happy", "neutral"}
+        clf, _, _ = explained_classifier(default_model, face, FAST)
+        for name, x in e.items():
+            idx, n = default_model.classes.index(name), int(x.segments.max()) + 1
+            orders = [lime_order(x.weights, n)] + random_orders(n, FAST.random_orders, FAST.seed)
+            c = curves(clf, face, x.segments, hidden_face(face, x.segments, FAST.hide_color), orders,
+                       FAST.faithfulness_steps)[..., idx]
+            assert x.deletion_auc == pytest.approx(auc(c[0, 0]), abs=1e-5)
+            assert x.insertion_auc == pytest.approx(auc(c[0, 1]), abs=1e-5)
+            assert x.deletion_auc_random == pytest.approx(np.mean([auc(r) for r in c[1:, 0]]), abs=1e-5)
+            assert x.insertion_auc_random == pytest.approx(np.mean([auc(r) for r in c[1:, 1]]), abs=1e-5)
             assert x.num_samples == FAST.num_samples and x.classifier
     off = explain_face(default_model, faces48[4], None, LimeSettings(num_samples=50, faithfulness=False))
     assert math.isnan(next(iter(off.values())).deletion_auc)

@@ -18,7 +18,7 @@ def _trained_looking_net(seed: int):
     as a trained one's do: an unfold that ignored any of them would not give the same function back. Scales
     stay within about 3x a layer, as trained ones do: steeper ones saturate the softmax of an untrained net,
     where float32 round-off alone moves a probability by 1e-2."""
-    from batchemo.mirror import build, custom_layers
+    from batchemo.training.mirror import build, custom_layers
 
     import keras
 
@@ -39,7 +39,7 @@ def _trained_looking_net(seed: int):
 def test_unfold_gives_back_the_function_that_ships(faces):
     """plain -> unfold -> plain: the same predictions; the unfolded net in inference mode too, and in training
     mode (batch statistics) on faces like those it was unfolded with, nearly so (dropout aside)."""
-    from batchemo.mirror import build, plain_copy, unfold
+    from batchemo.training.mirror import build, plain_copy, unfold
     from batchemo.model import preprocess
 
     plain = plain_copy(_trained_looking_net(0))
@@ -54,7 +54,7 @@ def test_unfold_gives_back_the_function_that_ships(faces):
     got = np.asarray(net(x, training=True))
     assert np.abs(got - want).max() < 1e-3
     # each kernel pair carries a fresh He initialisation's scale (what Adam's step sizes suit)
-    from batchemo.mirror import custom_layers
+    from batchemo.training.mirror import custom_layers
 
     conv_cls, _ = custom_layers()
     for layer in net.layers:
@@ -65,7 +65,7 @@ def test_unfold_gives_back_the_function_that_ships(faces):
 
 
 def test_unfold_refuses_a_network_that_is_not_mirror_symmetric(faces):
-    from batchemo.mirror import plain_copy, unfold
+    from batchemo.training.mirror import plain_copy, unfold
     from batchemo.model import preprocess
 
     plain = plain_copy(_trained_looking_net(1))

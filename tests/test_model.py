@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from batchemo.model import CLASSES, DEFAULT_MODEL_PATH, ModelCard, ModelError, build, class_index, load_model
+from batchemo.model import CLASSES, DEFAULT_MODEL_PATH, ModelCard, ModelError, class_index, load_model
+from batchemo.training import build
 
 
 def test_classes_order_is_fixed():
@@ -161,13 +162,74 @@ def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
         assert np.median(probs.max(1)) > 0.6
 
 
-def test_batchnorm_is_folded_for_inference_without_changing_answers(default_model):
+def test_the_shipped_model_loads_to_the_same_answers(default_model):
     import keras
 
     raw = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False)
-    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in default_model.keras_model.layers)
     x = np.random.default_rng(1).random((16, 48, 48, 1), dtype=np.float32)
     np.testing.assert_allclose(default_model.keras_model(x).numpy(), raw(x, training=False).numpy(), atol=1e-4)
+
+
+def _with_batchnorm_statistics(seed: int = 0):
+    """A 'default' network (six conv + batch-norm pairs) whose batch norms hold non-trivial statistics and
+    scales, as a trained one does: a fold that forgets any of them changes the answers."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    km = build("default")
+    rng = np.random.default_rng(seed)
+    for layer in km.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2.0, c).astype(np.float32), rng.normal(0, 0.3, c).astype(np.float32),
+                               rng.normal(0, 0.3, c).astype(np.float32), rng.uniform(0.2, 3.0, c).astype(np.float32)])
+    return km
+
+
+def test_fold_batchnorm_folds_every_batchnorm_into_its_conv_without_changing_answers(tmp_path):
+    import keras
+
+    from batchemo.model import fold_batchnorm
+
+    km = _with_batchnorm_statistics()
+    norms = [layer for layer in km.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 6
+    folded = fold_batchnorm(km)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert len(folded.layers) == len(km.layers) - len(norms)
+    convs = [layer for layer in folded.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 6 and all(layer.use_bias and layer.name.endswith("_bnfolded") for layer in convs)
+    x = np.random.default_rng(1).random((16, 48, 48, 1), dtype=np.float32)
+    want = km(x, training=False).numpy()
+    np.testing.assert_allclose(folded(x, training=False).numpy(), want, atol=1e-5)
+    # the statistics matter: the same network without them answers otherwise, so the check above can fail
+    plain = build("default")
+    plain.set_weights(km.get_weights())
+    for layer in plain.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+                               np.ones(c, np.float32)])
+    assert np.abs(plain(x, training=False).numpy() - want).max() > 1e-3
+    # load_model serves the folded copy of such a file
+    path = tmp_path / "bn.keras"
+    km.save(path)
+    ModelCard(architecture="default").save(path)
+    loaded = load_model(path)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in loaded.keras_model.layers)
+    np.testing.assert_allclose(loaded.keras_model(x).numpy(), want, atol=1e-5)
+
+
+def test_fold_batchnorm_leaves_a_network_that_is_not_a_chain():
+    import keras
+
+    from batchemo.model import fold_batchnorm
+
+    inp = keras.Input((48, 48, 1))
+    a = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(inp))
+    b = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    out = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b])))
+    assert fold_batchnorm(keras.Model(inp, out)) is None
 
 
 def test_reports_say_how_the_shipped_model_was_trained():

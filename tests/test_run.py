@@ -242,7 +242,7 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
     args = ["run", str(tmp_path / "in"), "--csv", str(out / "faces.csv"), "--report", str(out / "r.html"),
             "--model", str(untrained_model_path), "--no-explain", "-q"]
     assert main(args) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     write_image(tmp_path / "in" / "b.jpg", astronaut_rgb[:, ::-1])
     from batchemo.outputs import TableWriter
 
@@ -256,7 +256,8 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
 
     monkeypatch.setattr(TableWriter, "write", write_then_crash)
     assert main(args) == 2
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temp file, nothing replaced
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # no temp file, nothing replaced
+    assert [p.name for p in out.iterdir() if p.is_dir()] == [".r.html.resume"]  # kept: a rerun continues
 
 
 def test_unwritable_output_fails_before_any_work(tmp_path, untrained_model_path, capsys, monkeypatch):

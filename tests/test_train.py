@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 
 from batchemo.datasets import DatasetError, load_csv, load_split
-from batchemo.model import CLASSES, FER2013_CSV_ORDER, ModelCard, load_model
-from batchemo.train import Recipe, TrainingError, checkpoint_dir, train
+from batchemo.evaluate import evaluate
+from batchemo.model import CLASSES, FER2013_CSV_ORDER, EmotionModel, ModelCard, load_model
+from batchemo.training import Recipe, TrainingError, checkpoint_dir, train
 
-from .conftest import write_image
-
-PER_CLASS = 6
-
+from .conftest import copy_run, write_image
 
 def _faces(lfw_faces, n):
     import cv2
@@ -27,62 +25,74 @@ def _faces(lfw_faces, n):
     return [cv2.resize(f, (48, 48)) for f in lfw_faces[:n]]
 
 
-@pytest.fixture(scope="module")
-def folder_dataset(tmp_path_factory, lfw_faces):
-    """train/ and validation/ with PER_CLASS real faces per class; class names in mixed case, 'natural'."""
-    root = tmp_path_factory.mktemp("folder_ds")
-    faces = _faces(lfw_faces, 100)
-    names = {c: c for c in CLASSES} | {"neutral": "Natural", "happy": "HAPPY"}
-    k = 0
-    for split, n in (("train", PER_CLASS), ("validation", 2)):
-        for c in CLASSES:
-            for i in range(n):
-                write_image(root / split / names[c] / f"{i}.jpg", faces[k % len(faces)])
-                k += 1
-    return root
+@pytest.fixture
+def folder_dataset(tiny_dataset):
+    """conftest's tiny train/ + validation/ set: 6 and 2 real faces per class, class names in mixed case."""
+    return tiny_dataset
 
 
 def _tiny_recipe(epochs=2):
     return Recipe(arch="default", epochs=epochs, batch_size=16, lr=1e-3, patience=50)
 
 
-def test_train_checkpoints_resumes_and_evaluates(folder_dataset, tmp_path):
-    out = tmp_path / "m.keras"
+@pytest.fixture(scope="module")
+def resumed_run(trained_run, tiny_dataset, tmp_path_factory):
+    """A copy of the session's 2-epoch run resumed to 3 epochs: (model path, the resume's log lines)."""
+    out = copy_run(trained_run, tmp_path_factory.mktemp("resumed"))
     logs = []
-    train(folder_dataset, out, recipe=_tiny_recipe(2), log=logs.append)
-    ckpt = checkpoint_dir(out)
-    for name in ("last.keras", "best.weights.h5", "state.json"):
+    train(tiny_dataset, out, recipe=Recipe(epochs=3), resume=True, log=logs.append)
+    return out, logs
+
+
+@pytest.mark.training
+def test_train_checkpoints_and_measures_its_card(trained_run, tiny_dataset):
+    """The run leaves its resumable checkpoint, history and curves, and a card whose figures are the
+    model's own on the validation split."""
+    from batchemo.calibration import probabilities_ece
+    from batchemo.evaluate import evaluate
+
+    ckpt = checkpoint_dir(trained_run)
+    for name in ("last.keras", "best.weights.h5", "state.json", "average.weights.h5"):
         assert (ckpt / name).exists(), name
     state = json.loads((ckpt / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
-    hist = pd.read_csv(tmp_path / "m.history.csv")
+    hist = pd.read_csv(trained_run.with_name("m.history.csv"))
     assert list(hist["epoch"]) == [1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(hist.columns)
-    assert (tmp_path / "m.curves.png").read_bytes()[:4] == b"\x89PNG"
-    card = ModelCard.load(out)
-    assert card.classes == list(CLASSES) and card.architecture == "default"
-    assert 0.0 <= card.validation_accuracy <= 1.0 and set(card.per_class_f1) == set(CLASSES)
+    assert trained_run.with_name("m.curves.png").read_bytes()[:4] == b"\x89PNG"
+    card = ModelCard.load(trained_run)
+    assert card.classes == list(CLASSES) and card.architecture == "default" and card.epochs in (1, 2)
+    model = load_model(trained_run)
+    ev = evaluate(model, load_split(tiny_dataset, "validation"))
+    assert len(ev.labels) == 2 * len(CLASSES)
+    assert card.validation_accuracy == round(ev.accuracy, 4) == card.validation_accuracy_tta[card.preprocessing["tta"]]
+    assert card.per_class_f1 == {c: round(f, 4) for c, f in ev.per_class_f1().items()}
+    assert card.macro_f1 == round(ev.macro_f1, 4)
+    assert card.ece == round(probabilities_ece(ev.probabilities, ev.labels), 4)
 
-    # resume continues from epoch 2 to 3, keeping the history
-    train(folder_dataset, out, recipe=Recipe(epochs=3), resume=True, log=logs.append)
-    state = json.loads((ckpt / "state.json").read_text())
+
+@pytest.mark.training
+def test_resume_continues_the_run(resumed_run):
+    out, logs = resumed_run
+    state = json.loads((checkpoint_dir(out) / "state.json").read_text())
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
     assert any("resuming from epoch 2" in line for line in logs)
-    model = load_model(out)
-    assert model.classes == CLASSES
+    assert load_model(out).classes == CLASSES
 
-    # evaluate through the CLI, which writes its CSVs and PNG
+
+@pytest.mark.training
+def test_cli_evaluates_a_trained_model(trained_run, tiny_dataset, tmp_path, capsys):
+    """``batchemo evaluate`` on a trained model writes its CSVs and PNG (in-process: no second TF start-up)."""
+    from batchemo.cli import main
+
     prefix = tmp_path / "ev"
-    r = subprocess.run(
-        [sys.executable, "-m", "batchemo.cli", "evaluate", str(folder_dataset), "--model", str(out), "--out", str(prefix)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "accuracy:" in r.stdout and "macro avg" in r.stdout
+    assert main(["evaluate", str(tiny_dataset), "--model", str(trained_run), "--out", str(prefix)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy:" in printed and "macro avg" in printed
     preds = pd.read_csv(str(prefix) + ".predictions.csv")
     assert len(preds) == 2 * len(CLASSES)
     assert list(preds.columns[:4]) == ["path", "true_label", "predicted_label", "confidence"]
-    assert (tmp_path / "ev.confusion.png").exists()
+    assert (tmp_path / "ev.confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folder_dataset, tmp_path):
@@ -124,6 +134,7 @@ def test_csv_dataset_maps_fer_order(tmp_path, lfw_faces):
     assert full.sources[0].endswith("fer2013.csv:2")
 
 
+@pytest.mark.training
 def test_csv_training_runs(tmp_path, lfw_faces):
     csv = tmp_path / "fer2013.csv"
     _write_csv(csv, _faces(lfw_faces, 56))
@@ -179,7 +190,7 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_augmentation_keeps_shape_and_range():
     import tensorflow as tf
 
-    from batchemo.train import augment
+    from batchemo.training.pipeline import augment
 
     x = tf.random.uniform((8, 48, 48, 1))
     y = augment(x, Recipe(), 0).numpy()
@@ -190,7 +201,7 @@ def test_augmentation_keeps_shape_and_range():
 
 # ---------------------------------------------------------------- issue 13: recipes, distillation, card
 def test_default_macs_counted_by_hand():
-    from batchemo.model import build, count_macs
+    from batchemo.training import build, count_macs
 
     # 3x3 'same' convs: out_h * out_w * 9 * in_channels * out_channels; then the 256 -> 7 dense layer.
     by_hand = (
@@ -211,14 +222,14 @@ def test_default_macs_counted_by_hand():
 
 
 def _loss(recipe_alpha=0.0, temperature=1.0):
-    from batchemo.train import _register
+    from batchemo.training.loss import register
 
-    DistillLoss, _ = _register()
+    DistillLoss, _ = register()
     return DistillLoss(recipe_alpha, temperature)
 
 
 def test_label_smoothing_targets_and_loss():
-    from batchemo.train import targets
+    from batchemo.training.pipeline import targets
 
     labels = np.array([0, 3])
     t = targets(labels, Recipe(label_smoothing=0.1)).numpy()
@@ -238,7 +249,7 @@ def test_label_smoothing_targets_and_loss():
 def test_mixup_mixes_faces_and_targets_alike():
     import tensorflow as tf
 
-    from batchemo.train import mix_batch, targets
+    from batchemo.training.pipeline import mix_batch, targets
 
     tf.random.set_seed(0)
     x = np.random.default_rng(0).random((6, 48, 48, 1)).astype(np.float32)
@@ -257,7 +268,7 @@ def test_mixup_mixes_faces_and_targets_alike():
 
 
 def test_cutmix_pastes_a_box_and_weights_by_area():
-    from batchemo.train import mix_batch, targets
+    from batchemo.training.pipeline import mix_batch, targets
 
     x = np.zeros((4, 48, 48, 1), np.float32)
     x[2:] = 1.0  # faces 0-1 black, 2-3 white: a pixel's value says where it came from
@@ -305,23 +316,37 @@ def test_expected_calibration_error():
     assert expected_calibration_error(overconfident, labels) < 0.011
 
 
-def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def distilled_run(tiny_dataset, tmp_path_factory):
+    """A 1-epoch distillation run taught by the shipped model and an untrained one (SGD + Nesterov, mixup,
+    label smoothing): (model path, the two teachers' paths). Tests resume or change copies of it."""
     import keras
 
-    from batchemo.model import DEFAULT_MODEL_PATH, build
+    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.training import build
 
-    shipped = tmp_path / "teachers" / "shipped.keras"
+    root = tmp_path_factory.mktemp("distilled")
+    shipped = root / "teachers" / "shipped.keras"
     shipped.parent.mkdir()
     shipped.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
-    untrained = tmp_path / "teachers" / "untrained.keras"
+    untrained = root / "teachers" / "untrained.keras"
     keras.utils.set_random_seed(3)
     build("default").save(untrained)
-
-    out = tmp_path / "student.keras"
-    logs = []
+    out = root / "run" / "student.keras"
+    out.parent.mkdir()
     recipe = Recipe(epochs=1, batch_size=16, patience=50, optimizer="sgd-nesterov", lr=0.01, mixup=0.2,
                     label_smoothing=0.05, teachers=[str(shipped), str(untrained)], distill_alpha=0.7)
-    train(folder_dataset, out, recipe=recipe, log=logs.append)
+    train(tiny_dataset, out, recipe=recipe, log=lambda m: None)
+    return out, shipped, untrained
+
+
+@pytest.mark.training
+def test_distillation_runs_resumes_and_fills_the_card(distilled_run, folder_dataset, tmp_path):
+    import keras
+
+    run, shipped, untrained = distilled_run
+    out = copy_run(run, tmp_path)
+    logs = []
     ckpt = checkpoint_dir(out)
     state = json.loads((ckpt / "state.json").read_text())
     assert [t["file"] for t in state["teachers"]] == ["shipped.keras", "untrained.keras"]
@@ -344,20 +369,27 @@ def test_distillation_runs_resumes_and_fills_the_card(folder_dataset, tmp_path):
 
     card = json.loads(ModelCard.path_for(out).read_text())
     assert card["macs"] == 74_983_168 and card["parameters"] == 1_129_895
-    assert 0.0 <= card["ece"] <= 1.0 and 0.0 <= card["macro_f1"] <= 1.0
     assert [t["file"] for t in card["teachers"]] == ["shipped.keras", "untrained.keras"]
-    assert all(0.0 <= t["validation_accuracy"] <= 1.0 for t in card["teachers"])
+    # each teacher's accuracy is its own on the validation split, read its way (the flip)
+    val_set = load_split(folder_dataset, "validation")
+    for t, path in zip(card["teachers"], (shipped, untrained)):
+        teacher = load_model(path)
+        teacher.tta = "hflip"
+        assert t["validation_accuracy"] == round(evaluate(teacher, val_set).accuracy, 4) and t["tta"] == "hflip"
     assert card["recipe"]["teachers"] == ["shipped.keras", "untrained.keras"]  # names, not paths
     assert card["training_data"] == folder_dataset.name + "/"
     assert str(tmp_path) not in ModelCard.path_for(out).read_text()
+    assert str(run.parent.parent) not in ModelCard.path_for(out).read_text()
 
 
+@pytest.mark.training
 def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, tmp_path):
     from batchemo.model import DEFAULT_MODEL_PATH
-    from batchemo.train import _datasets, teacher_views
+    from batchemo.training.pipeline import datasets
+    from batchemo.training.teachers import teacher_views
 
     out = tmp_path / "student.keras"
-    recipe = Recipe(arch="mirror", tta="none", epochs=1, batch_size=16, teachers=[str(DEFAULT_MODEL_PATH)],
+    recipe = Recipe(arch="default", tta="none", epochs=1, batch_size=16, teachers=[str(DEFAULT_MODEL_PATH)],
                     teacher_views=3, distill_alpha=0.7, distill_temperature=2.0, teacher_tta="auto")
     logs = []
     train(folder_dataset, out, recipe=recipe, log=logs.append)
@@ -377,7 +409,7 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
     assert not np.allclose(probs[:, 1], teacher.predict(train_set.images), atol=1e-3)
 
     # every face the student sees is one of its views (or that view's mirror) with that view's targets
-    tr, _ = _datasets(train_set, train_set, recipe, probs, views)
+    tr, _ = datasets(train_set, train_set, recipe, probs, views)
     table = {}
     for i in range(len(train_set)):
         for j in range(3):
@@ -390,9 +422,16 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
             seen += 1
     assert seen == len(train_set)
 
-    # resume reads the cache: no second pass of the teachers
-    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=logs.append)
-    assert any("cached soft targets" in m and "3 views" in m for m in logs)
+    # a resume reads the cache: no second pass of the teachers
+    from batchemo.training import TrainState
+    from batchemo.training.teachers import teacher_targets
+
+    state = TrainState.load(ckpt / "state.json")
+    logs = []
+    cached_probs, cached_views = teacher_targets(recipe, train_set, load_split(folder_dataset, "validation"), ckpt,
+                                                 state, logs.append)
+    assert np.array_equal(cached_probs, probs) and np.array_equal(cached_views, views)
+    assert any("cached soft targets" in m and "3 views" in m for m in logs) and not any("teacher " in m for m in logs)
     with pytest.raises(TrainingError, match="teacher views need"):
         train(folder_dataset, tmp_path / "s.keras", recipe=Recipe(teacher_views=2))
 
@@ -413,8 +452,8 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     seen = {}
     import sys
 
-    # batchemo.train is also the public function (batchemo/__init__.py), so patch the module itself
-    monkeypatch.setattr(sys.modules["batchemo.train"], "train",
+    # the CLI calls batchemo.training.train when it runs: patch it there
+    monkeypatch.setattr(sys.modules["batchemo.training"], "train",
                         lambda data, out, recipe, resume, log, tta=None: seen.update(recipe=recipe))
     args = cli.build_parser().parse_args(
         ["train", "data", "--out", "s.keras", "--teacher", "a.keras", "b.keras", "--distill-alpha", "0.5",
@@ -451,6 +490,7 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     assert seen["recipe"] == Recipe.named("mirror") and seen["recipe"].patience >= seen["recipe"].epochs
 
 
+@pytest.mark.training
 def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, untrained_model_path):
     """--init: the first epoch starts from that model's weights; --tta none: chosen and carded without TTA."""
     import keras
@@ -472,7 +512,10 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, u
     assert card["preprocessing"]["tta"] == "none" and card["recipe"]["init"] == "untrained.keras"
     assert set(card["validation_accuracy_tta"]) == {"none", "hflip", "rot5", "turns"}
     assert card["validation_accuracy"] == card["validation_accuracy_tta"]["none"]
-    assert 0.0 <= card["flip_agreement"] <= 1.0
+    # flip agreement: the share of validation faces whose one-pass label survives mirroring
+    model, val = load_model(out), load_split(folder_dataset, "validation")
+    one, mirrored = model.predict(val.images), model.predict(np.ascontiguousarray(val.images[:, :, ::-1]))
+    assert card["flip_agreement"] == round(float((one.argmax(1) == mirrored.argmax(1)).mean()), 4)
     assert load_model(out).tta == "none"  # every reader of the card takes one pass
     state = json.loads((checkpoint_dir(out) / "state.json").read_text())
     assert set(state["best_by_tta"]) == {"none", "hflip", "rot5"}
@@ -497,10 +540,11 @@ def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path,
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))
 
 
+@pytest.mark.training
 def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path, monkeypatch):
     import keras
 
-    training = sys.modules[train.__module__]  # the module (batchemo.train the name is the function)
+    training = sys.modules[train.__module__]  # batchemo.training.loop, whose Checkpoint reads each epoch
     read_by = []  # the arithmetic of each network an epoch's validation read goes through
     real = training.tta_accuracy
     monkeypatch.setattr(training, "tta_accuracy", lambda model, *a, **k: (
@@ -523,21 +567,31 @@ def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path,
         assert state["best_by_tta"][way][0] == pytest.approx(card.validation_accuracy_tta[way], abs=1e-4)
 
 
-def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def mirror_run(tiny_dataset, tmp_path_factory):
+    """``--recipe mirror --fit-read`` for 1 epoch, then resumed to 2 in a new interpreter (nothing registered
+    there yet: the mirror layers must be before the checkpoint is read). Its model path."""
+    out = tmp_path_factory.mktemp("mirror") / "mirror.keras"
+    train(tiny_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16,
+                                                        fit_read=True), log=lambda m: None)
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys; from batchemo.training import Recipe, train; "
+         "train(sys.argv[1], sys.argv[2], recipe=Recipe(epochs=2), resume=True)", str(tiny_dataset), str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.mark.training
+def test_mirror_network_is_its_own_flip_average(mirror_run, folder_dataset, tmp_path):
     """--arch mirror: one pass gives the flip-averaged answer; it resumes in a fresh process (its custom
-    layers registered before the checkpoint is read) and ships as plain layers at default's cost."""
+    layers registered before the checkpoint is read: ``mirror_run``) and ships as plain layers at default's
+    cost; --init starts from its checkpoint's weights, or from the shipped file unfolded."""
     import keras
 
-    from batchemo.model import build, count_macs
+    from batchemo.training import build, count_macs
 
-    out = tmp_path / "mirror.keras"
-    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16),
-          log=lambda m: None)
-    r = subprocess.run(  # a new interpreter: nothing registered yet
-        [sys.executable, "-c", "import sys; from batchemo.train import Recipe, train; "
-         "train(sys.argv[1], sys.argv[2], recipe=Recipe(epochs=2), resume=True)", str(folder_dataset), str(out)],
-        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    out = copy_run(mirror_run, tmp_path / "run")  # this test removes the checkpoint folder below
     assert json.loads((checkpoint_dir(out) / "state.json").read_text())["epoch"] == 2
     model = load_model(out)
     assert model.tta == "rot5" and model.card.architecture == "mirror"  # its second pass: two turns, not a flip
@@ -556,26 +610,26 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
     assert card.validation_accuracy_tta["none"] == card.validation_accuracy_tta["hflip"]
     assert card.flip_agreement == 1.0
     # --init from a mirror model: the trainable weights its run kept, not the shipped plain layers
-    ft = tmp_path / "ft.keras"
-    train(folder_dataset, ft, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16, lr=0.0,
-                                                         init=str(out)), log=lambda m: None)
-    start, got = build("mirror"), build("mirror")
-    start.load_weights(checkpoint_dir(out) / "best-none.weights.h5")
-    got.load_weights(checkpoint_dir(ft) / "best-none.weights.h5")
-    before, after = start.get_weights(), got.get_weights()
-    assert all(np.array_equal(b, a) for b, a in zip(before, after) if b.ndim >= 2)
-    # without that folder (a shipped file): the plain layers unfolded into the same function, then trained
+    # --init from a mirror model: the trainable weights its run kept for the card's way, exactly
+    from batchemo.training.loop import _init_weights
+
+    train_faces = load_split(folder_dataset, "train").images
+    init = dataclasses.replace(Recipe.named("mirror"), init=str(out))
+    start = build("mirror")
+    start.load_weights(checkpoint_dir(out) / "best-rot5.weights.h5")  # the epoch the card reads: its way
+    got = _init_weights(init, train_faces, log=lambda m: None)
+    assert len(got) == len(start.get_weights()) and all(np.array_equal(b, a) for b, a in zip(start.get_weights(), got))
+    # without that folder (a shipped file): the plain layers unfolded into a mirror network computing the same
+    # function (batch norm's statistics measured on the training faces, gamma and beta set to undo them)
+    from batchemo.training.mirror import plain_copy
+
     shutil.rmtree(checkpoint_dir(out))
     logs = []
-    ft2 = tmp_path / "ft2.keras"
-    train(folder_dataset, ft2, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16, lr=0.0,
-                                                          init=str(out)), log=logs.append)
+    unfolded = build("mirror")
+    unfolded.set_weights(_init_weights(init, train_faces, log=logs.append))
     assert any("unfolding the shipped layers" in m for m in logs)
-    start = keras.saving.load_model(out, compile=False).get_weights()
-    got = keras.saving.load_model(ft2, compile=False).get_weights()
-    assert [w.shape for w in start] == [w.shape for w in got]
-    # lr 0: only batch norm's moving statistics moved, a little (one epoch, momentum 0.99)
-    assert np.abs(load_model(ft2).predict(faces) - turned).max() < 0.05
+    again = EmotionModel(plain_copy(unfolded), model.card)
+    assert np.abs(again.predict(faces) - turned).max() < 1e-4
     plain = tmp_path / "plain.keras"
     build("default").save(plain)  # a file that is no mirror model, but carded as one
     ModelCard(architecture="mirror").save(plain)
@@ -585,7 +639,7 @@ def test_mirror_network_is_its_own_flip_average(folder_dataset, tmp_path):
 
 
 def test_teachers_read_as_their_architecture_allows():
-    from batchemo.train import teacher_way
+    from batchemo.training.teachers import teacher_way
 
     # a mirror-symmetric teacher's flip is its one pass: "auto" and "turns" read it with turns instead
     assert [teacher_way(Recipe(teacher_tta=t), "mirror") for t in ("hflip", "auto", "turns")] == ["hflip", "rot5", "turns"]
@@ -594,15 +648,16 @@ def test_teachers_read_as_their_architecture_allows():
         Recipe(teacher_tta="five").validate()
 
 
-def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_path):
+@pytest.mark.training
+def test_fitting_the_read_trains_on_the_mean_of_its_views(mirror_run):
     """--fit-read: training's views are tta.views' pixels, the loss reads their mean, the run resumes, and
     the student alone ships; a read of one view is refused."""
     import keras
     import tensorflow as tf
 
     from batchemo import tta
-    from batchemo.model import build, count_macs
-    from batchemo.train import read_model, read_views
+    from batchemo.training import build, count_macs
+    from batchemo.training.pipeline import read_model, read_views
 
     x = np.random.default_rng(0).random((5, 48, 48, 1), dtype=np.float32)
     for way in ("hflip", "rot5", "turns"):
@@ -614,10 +669,7 @@ def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_pa
     assert np.abs(both.predict(tta.views(x, "rot5"), verbose=0)
                   - tta.read(lambda b: net.predict(b, verbose=0), x, "rot5")).max() < 1e-5
 
-    out = tmp_path / "fit.keras"
-    train(folder_dataset, out, recipe=dataclasses.replace(Recipe.named("mirror"), epochs=1, batch_size=16,
-                                                          fit_read=True), log=lambda m: None)
-    train(folder_dataset, out, recipe=Recipe(epochs=2), resume=True, log=lambda m: None)
+    out = mirror_run
     state = json.loads((checkpoint_dir(out) / "state.json").read_text())
     assert state["epoch"] == 2 and state["recipe"]["fit_read"]
     # Keras's own validation pass went through the read: its accuracy is the two-turn one, every epoch
@@ -630,18 +682,17 @@ def test_fitting_the_read_trains_on_the_mean_of_its_views(folder_dataset, tmp_pa
             recipe.validate()
 
 
-def test_weight_averaging_keeps_the_running_mean_across_a_resume(folder_dataset, tmp_path):
+@pytest.mark.training
+def test_weight_averaging_keeps_the_running_mean_across_a_resume(trained_run, resumed_run):
     """--average-from: from that epoch on, average.weights.h5 is the mean of every epoch's weights (a resume
     carries it on), each way reads it, and the card says when the kept weights are an average."""
     import keras
 
-    from batchemo.model import build
+    from batchemo.training import build
 
-    out = tmp_path / "avg.keras"
+    out, _ = resumed_run
     ckpt = checkpoint_dir(out)
-    train(folder_dataset, out, recipe=dataclasses.replace(_tiny_recipe(2), average_from=2), log=lambda m: None)
-    second = keras.saving.load_model(ckpt / "last.keras", compile=False).get_weights()
-    train(folder_dataset, out, recipe=Recipe(epochs=3), resume=True, log=lambda m: None)
+    second = keras.saving.load_model(checkpoint_dir(trained_run) / "last.keras", compile=False).get_weights()
     third = keras.saving.load_model(ckpt / "last.keras", compile=False).get_weights()
     held = build("default")
     held.load_weights(ckpt / "average.weights.h5")
@@ -657,15 +708,12 @@ def test_weight_averaging_keeps_the_running_mean_across_a_resume(folder_dataset,
         Recipe(epochs=3, average_from=4).validate()
 
 
-def test_a_run_stopped_before_its_first_epoch_ended_resumes_with_its_teachers_targets(folder_dataset, tmp_path):
+@pytest.mark.training
+def test_a_run_stopped_before_its_first_epoch_ended_resumes_with_its_teachers_targets(distilled_run, folder_dataset,
+                                                                                     tmp_path):
     """The teachers' pass is the first half hour of a distillation run: a stop before epoch 1 is saved keeps it."""
-    from batchemo.model import DEFAULT_MODEL_PATH
-
-    teacher = tmp_path / "teacher.keras"
-    teacher.write_bytes(DEFAULT_MODEL_PATH.read_bytes())
-    out = tmp_path / "s.keras"
+    out = copy_run(distilled_run[0], tmp_path)
     ckpt = checkpoint_dir(out)
-    train(folder_dataset, out, recipe=dataclasses.replace(_tiny_recipe(1), teachers=[str(teacher)]), log=lambda m: None)
     probs = np.load(ckpt / "teacher_probs.npy")
     # what a stop during the first epoch leaves: the cached targets and a state of epoch 0, no last.keras
     state = json.loads((ckpt / "state.json").read_text())

@@ -36,17 +36,25 @@ def main(argv: list[str] | None = None) -> int:
     from ..detect import DetectorUnavailable
     from ..model import ModelError
     from ..people import PeopleUnavailable
-    from ..train import TrainingError
+    from .train import TrainingError
 
+    from .options import interrupt_hint
+
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, never a crash
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
     args = build_parser().parse_args(argv)
     known = (DatasetError, ModelError, OSError, ValueError, DetectorUnavailable, TrainingError, PeopleUnavailable)
     try:
         return args.func(args)
     except known as e:
-        err(str(e))
+        err(" ".join(str(e).splitlines()) or type(e).__name__)  # one line, always
         return 2
     except KeyboardInterrupt:
-        err("interrupted")
+        hint = interrupt_hint()
+        err("interrupted" + (f": {hint}" if hint else ""))
         return 130
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_jobs, add_lime, add_model, add_quiet, at_least, check_inputs, check_outputs, err, log
+from .options import (
+    add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, err, log, number, report_file, table_file,
+)
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
@@ -14,7 +16,7 @@ def cmd_audit(a: argparse.Namespace) -> int:
         err("nothing to write: give --report and/or --csv")
         return 2
     check_inputs([a.data])
-    check_outputs(a.report, a.csv)
+    check_outputs(a.report, a.csv, inputs=[a.data, a.model])
     result = audit(
         a.data, model=a.model, split=a.split, max_explanations=a.max_explanations, sample=a.sample,
         seed=a.seed, lime_samples=a.lime_samples, jobs=a.jobs, log=log, progress=not a.quiet,
@@ -55,13 +57,13 @@ def add_parser(sub) -> None:
     )
     a.add_argument("data", metavar="DATA", help="labelled folder, or fer2013.csv")
     add_model(a)
-    a.add_argument("--report", help="self-contained HTML report to write")
-    a.add_argument("--csv", help="CSV to write: path, true_label, predicted_label, confidence, p_<class> x7, correct")
+    a.add_argument("--report", type=report_file, help="self-contained HTML report to write")
+    a.add_argument("--csv", type=table_file, help="CSV to write: path, true_label, predicted_label, confidence, p_<class> x7, correct")
     a.add_argument("--split", help="fer2013.csv rows to audit: PublicTest (default), PrivateTest or Training")
-    a.add_argument("--max-explanations", type=at_least(0), default=50, metavar="N",
+    a.add_argument("--max-explanations", type=number(int, 0, 100_000), default=50, metavar="N",
                    help="mistakes to explain with LIME, spread over the confused pairs (default: %(default)s; "
                    "0 for none)")
-    a.add_argument("--sample", type=at_least(0), default=24, metavar="N",
+    a.add_argument("--sample", type=number(int, 0, 100_000), default=24, metavar="N",
                    help="random faces to show with predicted vs true label (default: %(default)s)")
     add_lime(a)
     add_jobs(a, 2, "explanations (threads sharing one model)")

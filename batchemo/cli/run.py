@@ -7,8 +7,8 @@ from pathlib import Path
 from ..gallery import GALLERY_SIZE
 from ..sources import MAX_PIXELS
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
-    detector_options, err, log,
+    add_cache, add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
+    detector_options, err, log, log_problems, number, report_file, resumable, table_file,
 )
 
 
@@ -26,7 +26,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     check_inputs(a.paths)
     prefix = Path(a.report or a.csv or a.json).with_suffix("")
     timeline = prefix.parent / (prefix.name + ".timeline.csv")  # written only if the run has videos
-    for out in check_outputs(a.report, a.csv, a.json, timeline):  # what a killed earlier run left
+    for out in check_outputs(a.report, a.csv, a.json, timeline, inputs=a.paths):  # what a killed earlier run left
         remove_stale_temp_files(out.parent, out.name)
     options = run_options(a)
     embeddings = options.embeddings and options.people
@@ -44,9 +44,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
         written.append(write_run_report(result, a.report, timeline.name if result.videos else ""))
     print(_summary_line(result) + (f" -> {', '.join(map(str, written))}" if written else ""))
-    for p in result.stats.problems:  # skipped files are counted above and listed in the tables and report
-        if p["status"] != "skipped":
-            log(f"{p['status']}: {p['path']}: {p['reason']}")
+    # skipped files are counted above and listed in the tables and report; a cut list says where the rest is
+    log_problems(result.stats.problems, result.stats.problems_total, a.csv or a.json or a.report)
     s = _counts(result)
     if s["images"] + s["videos"] == 0:
         err("no images or videos found in " + ", ".join(a.paths))
@@ -81,6 +80,8 @@ def _summary_line(result) -> str:
         parts.append(f"{s['images']} image{'s' if s['images'] != 1 else ''}: {s['images_with_faces']} with faces, "
                      f"{s['faces']} face{'s' if s['faces'] != 1 else ''}, {s['images_without_faces']} without a "
                      f"face, {s['failed']} failed, in {s['seconds']:.1f} s")
+    if result.info.get("cached"):
+        parts.append(f"{result.info['cached']} reused from {result.options.cache}")
     if s["skipped"]:
         parts.append(f"{s['skipped']} other file{'s' if s['skipped'] != 1 else ''} skipped (not images or videos)")
     if s["videos"]:
@@ -105,10 +106,10 @@ def add_parser(sub) -> None:
         epilog="example: batchemo run photos/ --report out/report.html --csv out/faces.csv",
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders holding them")
-    r.add_argument("--report", help="self-contained HTML report to write")
-    r.add_argument("--csv", help="table to write, one row per face (and per file without one, with its status "
+    r.add_argument("--report", type=report_file, help="self-contained HTML report to write (.html)")
+    r.add_argument("--csv", type=table_file, help="table to write, one row per face (and per file without one, with its status "
                    "and reason), streamed as the run goes")
-    r.add_argument("--json", help="the same table as JSON records (for --csv and --json alike, the suffix decides "
+    r.add_argument("--json", type=table_file, help="the same table as JSON records (for --csv and --json alike, the suffix decides "
                    "the format: .csv, .json, or .parquet with pyarrow: pip install batchemo[parquet])")
     add_detector(r)
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
@@ -119,17 +120,14 @@ def add_parser(sub) -> None:
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)
     add_people(r)
-    r.add_argument("--gallery", type=at_least(0), default=GALLERY_SIZE, metavar="N",
+    r.add_argument("--gallery", type=number(int, 0, 100_000), default=GALLERY_SIZE, metavar="N",
                    help="image cards in the report at most (default: %(default)s): a run with more images shows, "
                    "for each emotion, the faces the model was most and least sure of and a sample of each "
                    "folder, so the report stays small enough to e-mail; the statistics and the CSV/JSON cover "
                    "every image")
-    r.add_argument("--max-pixels", type=at_least(1), default=MAX_PIXELS, metavar="N",
+    r.add_argument("--max-pixels", type=number(int, 1, 2_000_000_000), default=MAX_PIXELS, metavar="N",
                    help="refuse PNG/TIFF/... images larger than N pixels, which must be decoded whole (JPEGs of "
                    "any size are decoded reduced) (default: %(default)s)")
-    r.add_argument("--cache", metavar="DIR",
-                   help="keep each image's results in DIR and reuse them when files, model and settings are "
-                   "unchanged: a stopped run resumes where it stopped (DIR holds each face's identity embedding: "
-                   "keep it as private as the photos)")
+    add_cache(r)
     add_quiet(r)
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=resumable(cmd_run))

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from ..train import TEACHER_TTA  # light: keras and tensorflow load when a model is built
+from ..training.recipe import TEACHER_TTA, TrainingError  # noqa: F401 (light: keras loads when a model is built)
 from ..tta import WAYS as TTA_WAYS
-from .options import add_model, at_least, log
+from .options import MAX_SEED, add_model, check_inputs, check_outputs, log, number, output_file
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from ..train import Recipe, train
+    from ..training import Recipe, train
 
+    check_inputs([a.data])
+    check_outputs(a.out, inputs=[a.data, a.init, *(a.teacher or [])])
     recipe = None
     if not a.resume or a.epochs is not None:
         recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
@@ -43,11 +45,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..report.evaluation import save_evaluation
     from ..model import load_model
     from ..records import CLASSES
-    from .options import check_inputs, check_outputs
-
     check_inputs([a.data])
     if a.out:
-        check_outputs(a.out + ".predictions.csv")
+        check_outputs(*(a.out + s for s in (".predictions.csv", ".report.csv", ".confusion.csv", ".confusion.png")),
+                      inputs=[a.data, a.model])
     data = load_split(a.data, "validation", split=a.split)
     model = load_model(a.model)
     if a.no_tta:
@@ -74,29 +75,29 @@ def add_parsers(sub) -> None:
         "--resume continues a stopped run.",
     )
     t.add_argument("data", help="dataset folder or fer2013.csv")
-    t.add_argument("--out", required=True, help="model file to write (.keras); history, curves and card go beside it")
+    t.add_argument("--out", required=True, type=output_file((".keras",), "the model"), help="model file to write (.keras); history, curves and card go beside it")
     t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"], help="architecture (default: the recipe's, else default)")
     t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill", "mirror"],
                    help="training recipe (default: the one named like --arch; distill when --teacher is given)")
-    t.add_argument("--epochs", type=at_least(1), help="number of epochs (default recipe 80, seed recipe 50)")
-    t.add_argument("--batch-size", type=at_least(1), help="batch size (default recipe 64, seed recipe 512)")
-    t.add_argument("--lr", type=float, help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
+    t.add_argument("--epochs", type=number(int, 1, 10_000), help="number of epochs (default recipe 80, seed recipe 50)")
+    t.add_argument("--batch-size", type=number(int, 1, 65_536), help="batch size (default recipe 64, seed recipe 512)")
+    t.add_argument("--lr", type=number(float, 0, 10, above=True), help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
     t.add_argument("--schedule", choices=["cosine", "plateau"], help="learning-rate schedule")
-    t.add_argument("--patience", type=int, help="early stopping: epochs without a better validation accuracy")
-    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--patience", type=number(int, 0, 10_000), help="early stopping: epochs without a better validation accuracy")
+    t.add_argument("--seed", type=number(int, 0, MAX_SEED), help="random seed")
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
     t.add_argument("--optimizer", choices=["adam", "sgd-nesterov"], help="optimizer (default recipe: adam)")
-    t.add_argument("--momentum", type=float, help="sgd-nesterov momentum (default 0.9)")
-    t.add_argument("--label-smoothing", type=float, help="label smoothing of the hard labels (default 0)")
-    t.add_argument("--mixup", type=float, help="mixup Beta alpha, 0 = off (teacher recipe 0.2)")
-    t.add_argument("--cutmix", type=float, help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
-    t.add_argument("--mix-prob", type=float, help="probability that a batch is mixed (default 1)")
-    t.add_argument("--erase", type=float, help="random-erasing probability (default 0)")
+    t.add_argument("--momentum", type=number(float, 0, 0.999), help="sgd-nesterov momentum (default 0.9)")
+    t.add_argument("--label-smoothing", type=number(float, 0, 0.99), help="label smoothing of the hard labels (default 0)")
+    t.add_argument("--mixup", type=number(float, 0, 100), help="mixup Beta alpha, 0 = off (teacher recipe 0.2)")
+    t.add_argument("--cutmix", type=number(float, 0, 100), help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
+    t.add_argument("--mix-prob", type=number(float, 0, 1), help="probability that a batch is mixed (default 1)")
+    t.add_argument("--erase", type=number(float, 0, 1), help="random-erasing probability (default 0)")
     t.add_argument("--teacher", nargs="+", metavar="MODEL", help="distil from these .keras models (mean flip-TTA "
                    "probabilities, computed once per run)")
-    t.add_argument("--distill-alpha", type=float, help="weight of the teachers' term (default 0.9)")
-    t.add_argument("--distill-temperature", type=float, help="distillation temperature (default 3)")
-    t.add_argument("--teacher-views", type=at_least(0), metavar="K",
+    t.add_argument("--distill-alpha", type=number(float, 0, 1), help="weight of the teachers' term (default 0.9)")
+    t.add_argument("--distill-temperature", type=number(float, 0, 100, above=True), help="distillation temperature (default 3)")
+    t.add_argument("--teacher-views", type=number(int, 0, 1000), metavar="K",
                    help="consistent teaching: the teachers judge K augmented views of each face (cached) and "
                         "each epoch the student learns from one of them (default 0: the faces as they are)")
     t.add_argument("--teacher-tta", choices=list(TEACHER_TTA), help="how teachers read a face: hflip (the mean "
@@ -112,7 +113,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--fit-read", action="store_true", help="the loss sees the card's read of each face (the mean "
                    "over its --tta views), not one pass: the network is fit to the read it ships with, at one pass "
                    "of work per view each step")
-    t.add_argument("--average-from", type=at_least(1), metavar="EPOCH", help="weight averaging: from this epoch on, "
+    t.add_argument("--average-from", type=number(int, 1, 10_000), metavar="EPOCH", help="weight averaging: from this epoch on, "
                    "the mean of every epoch's weights is read too and kept where it reads best (default: off)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)

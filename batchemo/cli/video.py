@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, at_least, check_inputs, check_outputs,
-    detector_options, err, log, load_known,
+    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
+    detector_options, err, log, load_known, number, report_file, table_file,
 )
+from ..sources import printable
 
 
 def cmd_video(a: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def cmd_video(a: argparse.Namespace) -> int:
     if not (a.csv or a.json or a.report):
         err("nothing to write: give --csv, --json and/or --report")
         return 2
-    check_outputs(a.csv, a.json, a.report)
+    check_outputs(a.csv, a.json, a.report, inputs=a.videos)
     known = load_known(a)
     paths = find_videos(a.videos)
     if not paths:
@@ -53,7 +54,7 @@ def cmd_video(a: argparse.Namespace) -> int:
           f"{len(failed)} failed, {faces} face{'s' if faces != 1 else ''} tracked, {rows} timeline rows"
           + (f" -> {', '.join(map(str, written))}" if written else ""))
     for f in failed:  # listed last, where a person looks
-        log(f"batchemo: failed: {f['video']}: {f['reason']}")
+        log(f"batchemo: failed: {printable(str(f['video']))}: {printable(str(f['reason']))}")
     return 1 if len(failed) == len(results) else 0
 
 
@@ -89,21 +90,22 @@ def add_parser(sub) -> None:
         "example: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
     )
     v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")
-    v.add_argument("--csv", help="timeline CSV to write, one row per face per sampled frame")
-    v.add_argument("--json", help="the same timeline as JSON records")
-    v.add_argument("--report", help="self-contained HTML report to write")
-    v.add_argument("--fps", type=at_least(0, float), default=2.0,
+    v.add_argument("--csv", type=table_file, help="timeline CSV to write, one row per face per sampled frame")
+    v.add_argument("--json", type=table_file, help="the same timeline as JSON records")
+    v.add_argument("--report", type=report_file, help="self-contained HTML report to write")
+    v.add_argument("--fps", type=number(float, 0, 1000), default=2.0,
                    help="frames sampled per second of video; 0 = every frame, the whole frame searched "
                    "--detect-fps times a second and faces followed between (default: %(default)s)")
-    v.add_argument("--detect-fps", type=at_least(0, float), default=DETECT_FPS, metavar="N",
-                   help="with a high --fps, search the whole frame N times a second of video and follow the "
-                   "faces by their landmarks between; 0 = search every sampled frame (default: %(default)s)")
-    v.add_argument("--smooth", type=at_least(0, float), metavar="SECONDS", default=SMOOTH,
+    v.add_argument("--detect-fps", type=number(float, 0, 1000), default=DETECT_FPS, metavar="N",
+                   help="with a high --fps, search the whole frame N times a second of video and find each "
+                   "face again in a small window around it between; 0 = search every sampled frame "
+                   "(default: %(default)s)")
+    v.add_argument("--smooth", type=number(float, 0, 3600), metavar="SECONDS", default=SMOOTH,
                    help="smooth each face's probabilities with an exponential moving average of this time "
                    "constant: label, confidence and p_* in the CSV; the unsmoothed values stay beside them "
                    "as raw_label, raw_confidence and raw_p_*; 0 = off (default: %(default)s, chosen by "
                    "benchmarks/smoothing.py: 2-10x fewer label flips for ~1 s of lag)")
-    v.add_argument("--explain-keyframes", type=at_least(0), default=1, metavar="N",
+    v.add_argument("--explain-keyframes", type=number(int, 0, 100), default=1, metavar="N",
                    help="LIME heatmaps in the report for N keyframes per face, its most confident moments "
                    "of the emotions it showed longest; 0 = none (default: %(default)s)")
     add_lime(v, "keyframe")
