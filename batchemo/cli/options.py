@@ -140,7 +140,7 @@ def add_people(p: argparse.ArgumentParser) -> None:
                    "that match take that name, the others stay person_N")
     from ..people import TOLERANCE
 
-    p.add_argument("--tolerance", type=at_least(0.1, float), default=TOLERANCE, metavar="DISTANCE",
+    p.add_argument("--tolerance", type=number(float, 0.1, 2.0), default=TOLERANCE, metavar="DISTANCE",
                    help="how far apart (dlib embedding distance) two faces may be and still be one person. "
                    "Lower splits one person into two more often; higher merges different people, which "
                    "misleads more than a split, so raise it with care. Measured on 8 people: the same "
