@@ -297,3 +297,16 @@ def test_shot_cuts_close_every_track(astronaut_rgb):
     assert tracker.update([Box(12, 10, 50, 50)], 0.1) == first
     tracker.cut()
     assert tracker.update([Box(12, 10, 50, 50)], 0.2) != first  # same place, new shot: a new face
+
+
+@pytest.mark.slow
+def test_every_frame_of_the_real_clip_keeps_the_turning_performer_in_one_track(videos, model):
+    """Frames 82-210 are one shot of the performer, who turns three-quarter and back (faces.json tags
+    frames 105 and 150): read every frame, with full searches only 5 times a second, he is one face id
+    in nearly every frame of the shot, and the shot cuts at 82 and 211 start new tracks."""
+    df = analyze_video(videos / "short_hamilton_clip.mp4", model, fps=0, people=False)
+    shot = df[(df["frame"] >= 82) & (df["frame"] <= 210)]
+    main_id = shot["face_id"].mode().iloc[0]
+    frames = set(shot.loc[shot["face_id"] == main_id, "frame"])
+    assert len(frames) >= 0.95 * 129, len(frames)
+    assert df.loc[df["face_id"] == main_id, "frame"].between(82, 210).all()  # no track across the cuts
