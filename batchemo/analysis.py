@@ -21,6 +21,7 @@ from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .people import TOLERANCE
 from .records import STATUS_OK, ImageResult
 from .rows import INT_COLUMNS, RowSink, image_rows, table_columns, video_row
+from .sources import printable
 from .video import SMOOTH
 
 
@@ -304,6 +305,10 @@ def _finish_table(result: RunResult) -> None:
     for r in result.faces:
         if r.person:
             rows[r.row]["person"] = r.person
+    for row in rows:  # a file name that is not UTF-8 is kept escaped: pandas refuses lone surrogates
+        for col in ("path", "folder", "reason"):
+            if isinstance(row.get(col), str):
+                row[col] = printable(row[col])
     table = pd.DataFrame(rows, columns=table_columns(opts.embeddings and opts.people))
     for col in INT_COLUMNS:
         table[col] = table[col].astype("Int64")
