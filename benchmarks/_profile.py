@@ -3,7 +3,7 @@
 Each stage is timed by calling the function the engine calls, on the same photos in the same order:
 decode, detect, align, classify, embed, explain (LIME's perturbations and fits, no curves), faithfulness
 (the deletion/insertion curves: an explanation with them minus one without), cluster (people.assign over
-the run), report (the HTML of the run, people and gallery included). Used by run_speed.py --profile.
+the run), report (the HTML of the run, people and gallery included). Used by runtime_speed.py --profile.
 """
 from __future__ import annotations
 
@@ -51,13 +51,13 @@ def profile(folder: Path) -> None:
     import tempfile
 
     from batchemo import run
-    from batchemo.detect import make_detector
+    from batchemo.detect import DEFAULT_DETECTOR, make_detector
     from batchemo.model import load_model
     from batchemo.people import assign
     from batchemo.report.run import write_run_report
 
     paths = sorted(p for p in folder.rglob("*") if p.is_file())
-    model, detector, totals = load_model(), make_detector("hog"), defaultdict(float)
+    model, detector, totals = load_model(), make_detector(DEFAULT_DETECTOR), defaultdict(float)
     _per_photo(paths[:1], model, detector, defaultdict(float))  # warm: interpreters, dlib models
     faces = _per_photo(paths, model, detector, totals)
     result = run(folder, progress=False)  # the run names its people; they are named again here, timed

@@ -545,3 +545,14 @@ def test_a_damaged_cache_entry_is_recomputed_and_failures_are_not_cached(tmp_pat
     rc, out, _ = cli(*args)
     assert rc == 0 and calls == ["broken.jpg"] and cache.is_dir()  # only the failure is tried again; --cache kept
     assert pd.read_csv(tmp_path / "t.csv").equals(first)
+
+
+def test_the_python_api_keeps_a_row_for_a_name_that_is_not_utf8(tmp_path, astronaut_rgb, untrained_model_path):
+    """``batchemo.analyze`` builds a DataFrame, which refuses lone surrogates: the name is escaped, not fatal."""
+    import batchemo
+
+    good = write_image(tmp_path / "good.jpg", astronaut_rgb)  # OpenCV cannot take a name that is not UTF-8
+    (tmp_path / BAD_NAME).write_bytes(good.read_bytes())
+    df = batchemo.analyze(tmp_path, model=untrained_model_path, explain=False, people=False, progress=False)
+    assert sorted(df["path"].map(os.path.basename).unique()) == ["bad\\xff\\xfename.jpg", "good.jpg"]
+    assert set(df["status"]) == {"ok"}

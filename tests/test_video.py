@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from batchemo import sources, video
-from batchemo.records import PROB_COLUMNS, Box
+from batchemo.records import CLASSES, PROB_COLUMNS, Box
 from batchemo.track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
-from batchemo.video import TIMELINE_COLUMNS, analyze_video, video_timeline
+from batchemo.video import CSV_COLUMNS, TIMELINE_COLUMNS, analyze_video, video_timeline
 
 FPS, N_FRAMES, W, H, SIDE, STEP = 8, 24, 480, 256, 240, 10
 
@@ -59,7 +59,7 @@ def model(untrained_model_path):
 
 # ---------------------------------------------------------------- generated video
 def test_every_frame_one_face_id(astro_video, model):
-    result = video_timeline(astro_video, model, fps=0)
+    result = video_timeline(astro_video, model, fps=0, smooth=None)
     df, a = result.table(), result.info
     assert list(df.columns) == TIMELINE_COLUMNS
     assert a["status"] == "ok" and a["reason"] == "" and a["warnings"] == []
@@ -74,6 +74,24 @@ def test_every_frame_one_face_id(astro_video, model):
     assert 1 <= len(result.filmstrip) <= 12 and result.keyframes and all(k.face_id == 1 for k in result.keyframes)
     assert (df["score"] > 0).all()  # the detector's confidence for every face
     assert all(isinstance(v, (str, int, float, list, dict, type(None))) for v in a.values())  # plain values only
+
+
+def test_every_frame_searched_every_4th_and_followed_between(astro_video, model, monkeypatch):
+    """--fps 0 with 2 full searches a second (every 4th frame at 8 fps): the face is in every frame's row, its
+    followed box moves with it, one id throughout; smoothing is on by default."""
+    from batchemo.engine import worker_detector
+
+    det = worker_detector("auto", {})
+    calls = []
+    monkeypatch.setattr(det, "detect", lambda rgb, f=det.detect: calls.append(rgb.shape[:2]) or f(rgb))
+    df = analyze_video(astro_video, model, fps=0, detect_fps=2, detector=det, people=False)
+    full = [c for c in calls if c == (H, W)]
+    assert len(full) == N_FRAMES // 4, calls  # whole frames searched only every 4th frame
+    assert len(calls) - len(full) == N_FRAMES - len(full)  # and one small window between
+    assert df["frame"].tolist() == list(range(N_FRAMES)) and df["face_id"].unique().tolist() == [1]
+    dx = np.diff(df["x"].to_numpy())
+    assert np.abs(dx - STEP).max() <= 4, dx  # the followed box moves 10 px a frame, as the face does
+    assert df.attrs["smooth"] == video.SMOOTH and df.attrs["detector"] == "yunet"
 
 
 def test_sampling_follows_timestamps(astro_video, model):
@@ -206,7 +224,12 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     assert rc == 0
     assert f"failed: {missing}: no such file" in err
     df = pd.read_csv(csv)
-    assert list(df.columns) == TIMELINE_COLUMNS
+    assert list(df.columns) == CSV_COLUMNS
+    raw, smoothed = df[[f"raw_p_{c}" for c in CLASSES]].to_numpy(), df[[f"p_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(raw.sum(1), 1, atol=1e-3)
+    np.testing.assert_allclose(smoothed.sum(1), 1, atol=1e-3)
+    assert (df["label"] == [CLASSES[i] for i in smoothed.argmax(1)]).all()
+    assert (df["raw_label"] == [CLASSES[i] for i in raw.argmax(1)]).all()
     assert set(df["video"]) == {str(astro_video)} and len(df) == 12 and df["face_id"].nunique() == 1
     page = html.read_text()
     assert "time constant 0.5 s" in page  # smoothing itself: test_exponential_smoothing_per_face
@@ -218,7 +241,7 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     # nothing processable: non-zero exit, and still a CSV with its header
     rc = main(["video", str(missing), "--csv", str(csv), "--model", str(untrained_model_path), "-q"])
     assert rc == 1
-    assert csv.read_text().strip() == ",".join(TIMELINE_COLUMNS)
+    assert csv.read_text().strip() == ",".join(CSV_COLUMNS)
 
 
 def test_a_photo_given_as_a_video_says_so(tmp_path, astronaut_rgb, model):
@@ -257,3 +280,33 @@ def test_real_clip(videos, model):
     # and a face keeps its id for a while: the longest track spans over a second
     spans = df.groupby("face_id")["time"].agg(lambda t: t.max() - t.min())
     assert spans.max() > 1.0
+
+
+def test_shot_cuts_close_every_track(astronaut_rgb):
+    """A cut (another picture) is told from motion (the same picture shifted), and closes the tracks."""
+    from skimage import data
+
+    from batchemo.track import ShotCuts
+
+    cuts = ShotCuts()
+    shifted = np.roll(astronaut_rgb, 12, axis=1)
+    assert [cuts.is_cut(astronaut_rgb), cuts.is_cut(shifted), cuts.is_cut(data.coffee()),
+            cuts.is_cut(data.coffee())] == [False, False, True, False]
+    tracker = FaceTracker()
+    first = tracker.update([Box(10, 10, 50, 50)], 0.0)
+    assert tracker.update([Box(12, 10, 50, 50)], 0.1) == first
+    tracker.cut()
+    assert tracker.update([Box(12, 10, 50, 50)], 0.2) != first  # same place, new shot: a new face
+
+
+@pytest.mark.slow
+def test_every_frame_of_the_real_clip_keeps_the_turning_performer_in_one_track(videos, model):
+    """Frames 82-210 are one shot of the performer, who turns three-quarter and back (faces.json tags
+    frames 105 and 150): read every frame, with full searches only 5 times a second, he is one face id
+    in nearly every frame of the shot, and the shot cuts at 82 and 211 start new tracks."""
+    df = analyze_video(videos / "short_hamilton_clip.mp4", model, fps=0, people=False)
+    shot = df[(df["frame"] >= 82) & (df["frame"] <= 210)]
+    main_id = shot["face_id"].mode().iloc[0]
+    frames = set(shot.loc[shot["face_id"] == main_id, "frame"])
+    assert len(frames) >= 0.95 * 129, len(frames)
+    assert df.loc[df["face_id"] == main_id, "frame"].between(82, 210).all()  # no track across the cuts

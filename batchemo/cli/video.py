@@ -30,6 +30,7 @@ def cmd_video(a: argparse.Namespace) -> int:
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
         jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, tolerance=a.tolerance,
+        detect_fps=a.detect_fps,
     )
     for r in results:
         if r.status != STATUS_FAILED:
@@ -70,29 +71,40 @@ def _with_embeddings(table, results):
 
 
 def add_parser(sub) -> None:
+    from ..video import DETECT_FPS, SMOOTH
+
     v = sub.add_parser(
         "video", help="an emotion timeline per face for each video (CSV and HTML report)",
         description="Decode each VIDEO as a stream, sample frames at their own timestamps, find the faces, "
         "follow each face from frame to frame (a stable face_id), and classify its emotion. Writes one CSV "
-        "row per face per sampled frame (video, frame, time, face_id, box, detector score, label, confidence, "
-        "the 7 raw probabilities p_*, the smoothed ps_* and uncertain: the raw label below 50% probability), "
-        "and an HTML "
-        "report with, per face, a timeline "
+        "row per face per sampled frame (columns below), and an HTML report with, per face, a timeline "
         "chart, the dominant emotion per segment, time on screen, keyframes and LIME heatmaps. A folder is "
         "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
         "photo given by mistake) gets one line on stderr and the others go on (a truncated one keeps the "
         "timeline of its readable part). Exit status 0 unless no video could be analysed.",
-        epilog="example: batchemo video clip.mp4 --csv timeline.csv --report video.html --smooth 1",
+        epilog="timeline columns (CSV/JSON): video, frame (index in the file), time (s), face_id (one face "
+        "followed from frame to frame), person (who it is, across videos and photos), x y w h (box, original "
+        "pixels), score (detector confidence), label, confidence and p_<emotion> (the smoothed emotion: "
+        "--smooth), raw_label, raw_confidence and raw_p_<emotion> (the CNN's own output for that one frame, "
+        "unsmoothed; equal to the smoothed ones with --smooth 0), uncertain (raw_confidence below 50 percent). "
+        "example: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
     )
     v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")
     v.add_argument("--csv", type=table_file, help="timeline CSV to write, one row per face per sampled frame")
     v.add_argument("--json", type=table_file, help="the same timeline as JSON records")
     v.add_argument("--report", type=report_file, help="self-contained HTML report to write")
     v.add_argument("--fps", type=number(float, 0, 1000), default=2.0,
-                   help="frames sampled per second of video; 0 = every frame (default: %(default)s)")
-    v.add_argument("--smooth", type=number(float, 0, 3600), metavar="SECONDS",
+                   help="frames sampled per second of video; 0 = every frame, the whole frame searched "
+                   "--detect-fps times a second and faces followed between (default: %(default)s)")
+    v.add_argument("--detect-fps", type=number(float, 0, 1000), default=DETECT_FPS, metavar="N",
+                   help="with a high --fps, search the whole frame N times a second of video and find each "
+                   "face again in a small window around it between; 0 = search every sampled frame "
+                   "(default: %(default)s)")
+    v.add_argument("--smooth", type=number(float, 0, 3600), metavar="SECONDS", default=SMOOTH,
                    help="smooth each face's probabilities with an exponential moving average of this time "
-                   "constant; the raw values stay in the CSV beside the smoothed ps_* (default: off)")
+                   "constant: label, confidence and p_* in the CSV; the unsmoothed values stay beside them "
+                   "as raw_label, raw_confidence and raw_p_*; 0 = off (default: %(default)s, chosen by "
+                   "benchmarks/smoothing.py: 2-10x fewer label flips for ~1 s of lag)")
     v.add_argument("--explain-keyframes", type=number(int, 0, 100), default=1, metavar="N",
                    help="LIME heatmaps in the report for N keyframes per face, its most confident moments "
                    "of the emotions it showed longest; 0 = none (default: %(default)s)")
