@@ -8,7 +8,7 @@ from ..gallery import GALLERY_SIZE
 from ..sources import MAX_PIXELS
 from .options import (
     MAX_JOBS, add_cache, add_detector, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
-    detector_options, err, log, log_problems, number, report_file, resumable, table_file,
+    ManualFormatter, detector_options, err, log, log_problems, number, report_file, resumable, table_file,
 )
 
 
@@ -94,6 +94,8 @@ def _summary_line(result) -> str:
 
 
 def add_parser(sub) -> None:
+    from ..columns import RUN, help_text
+
     r = sub.add_parser(
         "run", help="faces, emotions and LIME heatmaps for photos and videos, in one shareable HTML report",
         description="Find every face in the images under PATH (folders are walked recursively), classify its "
@@ -103,7 +105,9 @@ def add_parser(sub) -> None:
         "sections in the same report (filmstrip, per face a chart and a few keyframes); people are shared "
         "between photos and videos. Output paths are checked before any work. "
         "Exit status 0 unless nothing could be processed.",
-        epilog="example: batchemo run photos/ --report out/report.html --csv out/faces.csv",
+        epilog=help_text(RUN, "columns of --csv/--json (one row per face, and one per file without one):")
+        + "\n\nexample: batchemo run photos/ --report out/report.html --csv out/faces.csv",
+        formatter_class=ManualFormatter,
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders holding them")
     r.add_argument("--report", type=report_file, help="self-contained HTML report to write (.html)")
