@@ -455,6 +455,10 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     # the CLI calls batchemo.training.train when it runs: patch it there
     monkeypatch.setattr(sys.modules["batchemo.training"], "train",
                         lambda data, out, recipe, resume, log, tta=None: seen.update(recipe=recipe))
+    monkeypatch.chdir(tmp_path)  # the CLI checks its inputs before any work: give it real ones
+    (tmp_path / "data").mkdir()
+    for teacher in ("a.keras", "b.keras"):
+        (tmp_path / teacher).write_bytes(b"")
     args = cli.build_parser().parse_args(
         ["train", "data", "--out", "s.keras", "--teacher", "a.keras", "b.keras", "--distill-alpha", "0.5",
          "--distill-temperature", "2", "--label-smoothing", "0.1", "--cutmix", "1", "--optimizer", "sgd-nesterov"])
