@@ -6,9 +6,8 @@ data needed, ~3x cheaper per pass on an AVX2 CPU) beside the ``.keras`` file, an
 ``.keras`` file's SHA-256 (so a retrained model never runs stale flatbuffers) and, given labelled faces,
 how often each flatbuffer's label (read as the card says) agrees with the Keras model's.
 
-``convert_and_cache`` is what ``load_model`` does, once, for a ``.keras`` file without flatbuffers: the same
-conversion with no agreement measured, written beside the file when its folder is writable, else to the
-user cache (``runtime.cache_dir``).
+``model.load_model`` does the same conversion once, with no agreement measured, for a ``.keras`` file
+that comes without flatbuffers (``model._convert_and_cache``).
 """
 from __future__ import annotations
 
@@ -20,46 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from .runtime import KINDS, beside, cache_dir, cached, digest, quiet
-
-
-def _import_tf():
-    try:
-        with quiet():  # absl / oneDNN banners, printed from C++ on import
-            import tensorflow as tf
-    except ImportError:
-        from .model import ModelError
-
-        raise ModelError("converting a .keras model needs TensorFlow: pip install 'batchemo[train]'") from None
-    return tf
-
-
-def _dynamic_range(converter) -> None:
-    tf = _import_tf()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic-range int8
-
-
-def _float32(converter) -> None:
-    pass
-
-
-CONFIGURE: dict[str, Callable] = {"float32": _float32, "int8": _dynamic_range}
-
-
-def convert(keras_model, configure: Callable | str = "float32") -> bytes:
-    """The TFLite flatbuffer of ``keras_model`` for a batch of any size; ``configure`` is a kind in ``KINDS``
-    or a function setting the converter's options (benchmarks/int8_speed.py compares others)."""
-    tf = _import_tf()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    configure = CONFIGURE[configure] if isinstance(configure, str) else configure
-    fn = tf.function(lambda t: keras_model(t, training=False),
-                     input_signature=[tf.TensorSpec([None, 48, 48, 1], tf.float32)])
-    with quiet():
-        frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], keras_model)
-        configure(conv)
-        return conv.convert()
+from .runtime import KINDS, beside, digest
+from .tflite import convert
 
 
 @dataclass
@@ -131,35 +92,4 @@ def _write(model_path: Path, fbs: dict[str, bytes], out: Path | None) -> dict[st
     return paths
 
 
-def convert_and_cache(model_path: str | os.PathLike) -> tuple[dict[str, Path], str]:
-    """Convert a ``.keras`` file without flatbuffers, once: beside it (its card gets the export record) when
-    its folder is writable, else in the user cache. Returns the paths and a phrase saying where."""
-    from .model import ModelCard, load_keras
-
-    model_path = Path(model_path)
-    model = load_keras(model_path)
-    fbs = {kind: convert(model.keras_model, kind) for kind in KINDS}
-    sha = digest(model_path)
-    record = {"keras_sha256": sha, "converter": "tf.lite.TFLiteConverter (int8: dynamic range)"}
-    folder = model_path.parent
-    if os.access(folder, os.W_OK) and (not ModelCard.path_for(model_path).exists()
-                                       or os.access(ModelCard.path_for(model_path), os.W_OK)):
-        try:
-            paths = _write(model_path, fbs, None)
-            card = ModelCard.load(model_path) or model.card
-            card.export = dict(card.export or {}, **record)
-            card.save(model_path)
-            return paths, f"beside it, in {folder}"
-        except OSError:
-            pass  # a read-only mount that says otherwise: fall through to the user cache
-    paths = cached(sha)
-    from .outputs import atomic_write_bytes
-
-    for kind, fb in fbs.items():
-        atomic_write_bytes(paths[kind], fb)
-    model.card.export = record
-    model.card.save(cache_dir() / f"{sha[:32]}.keras")  # a card for a model that came without one
-    return paths, f"in {cache_dir()}"
-
-
-__all__ = ["export", "convert", "convert_and_cache", "Exported"]
+__all__ = ["export", "convert", "Exported"]

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .export import convert as _export_convert
+from .tflite import convert as _export_convert
 
 _LOCK = threading.Lock()
 _CACHE_ATTR = "_batchemo_tflite_int8"
@@ -27,7 +27,7 @@ _WHY_ATTR = "_batchemo_int8_unavailable"
 
 
 def _convert(keras_model, configure: Callable | str = "int8") -> bytes:
-    """The TFLite flatbuffer of ``keras_model`` (``export.convert``; kept for benchmarks/int8_speed.py)."""
+    """The TFLite flatbuffer of ``keras_model`` (``tflite.convert``; kept for benchmarks/int8_speed.py)."""
     return _export_convert(keras_model, configure)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import CLASSES, INPUT_SIZE
+from .records import CLASSES, INPUT_SIZE, ModelError  # noqa: F401 (ModelError: its public home)
 from .tta import read as read_views
 from .tta import way as tta_way
 
@@ -27,10 +27,6 @@ CLASS_ALIASES: dict[str, str] = {"natural": "neutral"}
 FER2013_CSV_ORDER: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 DEFAULT_MODEL_PATH = Path(__file__).parent / "models" / "default.keras"
-
-
-class ModelError(Exception):
-    """A model file that is missing, corrupt or does not fit batchemo (the message names the file)."""
 
 
 def class_index(name: str) -> int:
@@ -342,14 +338,43 @@ def load_model(path: str | os.PathLike | None = None, runtime: str | None = None
     sha = rt.digest(path)
     found = rt.find_flatbuffers(path, card.export if card else None, sha)
     if found is None:
-        from .export import convert_and_cache
-
-        paths, where = convert_and_cache(path)
+        paths, where = _convert_and_cache(path)
         rt.say(f"{path.name}: converted to TensorFlow Lite once, cached {where}")
         card = ModelCard.load(path)
         found = (paths, "")
     card = card or ModelCard.load(rt.cache_dir() / f"{sha[:32]}.keras") or ModelCard(architecture=path.stem)
     return _litert_model(path, card, found[0])
+
+
+def _convert_and_cache(path: Path) -> tuple[dict[str, Path], str]:
+    """Convert a ``.keras`` file that came without flatbuffers, once: beside it (its card gets the export
+    record) when its folder is writable, else in the user cache. Returns the paths and where, in words."""
+    from . import runtime as rt
+    from .outputs import atomic_write_bytes
+    from .tflite import convert
+
+    keras = load_keras(path)
+    fbs = {kind: convert(keras.keras_model, kind) for kind in rt.KINDS}
+    sha = rt.digest(path)
+    record = {"keras_sha256": sha, "converter": "tf.lite.TFLiteConverter (int8: dynamic range)"}
+    card_path = ModelCard.path_for(path)
+    if os.access(path.parent, os.W_OK) and (not card_path.exists() or os.access(card_path, os.W_OK)):
+        try:
+            paths = rt.beside(path)
+            for kind, fb in fbs.items():
+                atomic_write_bytes(paths[kind], fb)
+            card = ModelCard.load(path) or keras.card
+            card.export = dict(card.export or {}, **record)
+            card.save(path)
+            return paths, f"beside it, in {path.parent}"
+        except OSError:
+            pass  # a read-only mount that says otherwise: fall through to the user cache
+    paths = rt.cached(sha)
+    for kind, fb in fbs.items():
+        atomic_write_bytes(paths[kind], fb)
+    keras.card.export = record
+    keras.card.save(rt.cache_dir() / f"{sha[:32]}.keras")  # a card for a model that came without one
+    return paths, f"in {rt.cache_dir()}"
 
 
 def _litert_model(path: Path, card: ModelCard, flatbuffers: dict[str, Path]) -> EmotionModel:

@@ -29,6 +29,12 @@ STATUSES = (STATUS_OK, STATUS_NO_FACES, STATUS_PARTIAL, STATUS_FAILED, STATUS_SK
 PROB_COLUMNS: list[str] = [f"p_{c}" for c in CLASSES]
 
 
+class ModelError(Exception):
+    """A model file that is missing, corrupt or does not fit batchemo (the message names the file).
+
+    Here, not in model.py, because the runtime (which model.py imports) raises it too."""
+
+
 @dataclass(frozen=True)
 class Box:
     """A face box in pixels (x, y = top-left corner)."""

@@ -96,7 +96,7 @@ def require_tensorflow(what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
-        from .model import ModelError
+        from .records import ModelError
 
         raise ModelError(f"{what} needs TensorFlow, which is not installed: pip install 'batchemo[train]'")
 
