@@ -26,6 +26,11 @@ TOLERANCE = 0.55
 MEAN_MERGE_GAP = 0.05
 #: Faces smaller than this (pixels, box side in the original image) are too coarse to embed reliably.
 MIN_EMBED_SIDE = 40
+#: Faces blurrier than this are too poor to recognise: the variance of the Laplacian of the gray 150-px chip
+#: dlib aligns (``sharpness``). Measured (docs/people.md): every face of the shared photos >= 90 (obama-240p's
+#: 58-px face 115), of ../shared/identities >= 18 (a correctly grouped one); the shared clip's blurred
+#: audience and motion-blurred close-up tracks <= 11, its sharp performer 48-113. 14 sits between 11 and 18.
+MIN_SHARPNESS = 14.0
 #: A face's distance to a known person's nearest photo must be below this to take that person's name.
 KNOWN_TOLERANCE = 0.55
 EMBED_DIM = 128
@@ -54,8 +59,8 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
     """Embeddings (n, 128) float32 of the faces of one image, and per face "" or why it has none.
 
     ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``, a copy of the
-    original at ``scale``; a face without landmarks or smaller than MIN_EMBED_SIDE original pixels gets a
-    row of NaN and a reason.
+    original at ``scale``; a face without landmarks, smaller than MIN_EMBED_SIDE original pixels or less
+    sharp than MIN_SHARPNESS gets a row of NaN and a reason.
     """
     import dlib
 
@@ -76,8 +81,23 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
             rect = dlib.rectangle(x, y, x + w, y + h)
             shape = dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
                                                       for px, py in landmarks[i]])
-            out[i] = np.asarray(model.compute_face_descriptor(img, shape), np.float32)
+            sharp = sharpness(img, shape)
+            if sharp < MIN_SHARPNESS:
+                reasons[i] = f"face too blurred to recognise (sharpness {sharp:.0f}, needs {MIN_SHARPNESS:.0f})"
+            else:
+                out[i] = np.asarray(model.compute_face_descriptor(img, shape), np.float32)
     return out, reasons
+
+
+def sharpness(img: np.ndarray, shape) -> float:
+    """Variance of the Laplacian of the face as dlib aligns it for its embedding (gray, 150x150, padding
+    0.25): low on a blurred or upscaled face, whose embedding lands near everyone's. ``img`` uint8 RGB
+    (h, w, 3), ``shape`` a dlib.full_object_detection of its 5 landmarks."""
+    import cv2
+    import dlib
+
+    chip = cv2.cvtColor(np.asarray(dlib.get_face_chip(img, shape, 150, 0.25)), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(chip, cv2.CV_64F).var())
 
 
 def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True,

@@ -98,6 +98,22 @@ def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_
     assert reasons == ["no landmarks to align the face"]
 
 
+def test_a_blurred_face_gets_no_embedding_and_says_why(astronaut_rgb):
+    import cv2
+
+    from batchemo.detect import make_detector
+    from batchemo.people import MIN_SHARPNESS, embed
+
+    found = max(make_detector().detect(astronaut_rgb), key=lambda d: d.box.w)
+    boxes = np.array([[found.box.x, found.box.y, found.box.w, found.box.h]])
+    vectors, reasons = embed(astronaut_rgb, boxes, found.landmarks[None])
+    assert np.isfinite(vectors).all() and reasons == [""]
+    blurred = cv2.GaussianBlur(astronaut_rgb, (0, 0), 6)  # the same face, box and landmarks, out of focus
+    vectors, reasons = embed(blurred, boxes, found.landmarks[None])
+    assert np.isnan(vectors).all() and reasons[0].startswith("face too blurred to recognise (sharpness ")
+    assert reasons[0].endswith(f"needs {MIN_SHARPNESS:.0f})")
+
+
 def test_privacy_embeddings_only_when_asked_never_in_the_report(tmp_path, astronaut_rgb, untrained_model_path):
     from batchemo.cli import main
 
