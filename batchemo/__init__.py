@@ -3,20 +3,39 @@
 The public Python API; the command line (``batchemo ...``) is a thin layer over these functions:
 ``analyze`` (a DataFrame) and ``run`` (a RunResult, what ``batchemo run`` writes files from) read photos
 and videos alike, with the options of ``RunOptions``.
-Heavy imports (TensorFlow, OpenCV) happen on first use, not on ``import batchemo``.
+Every name is imported on first use (PEP 562), so ``import batchemo`` and each command load only the
+modules they need: start-up is part of every run.
 """
 from __future__ import annotations
 
+from importlib import import_module
+
 from ._version import __version__
-from .analysis import RunOptions, RunResult, analyze, run
-from .audit import audit
-from .evaluate import evaluate
-from .model import EmotionModel, ModelError, load_model
 from .records import CLASSES
-from .train import train  # the compatibility module loads first, so the name ends as the function
-from .video import VideoAnalysis, VideoOptions, analyze_video, analyze_videos, video_timeline
+from .train import train  # the compatibility module loads first, so the name ends as the function (~15 ms
+#                            beyond what an analysis imports anyway; TensorFlow loads only when training starts)
+
+#: public name -> the module that defines it, imported on first use
+_WHERE = {
+    "RunOptions": "analysis", "RunResult": "analysis", "analyze": "analysis", "run": "analysis",
+    "analyze_video": "video", "analyze_videos": "video", "video_timeline": "video", "VideoAnalysis": "video",
+    "VideoOptions": "video", "audit": "audit", "evaluate": "evaluate",
+    "EmotionModel": "model", "ModelError": "model", "load_model": "model",
+}
 
 __all__ = [
     "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
     "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'batchemo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -222,7 +222,7 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     """Stream every non-video input through the engine to the sinks, statistics, gallery and table."""
     from tqdm.auto import tqdm
 
-    from .engine import dask_client, image_records, worker_model
+    from .engine import auto_jobs, dask_client, image_records, worker_model
 
     settings = opts.settings()
     loaded = worker_model(settings.model_path)  # loaded once here, reused by in-process work
@@ -234,11 +234,12 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
 
         store = ResultCache(opts.cache, settings)
     cached = sum(store.has(str(f.path)) for f in found if f.kind == "image") if store else 0
+    jobs = auto_jobs(images - cached) if opts.jobs is None else opts.jobs  # None: what pays here
     client = dask_client(opts.scheduler) if opts.backend == "dask" else None
     kept, refs, row_no = [], [], 0
     try:
         with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
-            for seq, rec in enumerate(image_records(found, settings, store, opts.jobs, opts.backend)):
+            for seq, rec in enumerate(image_records(found, settings, store, jobs, opts.backend)):
                 if opts.people and rec.status == STATUS_OK:
                     refs += _face_refs(rec, row_no)
                 for sink in sinks:
@@ -256,7 +257,7 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     info = dict(images=images, model=dict(loaded.card.__dict__), model_file=str(loaded.path or ""),
                 detector=opts.detector,
                 detector_options=dict(opts.detector_options or {}), explain=opts.explain,
-                lime_samples=opts.lime_samples, jobs=opts.jobs, backend=opts.backend, cached=cached,
+                lime_samples=opts.lime_samples, jobs=jobs, backend=opts.backend, cached=cached,
                 gallery=opts.gallery)
     return RunResult(kept if keep_table else None, stats, shown, info, refs, options=opts)
 

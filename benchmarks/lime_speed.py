@@ -77,12 +77,12 @@ def main() -> None:
     from batchemo.datasets import load_folder
     from batchemo.explain import (LimeSettings, auc, classifier_fn, curves, explain_face, float_classifier,
                                   hidden_face, lime_order, random_orders, segment)
-    from batchemo.model import load_model
+    from batchemo.model import load_keras, load_model
     from batchemo.tta import describe as describe_tta
     from batchemo.tta import SHORT as SHORT_TTA
 
     model = load_model(a.model)
-    old = load_model(a.today_model) if a.today_model else model
+    old = load_keras(a.today_model or a.model)  # the seed's way: Keras predict in batches of 10
     data = load_folder(fer_split("validation"))
     rng = np.random.default_rng(0)
     faces = data.images[rng.choice(len(data), a.faces, replace=False)]

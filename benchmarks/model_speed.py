@@ -32,7 +32,7 @@ def main() -> None:
     from batchemo.datasets import load_folder
     from batchemo.evaluate import evaluate
     from batchemo.explain import LimeSettings, explain_face
-    from batchemo.model import load_model
+    from batchemo.model import load_keras, load_model
     from batchemo.training import count_macs
     from batchemo.tta import WAYS, passes
 
@@ -61,7 +61,7 @@ def main() -> None:
         for f in faces:
             explain_face(model, f, None, LimeSettings())
         s_expl = (time.perf_counter() - t) / len(faces)
-        macs = count_macs(model.keras_model) * passes(card_tta)
+        macs = (model.card.macs or count_macs(load_keras(model.path).keras_model)) * passes(card_tta)
         rows.append((name, model.name, card_tta, acc[card_tta], [acc[w] for w in WAYS], macro_f1, macs, fps, s_expl))
 
     print(f"FER2013 validation split: {len(data)} faces; CPU, best of 3; "

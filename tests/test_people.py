@@ -149,3 +149,22 @@ def test_the_shared_photos_group_into_their_people(photos, untrained_model_path)
     keys = sorted(truth)
     assert pairwise_scores([truth[k] for k in keys], [got[k] for k in keys]) == (1.0, 1.0)
     assert got[("obama.jpg", 0)] == "person_1" and got[("biden.jpg", 0)] == "person_2"
+
+
+def test_embeddings_of_an_image_come_from_one_batch_in_face_order(astronaut_rgb):
+    """All faces of an image go through dlib's network in one batch; each row is its own face's embedding,
+    as embedding it alone gives, and a face without one keeps its place."""
+    from batchemo.detect import make_detector
+    from batchemo.people import embed
+
+    two = np.concatenate([astronaut_rgb, astronaut_rgb[:, ::-1]], axis=1)  # her face, then its mirror image
+    found = make_detector("hog").detect(two)
+    assert len(found) == 2
+    boxes = np.array([(d.box.x, d.box.y, d.box.w, d.box.h) for d in found] + [(0, 0, 10, 10)])
+    marks = np.stack([d.landmarks for d in found] + [found[0].landmarks])
+    batch, reasons = embed(two, boxes, marks)
+    assert reasons[:2] == ["", ""] and reasons[2].startswith("face too small") and np.isnan(batch[2]).all()
+    for i in range(2):
+        alone, _ = embed(two, boxes[i: i + 1], marks[i: i + 1])
+        np.testing.assert_allclose(batch[i], alone[0], atol=1e-5)
+    assert np.linalg.norm(batch[0] - batch[1]) > 1e-3  # two different chips, not one row twice

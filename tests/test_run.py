@@ -317,6 +317,10 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     assert video_row["status"] == "video" and video_row["folder"] == "clips" and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"]
     timeline = pd.read_csv(out / "r.timeline.csv")
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
+    from batchemo.columns import RUN, TIMELINE, expand  # the columns --help and the README document
+
+    assert faces.columns.tolist() == [c for c in expand(RUN) if not c.startswith("emb_")]
+    assert timeline.columns.tolist() == expand(TIMELINE)
     html = (out / "r.html").read_text()  # one report holds both: the photo's card and the video's section
     assert not (out / "r.videos.html").exists()
     assert "Emotions in 1 image and 1 video" in html and 'href="#video-1"' in html and 'id="video-1"' in html

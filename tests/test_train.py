@@ -455,6 +455,10 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     # the CLI calls batchemo.training.train when it runs: patch it there
     monkeypatch.setattr(sys.modules["batchemo.training"], "train",
                         lambda data, out, recipe, resume, log, tta=None: seen.update(recipe=recipe))
+    monkeypatch.chdir(tmp_path)  # the CLI checks its inputs before any work: give it real ones
+    (tmp_path / "data").mkdir()
+    for teacher in ("a.keras", "b.keras"):
+        (tmp_path / teacher).write_bytes(b"")
     args = cli.build_parser().parse_args(
         ["train", "data", "--out", "s.keras", "--teacher", "a.keras", "b.keras", "--distill-alpha", "0.5",
          "--distill-temperature", "2", "--label-smoothing", "0.1", "--cutmix", "1", "--optimizer", "sgd-nesterov"])
@@ -557,7 +561,7 @@ def test_mixed_bfloat16_training_saves_a_float32_model(folder_dataset, tmp_path,
     assert keras.mixed_precision.global_policy().name == "float32"  # set back for whatever runs next
     last = keras.saving.load_model(checkpoint_dir(out) / "last.keras")
     assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in last.layers)
-    km = load_model(out).keras_model
+    km = load_model(out, runtime="keras").keras_model  # the Keras model itself
     assert all(layer.dtype_policy.name == "float32" for layer in km.layers)
     assert ModelCard.load(out).recipe["precision"] == "mixed_bfloat16"
     # the epoch was chosen on float32 reads, the card's: the kept weights read the same in both

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audit, run, train, video
+    from . import audit, export, run, train, video
 
     p = argparse.ArgumentParser(
         prog="batchemo",
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_parser(sub)
     audit.add_parser(sub)
     train.add_parsers(sub)
+    export.add_parser(sub)
     return p
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .options import (
-    add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, err, log, number, report_file, table_file,
+    ManualFormatter, add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, err, log, number,
+    report_file, table_file,
 )
 
 
@@ -41,6 +42,8 @@ def cmd_audit(a: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
+    from ..columns import AUDIT, help_text
+
     a = sub.add_parser(
         "audit", help="where the model goes wrong on a labelled set, and why: metrics, mistakes, LIME, calibration",
         description="Score a model on a labelled set and write one self-contained HTML report: accuracy, macro F1, "
@@ -52,13 +55,15 @@ def add_parser(sub) -> None:
         "validation/, or a Kaggle fer2013.csv (--split picks the rows). Unreadable images are listed and skipped; "
         "unknown class folders, empty classes and a model whose classes differ from the data's are errors. "
         "Outputs are checked before any work and written atomically.",
-        epilog="example: batchemo audit fer2013/validation --report audit.html --csv predictions.csv "
+        epilog=help_text(AUDIT, "columns of --csv (one row per labelled face):")
+        + "\n\nexample: batchemo audit fer2013/validation --report audit.html --csv predictions.csv "
         "--max-explanations 50",
+        formatter_class=ManualFormatter,
     )
     a.add_argument("data", metavar="DATA", help="labelled folder, or fer2013.csv")
     add_model(a)
     a.add_argument("--report", type=report_file, help="self-contained HTML report to write")
-    a.add_argument("--csv", type=table_file, help="CSV to write: path, true_label, predicted_label, confidence, p_<class> x7, correct")
+    a.add_argument("--csv", type=table_file, help="table to write, one row per face (columns below)")
     a.add_argument("--split", help="fer2013.csv rows to audit: PublicTest (default), PrivateTest or Training")
     a.add_argument("--max-explanations", type=number(int, 0, 100_000), default=50, metavar="N",
                    help="mistakes to explain with LIME, spread over the confused pairs (default: %(default)s; "

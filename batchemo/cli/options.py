@@ -54,6 +54,15 @@ def at_least(least: float, kind=int, most: float | None = None):
     return number(kind, least, most)
 
 
+class ManualFormatter(argparse.HelpFormatter):
+    """argparse's wrapping for prose, kept as written for tables (paragraphs whose lines are indented)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(p if "\n  " in p else super(ManualFormatter, self)._fill_text(p, width, indent)
+                             for p in paragraphs)
+
+
 #: Upper bounds shared by options of the same meaning (the most any sane run asks for).
 MAX_SEED = 2**32 - 1  # numpy's seeds
 MAX_JOBS = 1024

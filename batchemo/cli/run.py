@@ -7,8 +7,8 @@ from pathlib import Path
 from ..gallery import GALLERY_SIZE
 from ..sources import MAX_PIXELS
 from .options import (
-    add_cache, add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
-    detector_options, err, log, log_problems, number, report_file, resumable, table_file,
+    MAX_JOBS, add_cache, add_detector, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
+    ManualFormatter, detector_options, err, log, log_problems, number, report_file, resumable, table_file,
 )
 
 
@@ -94,6 +94,8 @@ def _summary_line(result) -> str:
 
 
 def add_parser(sub) -> None:
+    from ..columns import RUN, help_text
+
     r = sub.add_parser(
         "run", help="faces, emotions and LIME heatmaps for photos and videos, in one shareable HTML report",
         description="Find every face in the images under PATH (folders are walked recursively), classify its "
@@ -103,7 +105,9 @@ def add_parser(sub) -> None:
         "sections in the same report (filmstrip, per face a chart and a few keyframes); people are shared "
         "between photos and videos. Output paths are checked before any work. "
         "Exit status 0 unless nothing could be processed.",
-        epilog="example: batchemo run photos/ --report out/report.html --csv out/faces.csv",
+        epilog=help_text(RUN, "columns of --csv/--json (one row per face, and one per file without one):")
+        + "\n\nexample: batchemo run photos/ --report out/report.html --csv out/faces.csv",
+        formatter_class=ManualFormatter,
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders holding them")
     r.add_argument("--report", type=report_file, help="self-contained HTML report to write (.html)")
@@ -115,7 +119,9 @@ def add_parser(sub) -> None:
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
                    help="LIME heatmap for every face (default: on)")
     add_lime(r)
-    add_jobs(r, 1, "worker processes (each with its own model; on 2 cores one process already keeps both busy)")
+    r.add_argument("--jobs", "-j", type=number(int, 1, MAX_JOBS), default=None, metavar="N",
+                   help="worker processes, each with its own model (default: what pays here: one per two cores, "
+                   "none extra for fewer than 8 photos a process; on 2 cores one process already keeps both busy)")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)

@@ -9,6 +9,9 @@ from .options import MAX_SEED, add_model, check_inputs, check_outputs, log, numb
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from ..runtime import require_tensorflow
+
+    require_tensorflow("training")
     from ..training import Recipe, train
 
     check_inputs([a.data])

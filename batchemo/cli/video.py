@@ -5,7 +5,7 @@ import argparse
 
 from .options import (
     add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
-    detector_options, err, log, load_known, number, report_file, table_file,
+    ManualFormatter, detector_options, err, log, load_known, number, report_file, table_file,
 )
 from ..sources import printable
 
@@ -71,6 +71,7 @@ def _with_embeddings(table, results):
 
 
 def add_parser(sub) -> None:
+    from ..columns import TIMELINE, help_text
     from ..video import DETECT_FPS, SMOOTH
 
     v = sub.add_parser(
@@ -82,12 +83,9 @@ def add_parser(sub) -> None:
         "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
         "photo given by mistake) gets one line on stderr and the others go on (a truncated one keeps the "
         "timeline of its readable part). Exit status 0 unless no video could be analysed.",
-        epilog="timeline columns (CSV/JSON): video, frame (index in the file), time (s), face_id (one face "
-        "followed from frame to frame), person (who it is, across videos and photos), x y w h (box, original "
-        "pixels), score (detector confidence), label, confidence and p_<emotion> (the smoothed emotion: "
-        "--smooth), raw_label, raw_confidence and raw_p_<emotion> (the CNN's own output for that one frame, "
-        "unsmoothed; equal to the smoothed ones with --smooth 0), uncertain (raw_confidence below 50 percent). "
-        "example: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
+        epilog=help_text(TIMELINE, "timeline columns (CSV/JSON; one row per face per sampled frame):")
+        + "\n\nexample: batchemo video clip.mp4 --csv timeline.csv --report video.html --fps 0",
+        formatter_class=ManualFormatter,
     )
     v.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders holding videos")
     v.add_argument("--csv", type=table_file, help="timeline CSV to write, one row per face per sampled frame")

@@ -307,9 +307,9 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
     """The --init model's own weights (not load_model's batch-norm-folded copy), checked to fit the recipe."""
     import keras
 
-    from ..model import load_model
+    from ..model import load_keras
 
-    card = load_model(recipe.init).card  # the same checks as any model file gets
+    card = load_keras(recipe.init).card  # the same checks as any model file gets
     if card.architecture != recipe.arch or list(card.classes) != list(CLASSES):
         raise TrainingError(f"{recipe.init}: architecture {card.architecture!r} with classes {card.classes}; "
                             f"the recipe trains {recipe.arch!r} with {list(CLASSES)}")

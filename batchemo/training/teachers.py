@@ -54,7 +54,7 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     val_total = np.zeros((len(val_set), len(CLASSES)), np.float64)
     state.teachers = []
     for t, way in zip(recipe.teachers, ways):
-        tm = load_model(t)
+        tm = load_model(t, runtime="keras")  # training keeps TensorFlow: no flatbuffers written beside teachers
         tm.tta = way
         if k:
             for j in range(k):

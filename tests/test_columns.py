@@ -1,0 +1,54 @@
+"""The column meanings that --help and the README print name exactly the columns batchemo writes."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from batchemo.columns import AUDIT, RUN, TIMELINE, expand, help_text
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_run_and_timeline_meanings_follow_the_written_order():
+    from batchemo.rows import table_columns
+    from batchemo.video import CSV_COLUMNS
+
+    assert expand(RUN) == table_columns(embeddings=True)
+    assert expand(TIMELINE) == CSV_COLUMNS
+
+
+def test_audit_meanings_follow_the_audit_table():
+    from batchemo.evaluate import Evaluation
+
+    probs = np.eye(7, dtype=np.float32)[[3, 5]]
+    table = Evaluation(np.array([3, 4]), probs, ["a.jpg", "b.jpg"]).table()
+    assert table.columns.tolist() == expand(AUDIT)
+    assert table["correct"].tolist() == [True, False]
+
+
+def test_patterns_expand_to_every_emotion_and_embedding():
+    names = expand(["p_<emotion>", "emb_<i>", "x"])
+    assert names[:7] == ["p_angry", "p_disgust", "p_fear", "p_happy", "p_neutral", "p_sad", "p_surprise"]
+    assert names[7] == "emb_0" and names[-2] == "emb_127" and names[-1] == "x" and len(names) == 136
+
+
+def test_help_text_lists_every_column_once():
+    text = help_text(RUN, "columns:")
+    listed = [line.split()[0] for line in text.splitlines()[1:] if re.match(r"  \S", line)]
+    assert listed == list(RUN)
+
+
+def _readme_table(heading: str) -> list[str]:
+    """Column names (first cell, in backticks) of the table under ``heading`` in README.md."""
+    text = README.read_text(encoding="utf-8")
+    assert heading in text, f"README.md has no section {heading!r}"
+    section = text.split(heading, 1)[1].split("\n#", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^\| `([^`]+)` \|", section, re.M)]
+
+
+def test_readme_documents_every_column_of_every_table():
+    assert _readme_table("### The run table") == list(RUN)
+    assert _readme_table("### The video timeline") == list(TIMELINE)
+    assert _readme_table("### The audit table") == list(AUDIT)
