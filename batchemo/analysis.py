@@ -275,6 +275,7 @@ def _face_refs(rec: ImageResult, row_no: int) -> list:
         refs.append(FaceRef(
             source=rec.path, label=labels[i], confidence=float(confs[i]), probabilities=faces.probabilities[i],
             embedding=np.asarray(emb, np.float32), row=row_no + i, face_index=i, crop=faces.crops[i],
+            side=float(min(faces.box(i).w, faces.box(i).h)),
             heatmap=None if exp is None else quantise(exp.heatmap), lime_label="" if exp is None else exp.label))
     return refs
 

@@ -26,6 +26,11 @@ TOLERANCE = 0.55
 MEAN_MERGE_GAP = 0.05
 #: Faces smaller than this (pixels, box side in the original image) are too coarse to embed reliably.
 MIN_EMBED_SIDE = 40
+#: Faces blurrier than this are too poor to recognise: the variance of the Laplacian of the gray 150-px chip
+#: dlib aligns (``sharpness``). Measured (docs/people.md): every face of the shared photos >= 90 (obama-240p's
+#: 58-px face 115), of ../shared/identities >= 18 (a correctly grouped one); the shared clip's blurred
+#: audience and motion-blurred close-up tracks <= 11, its sharp performer 48-113. 14 sits between 11 and 18.
+MIN_SHARPNESS = 14.0
 #: A face's distance to a known person's nearest photo must be below this to take that person's name.
 KNOWN_TOLERANCE = 0.55
 EMBED_DIM = 128
@@ -57,8 +62,8 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
     """Embeddings (n, 128) float32 of the faces of one image, and per face "" or why it has none.
 
     ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``, a copy of the
-    original at ``scale``; a face without landmarks or smaller than MIN_EMBED_SIDE original pixels gets a
-    row of NaN and a reason.
+    original at ``scale``; a face without landmarks, smaller than MIN_EMBED_SIDE original pixels or less
+    sharp than MIN_SHARPNESS gets a row of NaN and a reason.
     """
     import dlib
 
@@ -78,20 +83,39 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
             reasons[i] = f"face too small to recognise ({min(w, h) / scale:.0f} px, needs {MIN_EMBED_SIDE})"
         else:
             rect = dlib.rectangle(x, y, x + w, y + h)
-            shapes.append(dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
-                                                            for px, py in landmarks[i]]))
-            rows.append(i)
+            shape = dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
+                                                      for px, py in landmarks[i]])
+            sharp = sharpness(img, shape)
+            if sharp < MIN_SHARPNESS:
+                reasons[i] = f"face too blurred to recognise (sharpness {sharp:.0f}, needs {MIN_SHARPNESS:.0f})"
+            else:
+                shapes.append(shape)
+                rows.append(i)
     if rows:  # every face of the image through the network in one batch of aligned chips
         out[rows] = np.asarray([np.asarray(v) for v in model.compute_face_descriptor(img, shapes)], np.float32)
     return out, reasons
 
 
-def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True) -> np.ndarray:
+def sharpness(img: np.ndarray, shape) -> float:
+    """Variance of the Laplacian of the face as dlib aligns it for its embedding (gray, 150x150, padding
+    0.25): low on a blurred or upscaled face, whose embedding lands near everyone's. ``img`` uint8 RGB
+    (h, w, 3), ``shape`` a dlib.full_object_detection of its 5 landmarks."""
+    import cv2
+    import dlib
+
+    chip = cv2.cvtColor(np.asarray(dlib.get_face_chip(img, shape, 150, 0.25)), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(chip, cv2.CV_64F).var())
+
+
+def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True,
+            apart: list[tuple[str, float, float]] | None = None, quality: np.ndarray | None = None) -> np.ndarray:
     """A cluster index per embedding (rows of NaN get -1), by Chinese whispers over pairs < ``tolerance``,
-    then (``merge``) clusters whose means are closer than ``tolerance - MEAN_MERGE_GAP`` joined.
+    clusters holding two faces that cannot be one person split (``apart``, see ``cannot_link``), then
+    (``merge``) clusters whose means are closer than ``tolerance - MEAN_MERGE_GAP`` joined unless they conflict.
 
     Chinese whispers (dlib) is what dlib's own face clustering example uses: no number of people to guess,
     and unlike plain linkage one blurred face bridging two people does not merge them wholesale.
+    ``quality`` (n,): which faces seed a split cluster's people first (larger first; default all equal).
     """
     import dlib
 
@@ -102,11 +126,67 @@ def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = 
     found = dlib.chinese_whispers_clustering([dlib.vector(v.astype(np.float64)) for v in embeddings[ok]],
                                              float(tolerance))
     labels[ok] = found
-    return merge_close_clusters(embeddings, labels, tolerance - MEAN_MERGE_GAP) if merge else labels
+    conflicts = cannot_link(apart) if apart is not None else None
+    if conflicts:
+        q = np.zeros(len(embeddings)) if quality is None else np.asarray(quality, np.float64)
+        labels = split_conflicts(embeddings, labels, conflicts, tolerance, q)
+    return merge_close_clusters(embeddings, labels, tolerance - MEAN_MERGE_GAP, conflicts) if merge else labels
 
 
-def merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, distance: float) -> np.ndarray:
-    """``labels`` with clusters joined while the two nearest cluster means are closer than ``distance``.
+def cannot_link(apart: list[tuple[str, float, float]]) -> dict[int, set[int]]:
+    """Per index, the indices that can never be the same person: ``apart[i]`` is (source, start, end), and
+    two faces of one source whose closed spans [start, end] (seconds) overlap are on screen together. A
+    photo's faces are (path, 0, 0): all of one photo conflict. Sorted sweep per source: O(n log n + pairs).
+    """
+    out: dict[int, set[int]] = {}
+    by: dict[str, list[int]] = {}
+    for i, (src, _, _) in enumerate(apart):
+        by.setdefault(src, []).append(i)
+    for idx in by.values():
+        idx.sort(key=lambda i: (apart[i][1], i))
+        for a, i in enumerate(idx):
+            for j in idx[a + 1:]:
+                if apart[j][1] > apart[i][2]:
+                    break
+                out.setdefault(i, set()).add(j)
+                out.setdefault(j, set()).add(i)
+    return out
+
+
+def split_conflicts(embeddings: np.ndarray, labels: np.ndarray, conflicts: dict[int, set[int]],
+                    tolerance: float, quality: np.ndarray) -> np.ndarray:
+    """``labels`` with every cluster that holds two conflicting faces re-grouped: its members, best
+    ``quality`` first (ties by index, so deterministic), each join the nearest sub-cluster (by mean
+    embedding, closer than ``tolerance``) holding none of its conflicts, else seed a new one."""
+    labels = labels.copy()
+    fresh = int(labels.max()) + 1
+    for c in sorted(set(labels.tolist()) - {-1}):
+        members = np.flatnonzero(labels == c)
+        inside = set(members.tolist())
+        if not any(conflicts.get(i, set()) & inside for i in members.tolist()):
+            continue
+        groups: list[list[int]] = []
+        for i in sorted(members.tolist(), key=lambda i: (-quality[i], i)):
+            best, best_d = None, tolerance
+            for g in groups:
+                if conflicts.get(i, set()).isdisjoint(g):
+                    d = float(np.linalg.norm(embeddings[g].mean(0) - embeddings[i]))
+                    if d < best_d:
+                        best, best_d = g, d
+            if best is None:
+                groups.append([i])
+            else:
+                best.append(i)
+        for g in groups[1:]:
+            labels[g] = fresh
+            fresh += 1
+    return labels
+
+
+def merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, distance: float,
+                         conflicts: dict[int, set[int]] | None = None) -> np.ndarray:
+    """``labels`` with clusters joined while the two nearest cluster means are closer than ``distance`` and,
+    given ``conflicts`` (``cannot_link``), no face of one conflicts with a face of the other.
 
     ``embeddings`` (n, 128), ``labels`` (n,) int, -1 = no cluster (left alone). Clusters are few (people),
     so the quadratic search over their means is cheap.
@@ -119,6 +199,11 @@ def merge_close_clusters(embeddings: np.ndarray, labels: np.ndarray, distance: f
         means = np.stack([embeddings[labels == c].mean(0) for c in ids])
         d = np.linalg.norm(means[:, None] - means[None], axis=2)
         np.fill_diagonal(d, np.inf)
+        pos = {c: k for k, c in enumerate(ids)}
+        for i, js in (conflicts or {}).items():
+            for j in js:
+                if labels[i] >= 0 and labels[j] >= 0:
+                    d[pos[int(labels[i])], pos[int(labels[j])]] = np.inf
         i, j = np.unravel_index(int(np.argmin(d)), d.shape)
         if d[i, j] >= distance:
             return labels
@@ -144,14 +229,16 @@ class KnownFaces:
 
 
 def name_people(embeddings: np.ndarray, weights: np.ndarray | None = None, known: KnownFaces | None = None,
-                tolerance: float = TOLERANCE) -> list[str]:
+                tolerance: float = TOLERANCE, apart: list[tuple[str, float, float]] | None = None,
+                quality: np.ndarray | None = None) -> list[str]:
     """A person name per embedding: ``person_1``, ``person_2``, ... by how many faces they have (``weights``
     counts a video track as its number of samples), or a known person's name; "" for a face without one.
 
     A cluster takes a known name when its mean embedding is close to that person's photos; two clusters
-    matching the same known person share the name (they were one person all along).
+    matching the same known person share the name (they were one person all along). ``apart`` and
+    ``quality``: faces that can never be one person, and who seeds a split first (``cluster``).
     """
-    labels = cluster(embeddings, tolerance)
+    labels = cluster(embeddings, tolerance, apart=apart, quality=quality)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
     sizes = {c: weights[labels == c].sum() for c in set(labels.tolist()) if c >= 0}
     order = sorted(sizes, key=lambda c: (-sizes[c], int(np.flatnonzero(labels == c)[0])))
@@ -185,7 +272,10 @@ class FaceRef:
     """One face (or one video track) of a run, compact: what naming people and the People section need.
 
     ``row``: its row in the run's table (photos) or None; ``track``: its face_id in ``source`` (videos).
-    ``weight``: how many sampled frames a track spans (1 for a photo's face).
+    ``weight``: how many sampled frames a track spans (1 for a photo's face). ``time``/``end``: a track's
+    first and last sampled time; two tracks of one video whose spans overlap, or two faces of one photo,
+    are never one person (``span``). ``side``: the face's box side in original pixels (a track's median),
+    larger faces seed people first when a cluster must split.
     """
 
     source: str
@@ -198,11 +288,18 @@ class FaceRef:
     track: int | None = None
     weight: float = 1.0
     time: float | None = None  # a track's first appearance, seconds
+    end: float | None = None  # a track's last appearance, seconds
+    side: float = 0.0  # min(w, h) of the face's box, original pixels (a track's median)
     person: str = ""
     # What can still show this face once its photo is gone, 4.6 KB a face (no second pass over the photos):
     crop: np.ndarray | None = None  # uint8 (48, 48): the aligned gray face the CNN read
     heatmap: np.ndarray | None = None  # int8 (48, 48): its shown LIME heatmap, scaled to +-127 (see quantise)
     lime_label: str = ""
+
+    def span(self) -> tuple[str, float, float]:
+        """(source, start, end) for ``cannot_link``: a photo's faces all (path, 0, 0), a track its seconds."""
+        start = self.time if self.time is not None else 0.0
+        return self.source, start, self.end if self.end is not None else start
 
 
 def quantise(heatmap: np.ndarray) -> np.ndarray:
@@ -216,10 +313,12 @@ def quantise(heatmap: np.ndarray) -> np.ndarray:
 
 def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: float = TOLERANCE) -> list[FaceRef]:
     """Name the person of every face and track of a run, all together (a folder of photos and videos shares
-    one set of people); fills ``ref.person`` and returns ``refs``."""
+    one set of people); fills ``ref.person`` and returns ``refs``. Faces of one photo and tracks of one video
+    on screen at the same time never share a person (``FaceRef.span``, ``cannot_link``)."""
     if not refs:
         return refs
-    names = name_people(np.stack([r.embedding for r in refs]), np.array([r.weight for r in refs]), known, tolerance)
+    names = name_people(np.stack([r.embedding for r in refs]), np.array([r.weight for r in refs]), known, tolerance,
+                        apart=[r.span() for r in refs], quality=np.array([r.side for r in refs]))
     for r, name in zip(refs, names):
         r.person = name
     return refs

@@ -527,7 +527,8 @@ class _State:
         return sorted(peaks + moments, key=lambda k: (k.face_id, k.time, k.kind))
 
     def track_refs(self, df, video: str) -> list:
-        """One people.FaceRef per face id: its mean embedding, main emotion and number of samples."""
+        """One people.FaceRef per face id: its mean embedding, main emotion, number of samples, time span (two
+        tracks on screen together are never one person) and median face side in original pixels."""
         from .people import EMBED_DIM, FaceRef
 
         refs = []
@@ -539,7 +540,8 @@ class _State:
             refs.append(FaceRef(
                 source=video, label=str(face["label"].mode().iloc[0]), confidence=float(face["confidence"].mean()),
                 probabilities=probs.astype(np.float32), track=int(fid), weight=float(len(face)),
-                time=float(face["time"].min()),
+                time=float(face["time"].min()), end=float(face["time"].max()),
+                side=float(np.median(np.minimum(face["w"].to_numpy(), face["h"].to_numpy()))),
                 embedding=(total / n).astype(np.float32) if n else np.full(EMBED_DIM, np.nan, np.float32)))
         return refs
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.people import KnownFaces, name_people, pairwise_scores
+from batchemo.people import FaceRef, KnownFaces, assign, cannot_link, merge_close_clusters, name_people, pairwise_scores
 
 from .conftest import write_image
 
@@ -32,6 +32,51 @@ def test_people_are_numbered_by_how_often_they_appear_and_known_ones_named():
     assert name_people(e, known=known) == ["Bea", "person_1", "person_1", "Bea", "person_1", ""]
 
 
+def _ref(source, embedding, side=60.0, track=None, time=None, end=None):
+    return FaceRef(source=source, label="neutral", confidence=0.5, probabilities=np.full(7, 1 / 7, np.float32),
+                   embedding=np.asarray(embedding, np.float32), side=side, track=track, time=time, end=end)
+
+
+def _unit(seed):
+    v = np.random.default_rng(seed).normal(size=128)
+    return v / np.linalg.norm(v)
+
+
+def test_cannot_link_is_same_source_and_overlapping_closed_spans():
+    apart = [("a.jpg", 0, 0), ("a.jpg", 0, 0), ("b.jpg", 0, 0), ("v", 0.0, 1.0), ("v", 1.0, 2.0), ("v", 1.5, 3.0),
+             ("w", 0.0, 9.0)]
+    assert cannot_link(apart) == {0: {1}, 1: {0}, 3: {4}, 4: {3, 5}, 5: {4}}
+
+
+def test_faces_of_one_photo_never_share_a_person_even_with_identical_embeddings():
+    a = _unit(0)
+    refs = [_ref("one.jpg", a, side=60), _ref("one.jpg", a, side=100), _ref("one.jpg", a, side=80),
+            _ref("other.jpg", a + 0.01, side=50)]
+    people = [r.person for r in assign(refs)]
+    assert "" not in people and len(set(people[:3])) == 3
+    assert people[3] == people[1]  # the other photo joins the largest face, who seeded the split first
+    assert [r.person for r in assign([_ref(r.source, r.embedding, r.side) for r in refs])] == people  # deterministic
+
+
+def test_tracks_on_screen_together_never_share_a_person_and_apart_ones_still_merge():
+    a = _unit(1)
+    refs = [_ref("v.mp4", a, 50, track=1, time=0.0, end=2.0), _ref("v.mp4", a + 0.02, 180, track=2, time=1.5, end=3.0),
+            _ref("v.mp4", a - 0.02, 70, track=3, time=4.0, end=5.0), _ref("w.mp4", a, 60, track=1, time=0.0, end=9.0)]
+    people = [r.person for r in assign(refs)]
+    assert people[0] != people[1]
+    assert people[2] == people[1] and people[3] == people[1]  # not on screen with track 2: one person
+    # without time spans (all one instant of one source would conflict): plain clustering merges them all
+    assert len(set(name_people(np.stack([r.embedding for r in refs])))) == 1
+
+
+def test_merge_close_clusters_never_joins_conflicting_clusters():
+    a = _unit(2)
+    e = np.stack([a, a + 0.01, a - 0.01, _unit(3)]).astype(np.float32)
+    labels = np.array([0, 1, 1, 2])
+    assert merge_close_clusters(e, labels, 0.5).tolist() == [0, 0, 0, 2]
+    assert merge_close_clusters(e, labels, 0.5, {0: {2}, 2: {0}}).tolist() == [0, 1, 1, 2]
+
+
 def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_rgb, untrained_model_path):
     import cv2
 
@@ -51,6 +96,22 @@ def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_
     assert np.isnan(vectors).all() and reasons == [f"face too small to recognise (30 px, needs {MIN_EMBED_SIDE})"]
     vectors, reasons = embed(small, np.array([[45, 20, 30, 30]]), None)
     assert reasons == ["no landmarks to align the face"]
+
+
+def test_a_blurred_face_gets_no_embedding_and_says_why(astronaut_rgb):
+    import cv2
+
+    from batchemo.detect import make_detector
+    from batchemo.people import MIN_SHARPNESS, embed
+
+    found = max(make_detector().detect(astronaut_rgb), key=lambda d: d.box.w)
+    boxes = np.array([[found.box.x, found.box.y, found.box.w, found.box.h]])
+    vectors, reasons = embed(astronaut_rgb, boxes, found.landmarks[None])
+    assert np.isfinite(vectors).all() and reasons == [""]
+    blurred = cv2.GaussianBlur(astronaut_rgb, (0, 0), 6)  # the same face, box and landmarks, out of focus
+    vectors, reasons = embed(blurred, boxes, found.landmarks[None])
+    assert np.isnan(vectors).all() and reasons[0].startswith("face too blurred to recognise (sharpness ")
+    assert reasons[0].endswith(f"needs {MIN_SHARPNESS:.0f})")
 
 
 def test_privacy_embeddings_only_when_asked_never_in_the_report(tmp_path, astronaut_rgb, untrained_model_path):
