@@ -12,8 +12,6 @@ from importlib import import_module
 
 from ._version import __version__
 from .records import CLASSES
-from .train import train  # the compatibility module loads first, so the name ends as the function (~15 ms
-#                            beyond what an analysis imports anyway; TensorFlow loads only when training starts)
 
 #: public name -> the module that defines it, imported on first use
 _WHERE = {
@@ -22,6 +20,8 @@ _WHERE = {
     "VideoOptions": "video", "audit": "audit", "evaluate": "evaluate",
     "EmotionModel": "model", "ModelError": "model", "load_model": "model",
 }
+#: ``train`` is the compatibility module batchemo/train.py, callable as the function it replaced: imported on
+#: first use, so an analysis never loads the training code.
 
 __all__ = [
     "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
@@ -30,6 +30,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "train":
+        return import_module(".train", __name__)  # the import sets the package attribute too
     if name in _WHERE:
         value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value

@@ -6,6 +6,9 @@ is the ``train`` function, as it always was.
 """
 from __future__ import annotations
 
+import sys
+import types
+
 from .calibration import ECE_BINS, probabilities_ece
 from .training.architectures import ARCHITECTURES, build, count_macs  # noqa: F401
 from .training.card import best_way as _best_way  # noqa: F401
@@ -28,3 +31,16 @@ from .training.teachers import teacher_targets, teacher_views, teacher_way  # no
 def expected_calibration_error(probs, labels, bins: int = ECE_BINS) -> float:
     """The old signature, (N, K) probabilities and (N,) labels: ``batchemo.calibration.probabilities_ece``."""
     return probabilities_ece(probs, labels, bins)
+
+
+class _CallableModule(types.ModuleType):
+    """A module that is also the ``train`` function: ``batchemo.train`` was the function before this module
+    took its name, and importing a submodule sets the package attribute to the module."""
+
+    def __call__(self, *args, **kwargs):
+        from . import training
+
+        return training.train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -98,7 +98,7 @@ def test_functions_are_small():
     assert over == []
 
 
-def test_old_import_paths_still_work():
+def test_old_import_paths_still_work(monkeypatch):
     import batchemo
     import batchemo.training as training
     from batchemo.mirror import build as mirror_build
@@ -106,7 +106,10 @@ def test_old_import_paths_still_work():
     from batchemo.train import Recipe, TrainingError, checkpoint_dir, expected_calibration_error, train
     from batchemo.training import mirror
 
-    assert batchemo.train is train is training.train  # the package attribute is still the function
+    assert train is training.train
+    seen = []
+    monkeypatch.setattr(training, "train", lambda *a, **k: seen.append((a, k)) or "trained")
+    assert batchemo.train("data", out="m.keras") == "trained" and seen == [(("data",), {"out": "m.keras"})]
     assert Recipe is training.Recipe and TrainingError is training.TrainingError
     assert checkpoint_dir("a/m.keras") == Path("a/m.ckpt")
     assert (mirror_build, plain_copy, unfold) == (mirror.build, mirror.plain_copy, mirror.unfold)
@@ -119,3 +122,15 @@ def test_one_list_of_image_extensions():
 
     assert datasets.IMAGE_EXTENSIONS is sources.IMAGE_EXTENSIONS
     assert {".jpg", ".png", ".gif", ".pgm"} <= set(sources.IMAGE_EXTENSIONS)
+
+
+def test_importing_batchemo_loads_no_training_code():
+    """``import batchemo`` and an analysis's imports stay small: the training package loads on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, batchemo, batchemo.analysis; "
+            "print(sorted(m for m in sys.modules if m.startswith(('batchemo.train', 'tensorflow', 'keras'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
