@@ -57,8 +57,8 @@ def _configure_threads(n: int | None) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already initialised in this process
+    except (ImportError, RuntimeError):
+        pass  # TensorFlow already initialised here, or absent: load_model says so in one line
     _WORKER["threads_set"] = True
 
 
@@ -210,11 +210,12 @@ def image_records(found: Sequence, settings: RunSettings, store=None, jobs: int 
         if f.kind != "image":
             yield ImageResult(path, STATUS_SKIPPED if f.kind == "skipped" else STATUS_FAILED, f.reason, root)
             continue
-        rec = store.get(path) if next(stored) else None
+        was_listed = next(stored)
+        rec = store.get(path) if was_listed else None
         if rec is not None:
             rec = _with_thumbnail(replace(rec, path=path, root=root), settings)
         else:
-            if store is not None and store.has(path):  # damaged since it was listed: compute it here
+            if was_listed:  # damaged, changed or gone since it was listed (not in ``todo``): compute it here
                 rec = process_image(path, settings, root)
             else:  # results come back in input order, so the next fresh one is this item's
                 rec = next(fresh)

@@ -556,3 +556,30 @@ def test_the_python_api_keeps_a_row_for_a_name_that_is_not_utf8(tmp_path, astron
     df = batchemo.analyze(tmp_path, model=untrained_model_path, explain=False, people=False, progress=False)
     assert sorted(df["path"].map(os.path.basename).unique()) == ["bad\\xff\\xfename.jpg", "good.jpg"]
     assert set(df["status"]) == {"ok"}
+
+
+def test_a_cached_photo_that_changes_after_listing_is_computed_and_keeps_the_others_in_place(tmp_path, monkeypatch):
+    """A photo counted as cached, whose entry is gone by the time it is read (the file changed), is computed
+    on its own: the fresh results of the other photos must not shift onto it."""
+    from batchemo import engine
+    from batchemo.records import STATUS_NO_FACES, ImageResult
+    from batchemo.sources import walk
+
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+
+    class Store:  # lists a.jpg as cached, then has nothing for it when it is read
+        def has(self, path):
+            return path.endswith("a.jpg")
+
+        def get(self, path):
+            return None
+
+        def put(self, path, rec):
+            pass
+
+    monkeypatch.setattr(engine, "process_image",
+                        lambda path, settings, root=None: ImageResult(path, STATUS_NO_FACES, os.path.basename(path)))
+    recs = list(engine.image_records(walk([tmp_path]), engine.RunSettings(), Store(), jobs=1))
+    assert [(os.path.basename(r.path), r.reason) for r in recs] == [("a.jpg", "a.jpg"), ("b.jpg", "b.jpg"),
+                                                                    ("c.jpg", "c.jpg")]
