@@ -568,9 +568,12 @@ def test_a_cached_photo_that_changes_after_listing_is_computed_and_keeps_the_oth
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"x")
 
-    class Store:  # lists a.jpg as cached, then has nothing for it when it is read
+    class Store:  # lists a.jpg as cached; by the time it is read the file changed: no entry, none listed
+        listed = False
+
         def has(self, path):
-            return path.endswith("a.jpg")
+            first, self.listed = not self.listed, self.listed or path.endswith("a.jpg")
+            return path.endswith("a.jpg") and first
 
         def get(self, path):
             return None
