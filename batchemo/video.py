@@ -550,10 +550,10 @@ class _State:
 
         if not self.rows:
             return _empty_timeline()
-        from .confidence import UNCERTAIN_CONFIDENCE
+        from .confidence import is_uncertain
 
         df = pd.DataFrame(self.rows, columns=_RAW_COLUMNS)
-        df["uncertain"] = df["confidence"] < UNCERTAIN_CONFIDENCE  # the raw label's doubt (confidence.py)
+        df["uncertain"] = is_uncertain(df[PROB_COLUMNS].to_numpy())  # the raw label's doubt
         return df
 
 

