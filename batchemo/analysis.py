@@ -27,19 +27,21 @@ from .video import SMOOTH
 
 @dataclass
 class RunOptions:
-    """Everything a run can be asked, with the CLI's defaults; ``batchemo.run(paths, RunOptions(...))`` or
+    """Everything a run can be asked; ``batchemo.run(paths, RunOptions(...))`` or
     keyword arguments (``batchemo.analyze("photos/", explain=False)``).
 
     Photos: ``model`` (.keras path, None: the shipped one), ``detector`` and its ``detector_options``
     (None: each kind's default; haar on video frames: video.VIDEO_HAAR_OPTIONS), ``explain`` (LIME per
-    face, ``lime_samples`` perturbations, ``seed``), ``jobs`` worker processes on ``backend`` ("loky" or
+    face, ``lime_samples`` perturbations, ``seed``), ``jobs`` worker processes (None: what pays on this
+    machine, engine.auto_jobs, as ``batchemo run`` does) on ``backend`` ("loky" or
     "dask", ``scheduler`` its address), ``cache`` (a folder: a stopped run resumes), ``max_pixels``
     (larger non-JPEG images are refused), ``gallery`` (image cards kept for a report).
     People: ``people`` (group faces of photos and videos into people), ``known_faces`` (a folder of
     DIR/<name>/*.jpg, or a people.KnownFaces), ``tolerance`` (embedding distance under which two faces are
     one person, people.TOLERANCE), ``embeddings`` (128 columns in the tables; private).
     Videos: ``fps`` (samples per second, 0: every frame), ``smooth`` (seconds, default video.SMOOTH; None: off),
-    ``explain_keyframes`` (LIME for that many keyframes per face, when ``explain``).
+    ``explain_keyframes`` (LIME for that many keyframes per face, when ``explain``; ``batchemo run`` asks
+    for 1 when it writes a report).
     ``progress``: tqdm bars; ``log``: receives one line per video and per skipped known-faces photo.
     """
 
@@ -49,7 +51,7 @@ class RunOptions:
     explain: bool = True
     lime_samples: int = LIME_SAMPLES
     seed: int = 0
-    jobs: int = 1
+    jobs: int | None = None
     backend: str = "loky"
     scheduler: str | None = None
     cache: str | os.PathLike | None = None

@@ -235,22 +235,33 @@ def name_people(embeddings: np.ndarray, weights: np.ndarray | None = None, known
     counts a video track as its number of samples), or a known person's name; "" for a face without one.
 
     A cluster takes a known name when its mean embedding is close to that person's photos; two clusters
-    matching the same known person share the name (they were one person all along). ``apart`` and
+    matching the same known person share the name (they were one person all along), unless they were seen
+    together (``apart``): then the larger keeps it and the other is numbered. ``apart`` and
     ``quality``: faces that can never be one person, and who seeds a split first (``cluster``).
     """
     labels = cluster(embeddings, tolerance, apart=apart, quality=quality)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
     sizes = {c: weights[labels == c].sum() for c in set(labels.tolist()) if c >= 0}
     order = sorted(sizes, key=lambda c: (-sizes[c], int(np.flatnonzero(labels == c)[0])))
+    conflicts = cannot_link(apart) if apart is not None else {}
     names: dict[int, str] = {}
     n = 0
     for c in order:
         named = known.name(embeddings[labels == c].mean(0)) if known is not None else ""
+        faces = np.flatnonzero(labels == c)
+        rivals = [np.flatnonzero(labels == o) for o, k in names.items() if k == named]
+        if named and any(_clash(faces, r, conflicts) for r in rivals):
+            named = ""  # seen together with the larger cluster that has this name: someone else
         if not named:
             n += 1
             named = f"person_{n}"
         names[c] = named
     return [names.get(int(c), "") for c in labels]
+
+
+def _clash(a: np.ndarray, b: np.ndarray, conflicts: dict[int, set[int]]) -> bool:
+    """Whether any face of ``a`` can never be the same person as any face of ``b`` (``cannot_link``)."""
+    return any(conflicts.get(int(i), set()).intersection(b.tolist()) for i in a)
 
 
 def pairwise_scores(truth: list[str], predicted: list[str]) -> tuple[float, float]:

@@ -58,6 +58,13 @@ def test_faces_of_one_photo_never_share_a_person_even_with_identical_embeddings(
     assert [r.person for r in assign([_ref(r.source, r.embedding, r.side) for r in refs])] == people  # deterministic
 
 
+def test_two_faces_of_one_photo_never_take_the_same_known_name():
+    a = _unit(0)
+    known = KnownFaces(names=["Ada"], embeddings=a[None].astype(np.float32))
+    refs = [_ref("one.jpg", a, side=100), _ref("one.jpg", a + 0.01, side=60), _ref("two.jpg", a - 0.01)]
+    assert [r.person for r in assign(refs, known)] == ["Ada", "person_1", "Ada"]
+
+
 def test_tracks_on_screen_together_never_share_a_person_and_apart_ones_still_merge():
     a = _unit(1)
     refs = [_ref("v.mp4", a, 50, track=1, time=0.0, end=2.0), _ref("v.mp4", a + 0.02, 180, track=2, time=1.5, end=3.0),
