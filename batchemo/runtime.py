@@ -132,6 +132,9 @@ def configure_threads(n: int | None) -> None:
         _THREADS["n"] = max(1, int(n))
 
 
+_ANNOUNCED: list[bool] = []  # an interpreter was allocated in this process (XNNPACK has spoken)
+
+
 class TFLiteForward:
     """Callable: float32 (N, 48, 48, 1) in [0, 1] -> (N, C) network outputs, in the network's own class order.
 
@@ -153,9 +156,12 @@ class TFLiteForward:
 
     def _new(self) -> list:
         cls = interpreter_class()
-        with quiet():  # XNNPACK announces its delegate on stderr, from C++, on the first allocation
+        # XNNPACK announces its delegate on stderr, from C++, on a process's first allocation only: silence
+        # that one (at load), never one made mid-run, when fd 2 is also the progress bar's and the log's
+        with quiet() if not _ANNOUNCED else contextlib.nullcontext():
             it = cls(model_content=self.flatbuffer, num_threads=self.threads)
             it.allocate_tensors()
+        _ANNOUNCED.append(True)
         self.built += 1
         return [it, -1]  # the interpreter and the batch size it is allocated for
 
