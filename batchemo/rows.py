@@ -58,7 +58,7 @@ def face_cells(faces: Faces, i: int, embeddings: bool = False) -> dict:
     b = faces.box(i)
     p = faces.probabilities[i]
     k = int(np.argmax(p))
-    cells = {"face_index": i, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": float(faces.scores[i]),
+    cells = {"face_index": i, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": round(float(faces.scores[i]), 4),
              "label": CLASSES[k], "confidence": float(p[k]), "uncertain": uncertain_label(p[k]),
              **dict(zip(PROB_COLUMNS, map(float, p)))}
     if faces.embed_reasons is not None and faces.embed_reasons[i]:
