@@ -160,7 +160,7 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     found = walk(paths)  # a missing path fails here, before the model's 10 s load
     # fail fast (missing dlib, bad option); 'auto' becomes the detector actually used, for the settings
     opts = replace(opts, detector=make_detector(opts.detector, **(opts.detector_options or {})).name)
-    known = _known_faces(opts)
+    known = known_faces(opts)
     sinks = [s if hasattr(s, "write_video") else RowSink(s, opts.embeddings and opts.people) for s in sinks]
     t0 = time.time()
     result = _run_photos([f for f in found if f.kind != "video"], opts, sinks, keep_table)
@@ -195,7 +195,7 @@ def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], options: Run
 
 
 # ---------------------------------------------------------------- the stages of a run
-def _known_faces(opts: RunOptions):
+def known_faces(opts: RunOptions):
     """``opts.known_faces`` as a people.KnownFaces (None without it); its skipped photos are logged."""
     if not (opts.people and opts.known_faces is not None):
         return None

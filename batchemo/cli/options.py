@@ -160,19 +160,12 @@ def add_people(p: argparse.ArgumentParser) -> None:
 
 
 def load_known(a: argparse.Namespace):
-    """The --known-faces folder as people.KnownFaces (None without it), its skipped photos logged."""
-    if not (a.people and a.known_faces):
-        return None
-    from ..detect import make_detector
-    from ..engine import load_known_faces
+    """The --known-faces folder as people.KnownFaces (None without it), its skipped photos logged: the same
+    load ``batchemo run`` does (``analysis.known_faces``)."""
+    from ..analysis import RunOptions, known_faces
 
-    known = load_known_faces(a.known_faces, make_detector(a.detector, **detector_options(a)))
-    for photo, why in known.skipped:
-        log(f"known faces: skipped {photo}: {why}")
-    if not known.names:
-        raise ValueError(f"{a.known_faces}: no usable face in any sub-folder")
-    log(f"known faces: {len(set(known.names))} people from {len(known.names)} photos")
-    return known
+    return known_faces(RunOptions(people=a.people, known_faces=a.known_faces, detector=a.detector,
+                                  detector_options=detector_options(a), log=log))
 
 
 def add_jobs(p: argparse.ArgumentParser, default: int, what: str) -> None:
