@@ -227,7 +227,6 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     from .engine import auto_jobs, dask_client, image_records, worker_model
 
     settings = opts.settings()
-    loaded = worker_model(settings.model_path)  # loaded once here, reused by in-process work
     images = sum(f.kind == "image" for f in found)
     stats, shown = RunStats(), Gallery(opts.gallery, total=images, seed=opts.seed)
     store = None
@@ -237,6 +236,13 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
         store = ResultCache(opts.cache, settings)
     cached = sum(store.has(str(f.path)) for f in found if f.kind == "image") if store else 0
     jobs = auto_jobs(images - cached) if opts.jobs is None else opts.jobs  # None: what pays here
+    if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work
+        loaded = worker_model(settings.model_path)
+        card, model_path = loaded.card, loaded.path
+    else:  # the workers load it: the card is all this process needs
+        from .model import model_card
+
+        card, model_path = model_card(settings.model_path)
     client = dask_client(opts.scheduler) if opts.backend == "dask" else None
     kept, refs, row_no = [], [], 0
     try:
@@ -256,7 +262,7 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     finally:
         if client is not None:
             client.close()
-    info = dict(images=images, model=dict(loaded.card.__dict__), model_file=str(loaded.path or ""),
+    info = dict(images=images, model=dict(card.__dict__), model_file=str(model_path or ""),
                 detector=opts.detector,
                 detector_options=dict(opts.detector_options or {}), explain=opts.explain,
                 lime_samples=opts.lime_samples, jobs=jobs, backend=opts.backend, cached=cached,

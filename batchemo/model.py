@@ -256,6 +256,14 @@ RUNTIME_ENV = "BATCHEMO_RUNTIME"
 RUNTIMES = ("auto", "litert", "keras")
 
 
+def model_card(path: str | os.PathLike | None = None) -> tuple[ModelCard, Path]:
+    """The card of a model file and its path, the file checked but the network not loaded: what a run's
+    parent needs when worker processes load the model (each interpreter costs memory)."""
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    _check_file(path)
+    return ModelCard.load(path) or ModelCard(architecture=path.stem), path
+
+
 def _check_file(path: Path) -> None:
     """A clear ModelError for a missing, misnamed, truncated or damaged ``.keras`` file."""
     if not path.exists():

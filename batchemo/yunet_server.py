@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 #: Bytes of images a child is fed before it is replaced (its leak); a new child costs ~0.1 s.
-BUDGET = 64 << 20
+BUDGET = 32 << 20
 
 
 class SlimefaceServer:

@@ -177,6 +177,6 @@ def test_train_and_export_without_tensorflow_name_the_extra(argv, monkeypatch, c
 def test_jobs_default_to_what_pays():
     from batchemo.engine import auto_jobs
 
-    assert auto_jobs(1, cores=2) == auto_jobs(10_000, cores=2) == 1  # two cores: one process keeps both busy
-    assert auto_jobs(5, cores=16) == 1  # a handful of photos: no worker start-ups
-    assert auto_jobs(1000, cores=8) == 4 and auto_jobs(20, cores=8) == 2 and auto_jobs(10**6, cores=64) == 8
+    assert auto_jobs(1, cores=2) == auto_jobs(31, cores=2) == 1 and auto_jobs(10_000, cores=2) == 2
+    assert auto_jobs(5, cores=16) == 1 and auto_jobs(10_000, cores=1) == 1  # a handful, or one core: in process
+    assert auto_jobs(1000, cores=8) == 8 and auto_jobs(40, cores=8) == 2 and auto_jobs(10**6, cores=64) == 8

@@ -120,8 +120,8 @@ def add_parser(sub) -> None:
                    help="LIME heatmap for every face (default: on)")
     add_lime(r)
     r.add_argument("--jobs", "-j", type=number(int, 1, MAX_JOBS), default=None, metavar="N",
-                   help="worker processes, each with its own model (default: what pays here: one per two cores, "
-                   "none extra for fewer than 8 photos a process; on 2 cores one process already keeps both busy)")
+                   help="worker processes, each with its own model (default: what pays here: one per core, at "
+                   "most 8, and at most one per 16 photos: a worker's start-up costs more than a few photos save)")
     r.add_argument("--backend", choices=["loky", "dask"], default="loky", help="joblib backend (default: %(default)s)")
     r.add_argument("--scheduler", help="Dask scheduler address for --backend dask (default: a local cluster)")
     add_model(r)
