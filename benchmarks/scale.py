@@ -5,7 +5,7 @@
 For each N it generates a collection of N photos (into the temp folder, reused by later runs; nothing
 from ../shared): scikit-image's astronaut and camera-man faces pasted at 0.4-1.6x their size, at random
 places and brightness, onto scikit-image backgrounds, in 20 folders, with a no-face photo in ten. Each N
-runs in a fresh process (so peak RSS is that run's own), streaming its CSV and writing the report as the
+runs in a fresh process (peak RSS: the largest one process of that run, its workers included), streaming its CSV and writing the report as the
 CLI does. --dask also runs each N on a local Dask cluster of 2 worker processes and checks the rows match.
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ def make_collection(n: int) -> Path:
     return out
 
 
-def child(n: int, explain: bool, backend: str, out: Path, detector: str = "hog", people: bool = True) -> dict:
+def child(n: int, explain: bool, backend: str, out: Path, detector: str = "auto", people: bool = True,
+          jobs: int | None = None) -> dict:
     """One run, in this process: the CLI's own path (streamed CSV, bounded gallery, report)."""
     from batchemo import run
     from batchemo.rows import TABLE_COLUMNS
@@ -65,13 +66,14 @@ def child(n: int, explain: bool, backend: str, out: Path, detector: str = "hog",
     t0 = time.perf_counter()
     with TableWriter(out / f"scale{n}-{backend}.csv", TABLE_COLUMNS) as sink:
         result = run(folder, explain=explain, lime_samples=300, progress=False, sinks=[sink], keep_table=False,
-                     backend=backend, jobs=1, detector=detector, people=people)
+                     backend=backend, jobs=jobs, detector=detector, people=people)
     t1 = time.perf_counter()
     report = write_run_report(result, out / f"scale{n}-{backend}.html")
     t2 = time.perf_counter()
     return {"n": n, "backend": backend, "faces": result.stats.faces, "seconds": t1 - t0,
             "photos_per_s": n / (t1 - t0), "render_s": t2 - t1, "report_mb": report.stat().st_size / 2**20,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": max(resource.getrusage(who).ru_maxrss for who in  # the largest one process
+                               (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024,
             "csv": str(out / f"scale{n}-{backend}.csv")}
 
 
@@ -80,7 +82,8 @@ def main() -> None:
     ap.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
     ap.add_argument("--explain", action="store_true", help="LIME for every face (300 samples)")
     ap.add_argument("--dask", action="store_true", help="also run on a local Dask cluster of 2 workers")
-    ap.add_argument("--detector", default="hog", help="face detector (default: hog, batchemo's default)")
+    ap.add_argument("--detector", default="auto", help="face detector (default: auto, batchemo's default)")
+    ap.add_argument("--jobs", type=int, help="worker processes (default: what pays, as batchemo run)")
     ap.add_argument("--no-people", action="store_true", help="without identity embeddings")
     ap.add_argument("--runtime", choices=["litert", "keras"], help="the model's runtime (BATCHEMO_RUNTIME; default: "
                     "batchemo's own choice, LiteRT where installed)")
@@ -91,7 +94,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.child:
-        print(json.dumps(child(a.child, a.explain, a.backend, out, a.detector, not a.no_people)))
+        print(json.dumps(child(a.child, a.explain, a.backend, out, a.detector, not a.no_people, a.jobs)))
         return
     print(f"`batchemo run` on generated collections ({'with' if a.explain else 'no'} explanations, detector "
           f"{a.detector}, people {'off' if a.no_people else 'on'}, runtime {a.runtime or 'auto'}), "
@@ -102,7 +105,8 @@ def main() -> None:
         make_collection(n)
         for backend in ["loky"] + (["dask"] if a.dask else []):
             cmd = [sys.executable, __file__, "--child", str(n), "--backend", backend, "--out", str(out),
-                   "--detector", a.detector] + (["--no-people"] if a.no_people else [])
+                   "--detector", a.detector] + (["--no-people"] if a.no_people else []) + \
+                (["--jobs", str(a.jobs)] if a.jobs else [])
             if a.explain:
                 cmd.append("--explain")
             env = dict(os.environ, **({"BATCHEMO_RUNTIME": a.runtime} if a.runtime else {}))
