@@ -152,14 +152,14 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     ``person`` cells of streamed rows are known at the end: close the sinks with ``result.person_fill()``.
     A missing path raises before any work; a bad file never does (status and reason instead).
     """
-    from .detect import make_detector
+    from .engine import worker_detector
     from .sources import walk
 
     opts = RunOptions.of(options, **changes)
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     found = walk(paths)  # a missing path fails here, before the model's 10 s load
     # fail fast (missing dlib, bad option); 'auto' becomes the detector actually used, for the settings
-    opts = replace(opts, detector=make_detector(opts.detector, **(opts.detector_options or {})).name)
+    opts = replace(opts, detector=worker_detector(opts.detector, dict(opts.detector_options or {})).name)
     known = known_faces(opts)
     sinks = [s if hasattr(s, "write_video") else RowSink(s, opts.embeddings and opts.people) for s in sinks]
     t0 = time.time()
@@ -203,10 +203,10 @@ def known_faces(opts: RunOptions):
 
     if isinstance(opts.known_faces, KnownFaces):
         return opts.known_faces
-    from .detect import make_detector
-    from .engine import load_known_faces
+    from .engine import load_known_faces, worker_detector
 
-    known = load_known_faces(opts.known_faces, make_detector(opts.detector, **(opts.detector_options or {})))
+    # the detector this process already loaded (run() loaded it to check it), not a second one
+    known = load_known_faces(opts.known_faces, worker_detector(opts.detector, dict(opts.detector_options or {})))
     for photo, why in known.skipped:
         _log(opts, f"known faces: skipped {photo}: {why}")
     if not known.names:

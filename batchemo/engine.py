@@ -74,10 +74,12 @@ def worker_model(model_path: str | None, threads: int | None = None):
 
 
 def worker_detector(name: str, options: dict):
-    key = ("detector", name, tuple(sorted(options.items())))
-    if key not in _WORKER:
-        from .detect import make_detector
+    """The detector of this process, made once per (detector actually used, options): 'auto' is resolved
+    first, so the key names the detector that runs."""
+    from .detect import make_detector, resolve_detector
 
+    key = ("detector", resolve_detector(name), tuple(sorted(options.items())))
+    if key not in _WORKER:
         _WORKER[key] = make_detector(name, **options)
     return _WORKER[key]
 
