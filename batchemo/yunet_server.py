@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bytes of images a child is fed before it is replaced (its leak); a new child costs ~0.1 s.
-BUDGET = 32 << 20
+BUDGET = 16 << 20
 
 
 class SlimefaceServer:

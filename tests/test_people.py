@@ -202,8 +202,9 @@ def _faces_of(rgb):
 
 
 def test_shipped_embedding_network_gives_dlibs_embeddings(shared, astronaut_rgb):
-    """The LiteRT flatbuffer is dlib's network: on real faces every embedding is within 2e-3 of dlib's own
-    and every pairwise distance within 2e-3, so the tolerance measured on dlib's embeddings still holds."""
+    """The LiteRT flatbuffer is dlib's network (int8 weights): on real faces every embedding is within 0.02 of
+    dlib's own and every pairwise distance within 0.02 (measured: 0.009 at most), far inside the 0.14 gap
+    between people that the tolerance sits in; a wrong layer or layout would be off by ~1."""
     from batchemo import face_embedding
     from batchemo.people import embed
     from batchemo.sources import read_image
@@ -220,9 +221,9 @@ def test_shipped_embedding_network_gives_dlibs_embeddings(shared, astronaut_rgb)
         ref.append(_dlib_reference(rgb, boxes[keep], marks[keep]))
     ours, ref = np.concatenate(ours), np.concatenate(ref)
     assert len(ours) >= 5
-    assert np.abs(ours - ref).max() < 2e-3
+    assert np.abs(ours - ref).max() < 0.02
     dist = lambda e: np.linalg.norm(e[:, None] - e[None], axis=2)  # noqa: E731
-    assert np.abs(dist(ours) - dist(ref)).max() < 2e-3
+    assert np.abs(dist(ours) - dist(ref)).max() < 0.02
 
 
 def test_without_litert_dlib_computes_the_same_embeddings(astronaut_rgb, monkeypatch):
@@ -235,7 +236,7 @@ def test_without_litert_dlib_computes_the_same_embeddings(astronaut_rgb, monkeyp
     assert face_embedding.engine() == "dlib"
     slow, _ = embed(astronaut_rgb, boxes, marks)
     np.testing.assert_allclose(slow, _dlib_reference(astronaut_rgb, boxes, marks), atol=1e-6)
-    assert np.abs(fast - slow).max() < 2e-3
+    assert np.abs(fast - slow).max() < 0.02
 
 
 def test_dlib_network_file_is_read_layer_by_layer():
