@@ -70,8 +70,9 @@ CSV_COLUMNS = ["video", "frame", "time", "face_id", "person", "x", "y", "w", "h"
 DETECT_FPS = 5.0
 
 
-#: Seconds between two identity embeddings of one face (dlib's ResNet, ~80 ms of CPU a face, was 70% of
-#: the time of an every-frame run): a track's identity is the mean of its embeddings.
+#: Seconds between two identity embeddings of one face: a track's identity is the mean of its embeddings.
+#: Chosen when dlib's own pass took ~80 ms of CPU a face (70% of an every-frame run); on LiteRT it takes
+#: ~2 ms (face_embedding), and the period stays because the clip's people were measured with it.
 EMBED_PERIOD = 1.0
 
 
@@ -376,7 +377,7 @@ def _scan(stream, em, det, opts: VideoOptions, video: str) -> tuple["_State", st
                     tracker.cut()
                     follower.last = []
                 faces = tracker.track(find_faces(frame.rgb, frame.scale, follower, video, frame.index, frame.time))
-                if opts.people:  # one identity embedding per face per EMBED_PERIOD (dlib's ResNet is slow)
+                if opts.people:  # one identity embedding per face per EMBED_PERIOD
                     _embed_due(faces, frame.rgb, frame.scale, embedded)
                 state.queue(faces, frame.rgb, frame.scale, stream.frames_sampled - 1)
                 if state.pending_faces >= opts.batch_faces or len(state.pending) >= 16:
