@@ -5,8 +5,9 @@ chip -> 128-d) at ~72 ms a face here (the dlib-bin wheel has no BLAS) and holds 
 a run 1.7x slower. The same weights on LiteRT's XNNPACK take ~6 ms a face, ~2 ms as int8. This module
 reads dlib's own serialization (no dlib C++ needed), folds each ``affine`` into its convolution, rebuilds
 the network in TensorFlow ops and converts it with int8 weights (dynamic range); embeddings are within
-0.01 of dlib's (float32 weights: 1e-6; float16: 1e-3; ``tests/test_people.py``, docs/people.md). Build-time only: it needs TensorFlow (``[train]``), and the
-analysis side only reads the flatbuffer it writes (``face_embedding``). The model's author released it
+0.01 of dlib's (float32 weights: 1e-6; float16: 1e-3; ``tests/test_people.py``, docs/people.md).
+Build-time only: it needs TensorFlow (``[train]``), and the analysis side only reads the flatbuffer it
+writes (``face_embedding``). The model's author released it
 into the public domain (github.com/davisking/dlib-models).
 
     python -m batchemo.embedding_export [OUT.tflite]
@@ -210,7 +211,7 @@ def _starts_unit(ops: list[tuple], j: int) -> bool:
 def export(source: str | Path, out: str | Path = SHIPPED) -> Path:
     """Convert dlib's network file ``source`` to an int8-weight flatbuffer at ``out`` (atomic write).
 
-    int8 rather than float16 or float32 weights: 21 MB of memory a process rather than 43 or 53, and 3.5x
+    int8 rather than float16 or float32 weights: 21 MB of memory a process rather than 43 or 53, and 3.3x
     faster, for distances within 0.01 of dlib's, which changed no grouping (docs/people.md)."""
     from .runtime import quiet, require_tensorflow
 

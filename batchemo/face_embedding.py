@@ -5,8 +5,9 @@ flatbuffer (``models/face_embedding.int8.tflite``, int8 weights, made by ``embed
 on LiteRT and ~21 MB of memory. Its embeddings, and the distances between them, are within 0.01 of
 dlib's (measured on 68 real faces: at most 0.009), against a gap of 0.14 between the same person's
 farthest faces and different people's nearest (docs/people.md): ``people.TOLERANCE``, measured on dlib's
-embeddings, holds, and every grouping of benchmarks/people_quality.py is unchanged. Where LiteRT or the flatbuffer is missing, or ``BATCHEMO_EMBEDDING=dlib``
-is set (benchmarks compare the two side by side), dlib computes them as before.
+embeddings, holds, and every grouping of benchmarks/people_quality.py is unchanged. Where LiteRT or the
+flatbuffer is missing, or ``BATCHEMO_EMBEDDING=dlib`` is set (benchmarks compare the two side by side),
+dlib computes them as before.
 """
 from __future__ import annotations
 

@@ -2,10 +2,9 @@
 
 Every face gets dlib's 128-d embedding (``dlib_face_recognition_resnet_model_v1`` from face-recognition-
 models, computed on the face aligned by its 5 landmarks, as face_recognition does; run on LiteRT by
-``face_embedding``). Faces are then grouped
-into people over the whole run with dlib's Chinese-whispers clustering on the graph of pairs closer than a
-threshold, and clusters that match a known person (``--known-faces DIR``, one sub-folder of photos per
-person, face_recognition's convention) take that name. Embeddings identify people: they never enter a
+``face_embedding``). Faces are then grouped into people over the whole run with dlib's Chinese-whispers
+clustering on the graph of pairs closer than a threshold, and clusters that match a known person
+(``--known-faces DIR``, one sub-folder of photos per person, face_recognition's convention) take that name. Embeddings identify people: they never enter a
 report, and reach a table only when asked (``--embeddings``).
 """
 from __future__ import annotations
@@ -54,7 +53,7 @@ def embed(rgb: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None,
     ``boxes`` (n, 4) x, y, w, h and ``landmarks`` (n, 5, 2) are in pixels of ``rgb``, a copy of the
     original at ``scale``; a face without landmarks, smaller than MIN_EMBED_SIDE original pixels or less
     sharp than MIN_SHARPNESS gets a row of NaN and a reason. Faces are aligned as face_recognition does
-    (dlib's 150-px chip by the 5 landmarks), and all chips of the image go through the network in one batch.
+    (dlib's 150-px chip by the 5 landmarks); each chip is made once, for the sharpness gate and the network.
     """
     from .face_embedding import CHIP, PADDING, embed_chips
 
