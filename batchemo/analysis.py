@@ -225,8 +225,12 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     from tqdm.auto import tqdm
 
     from .engine import auto_jobs, dask_client, image_records, worker_model
+    from .model import model_card
 
     settings = opts.settings()
+    # before the cache keys on the card: a .keras without flatbuffers is converted here, once (its card
+    # records it), not by each worker
+    card, model_path = model_card(settings.model_path)
     images = sum(f.kind == "image" for f in found)
     stats, shown = RunStats(), Gallery(opts.gallery, total=images, seed=opts.seed)
     store = None
@@ -236,13 +240,8 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
         store = ResultCache(opts.cache, settings)
     cached = sum(store.has(str(f.path)) for f in found if f.kind == "image") if store else 0
     jobs = auto_jobs(images - cached) if opts.jobs is None else opts.jobs  # None: what pays here
-    if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work
-        loaded = worker_model(settings.model_path)
-        card, model_path = loaded.card, loaded.path
-    else:  # the workers load it: the card is all this process needs
-        from .model import model_card
-
-        card, model_path = model_card(settings.model_path)
+    if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work; else the
+        worker_model(settings.model_path)  # workers load it, and the card is all this process needs
     client = dask_client(opts.scheduler) if opts.backend == "dask" else None
     kept, refs, row_no = [], [], 0
     try:

@@ -225,11 +225,9 @@ def export(source: str | Path, out: str | Path = SHIPPED) -> Path:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights, float activations
     with quiet():
         data = conv.convert()
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    return out
+    from .outputs import atomic_write_bytes
+
+    return atomic_write_bytes(out, data)
 
 
 def _means_and_ops(source: str | Path) -> tuple[list[float], list[tuple]]:

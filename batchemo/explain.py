@@ -70,9 +70,8 @@ class LimeSettings:
     sampling: str = "halves"
 
     def segmenter(self):
-        """lime's own SLIC wrapper with these settings (needs ``lime``, a test dependency: batchemo's own
-        ``segment`` computes the same segments without it)."""
-        """lime's own SLIC wrapper with these settings (what ``segment`` computes, for comparing with lime)."""
+        """lime's own SLIC wrapper with these settings, for comparing with lime (needs ``lime``, a test
+        dependency: batchemo's own ``segment`` computes the same segments without it)."""
         from lime.wrappers.scikit_image import SegmentationAlgorithm
 
         return SegmentationAlgorithm(

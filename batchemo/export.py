@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .runtime import KINDS, beside, digest
+from .runtime import KINDS, beside, digest, write_flatbuffers
 from .tflite import convert
 
 
@@ -84,12 +84,7 @@ def export(model_path: str | os.PathLike, faces: np.ndarray | None = None, data_
 
 
 def _write(model_path: Path, fbs: dict[str, bytes], out: Path | None) -> dict[str, Path]:
-    from .outputs import atomic_write_bytes
-
-    paths = beside(model_path) if out is None else beside(Path(out) / model_path.name)
-    for kind, fb in fbs.items():
-        atomic_write_bytes(paths[kind], fb)
-    return paths
+    return write_flatbuffers(beside(model_path) if out is None else beside(Path(out) / model_path.name), fbs)
 
 
 __all__ = ["export", "convert", "Exported"]

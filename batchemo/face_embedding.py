@@ -37,7 +37,7 @@ def _litert():
 
 
 @functools.lru_cache(maxsize=None)
-def _dlib():
+def _dlib_net():
     import dlib
 
     from .detect import model_file
@@ -59,5 +59,5 @@ def embed_chips(chips: np.ndarray) -> np.ndarray:
         # one chip a pass: as fast per face as batches of 8, and the interpreter stays allocated for one
         # (7 MB less than for 8), whatever the number of faces in a photo
         return net(np.asarray(chips, np.float32), batch_size=1)
-    vectors = _dlib().compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+    vectors = _dlib_net().compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
     return np.asarray([np.asarray(v) for v in vectors], np.float32)

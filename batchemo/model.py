@@ -256,12 +256,31 @@ RUNTIME_ENV = "BATCHEMO_RUNTIME"
 RUNTIMES = ("auto", "litert", "keras")
 
 
-def model_card(path: str | os.PathLike | None = None) -> tuple[ModelCard, Path]:
+def model_card(path: str | os.PathLike | None = None, runtime: str | None = None) -> tuple[ModelCard, Path]:
     """The card of a model file and its path, the file checked but the network not loaded: what a run's
-    parent needs when worker processes load the model (each interpreter costs memory)."""
+    parent needs before it keys its cache and starts workers (each interpreter costs memory). A ``.keras``
+    file that will run on LiteRT without flatbuffers is converted here, once: the card, which records the
+    conversion, is then final, and the workers do not each convert it."""
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
     _check_file(path)
+    if _runtime(runtime) == "litert":
+        return _flatbuffers(path)[1], path
     return ModelCard.load(path) or ModelCard(architecture=path.stem), path
+
+
+def _runtime(runtime: str | None) -> str:
+    """"litert" or "keras": the runtime a load will use (``load_model``'s ``runtime``), saying why once."""
+    from . import runtime as rt
+
+    runtime = runtime or os.environ.get(RUNTIME_ENV) or "auto"
+    if runtime not in RUNTIMES:
+        raise ModelError(f"runtime {runtime!r} (${RUNTIME_ENV}): choose one of {', '.join(RUNTIMES)}")
+    if runtime == "keras" or rt.litert_available():
+        return runtime if runtime == "keras" else "litert"
+    if runtime == "litert":
+        raise ModelError("the LiteRT runtime needs ai-edge-litert, which is not installed")
+    rt.say("LiteRT (ai-edge-litert) is not installed here: the model runs on TensorFlow", "no-litert")
+    return "keras"
 
 
 def _check_file(path: Path) -> None:
@@ -328,20 +347,19 @@ def load_model(path: str | os.PathLike | None = None, runtime: str | None = None
     where ``ai-edge-litert`` is installed (a ``.keras`` file without them is converted once and cached,
     one line says where), else the Keras model on TensorFlow (one line says so); "litert" or "keras" force one.
     """
-    from . import runtime as rt
-
-    runtime = runtime or os.environ.get(RUNTIME_ENV) or "auto"
-    if runtime not in RUNTIMES:
-        raise ModelError(f"runtime {runtime!r} (${RUNTIME_ENV}): choose one of {', '.join(RUNTIMES)}")
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    if runtime == "keras":
-        return load_keras(path)
-    if not rt.litert_available():
-        if runtime == "litert":
-            raise ModelError("the LiteRT runtime needs ai-edge-litert, which is not installed")
-        rt.say("LiteRT (ai-edge-litert) is not installed here: the model runs on TensorFlow", "no-litert")
+    if _runtime(runtime) == "keras":
         return load_keras(path)
     _check_file(path)
+    flatbuffers, card = _flatbuffers(path)
+    return _litert_model(path, card, flatbuffers)
+
+
+def _flatbuffers(path: Path) -> tuple[dict[str, Path], ModelCard]:
+    """The flatbuffers of a checked ``.keras`` file (beside it or in the user cache; converted once, with
+    one line saying where, when there are none) and its card."""
+    from . import runtime as rt
+
     card = ModelCard.load(path)
     sha = rt.digest(path)
     found = rt.find_flatbuffers(path, card.export if card else None, sha)
@@ -351,14 +369,13 @@ def load_model(path: str | os.PathLike | None = None, runtime: str | None = None
         card = ModelCard.load(path)
         found = (paths, "")
     card = card or ModelCard.load(rt.cache_dir() / f"{sha[:32]}.keras") or ModelCard(architecture=path.stem)
-    return _litert_model(path, card, found[0])
+    return found[0], card
 
 
 def _convert_and_cache(path: Path) -> tuple[dict[str, Path], str]:
     """Convert a ``.keras`` file that came without flatbuffers, once: beside it (its card gets the export
     record) when its folder is writable, else in the user cache. Returns the paths and where, in words."""
     from . import runtime as rt
-    from .outputs import atomic_write_bytes
     from .tflite import convert
 
     keras = load_keras(path)
@@ -368,18 +385,14 @@ def _convert_and_cache(path: Path) -> tuple[dict[str, Path], str]:
     card_path = ModelCard.path_for(path)
     if os.access(path.parent, os.W_OK) and (not card_path.exists() or os.access(card_path, os.W_OK)):
         try:
-            paths = rt.beside(path)
-            for kind, fb in fbs.items():
-                atomic_write_bytes(paths[kind], fb)
+            paths = rt.write_flatbuffers(rt.beside(path), fbs)
             card = ModelCard.load(path) or keras.card
             card.export = dict(card.export or {}, **record)
             card.save(path)
             return paths, f"beside it, in {path.parent}"
         except OSError:
             pass  # a read-only mount that says otherwise: fall through to the user cache
-    paths = rt.cached(sha)
-    for kind, fb in fbs.items():
-        atomic_write_bytes(paths[kind], fb)
+    paths = rt.write_flatbuffers(rt.cached(sha), fbs)
     keras.card.export = record
     keras.card.save(rt.cache_dir() / f"{sha[:32]}.keras")  # a card for a model that came without one
     return paths, f"in {rt.cache_dir()}"

@@ -233,6 +233,15 @@ def cache_dir() -> Path:
     return cache_root() / "tflite"
 
 
+def write_flatbuffers(paths: dict[str, Path], flatbuffers: dict[str, bytes]) -> dict[str, Path]:
+    """Each kind's flatbuffer to its path, atomically (``outputs.atomic_write_bytes``); returns ``paths``."""
+    from .outputs import atomic_write_bytes
+
+    for kind, data in flatbuffers.items():
+        atomic_write_bytes(paths[kind], data)
+    return paths
+
+
 def cached(sha: str) -> dict[str, Path]:
     """``{kind: path}`` of a model's flatbuffers in the user cache, by the ``.keras`` file's digest."""
     return {k: cache_dir() / f"{sha[:32]}.{k}.tflite" for k in KINDS}

@@ -184,11 +184,18 @@ def _dlib_reference(rgb, boxes, marks):
     from batchemo.detect import model_file
 
     rec = dlib.face_recognition_model_v1(model_file("embedding"))
+    return np.asarray([np.asarray(v) for v in rec.compute_face_descriptor(rgb, _shapes(boxes, marks))], np.float32)
+
+
+def _shapes(boxes, marks):
+    """dlib's shapes of the 5 landmarks of each box, built here, independently of people.embed."""
+    import dlib
+
     shapes = dlib.full_object_detections()
     for (x, y, w, h), m in zip(boxes, marks):
         shapes.append(dlib.full_object_detection(dlib.rectangle(int(x), int(y), int(x + w), int(y + h)),
                                                  [dlib.point(int(round(a)), int(round(b))) for a, b in m]))
-    return np.asarray([np.asarray(v) for v in rec.compute_face_descriptor(rgb, shapes)], np.float32)
+    return shapes
 
 
 def _faces_of(rgb):
@@ -266,10 +273,7 @@ def test_export_rebuilds_the_shipped_flatbuffer(tmp_path, astronaut_rgb):
 
     out = export(model_file("embedding"), tmp_path / "e.tflite")
     boxes, marks = _faces_of(astronaut_rgb)
-    x, y, w, h = boxes[0]
-    shape = dlib.full_object_detection(dlib.rectangle(int(x), int(y), int(x + w), int(y + h)),
-                                       [dlib.point(int(round(a)), int(round(b))) for a, b in marks[0]])
-    chip = np.asarray(dlib.get_face_chip(astronaut_rgb, shape, 150, 0.25), np.float32)[None]
+    chip = np.asarray(dlib.get_face_chip(astronaut_rgb, _shapes(boxes, marks)[0], 150, 0.25), np.float32)[None]
     rebuilt = TFLiteForward(out.read_bytes(), threads=1)(chip)
     shipped = TFLiteForward(FLATBUFFER.read_bytes(), threads=1)(chip)
     np.testing.assert_allclose(rebuilt, shipped, atol=1e-6)
