@@ -364,6 +364,13 @@ def test_compiled_templates_are_kept_in_the_user_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(jinja2.Environment, "compile", lambda *a, **k: pytest.fail("compiled again"))
     assert report.environment().get_template("run.html.j2").blocks.keys() == first.blocks.keys()
 
+    for entry in (tmp_path / "cache" / "templates").iterdir():  # a damaged cache: compiled afresh
+        entry.write_bytes(entry.read_bytes()[:40])
+    monkeypatch.undo()
+    monkeypatch.setenv("BATCHEMO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(report, "_ENV", None)
+    assert report.environment().get_template("run.html.j2").blocks.keys() == first.blocks.keys()
+
     monkeypatch.undo()
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("BATCHEMO_CACHE", str(tmp_path / "file" / "cache"))  # under a file: cannot be made

@@ -57,7 +57,7 @@ def _bytecode_cache():
         def load_bytecode(self, bucket):
             try:
                 super().load_bytecode(bucket)
-            except (OSError, ValueError, EOFError):  # unreadable: compile afresh
+            except Exception:  # noqa: BLE001 - unreadable, truncated, another jinja2's: compile afresh
                 bucket.reset()
 
         def dump_bytecode(self, bucket):
