@@ -70,6 +70,8 @@ class Mistake:
     p_true: float
     face: np.ndarray  # uint8 (48, 48)
     explanations: dict[str, Explanation] = field(default_factory=dict)  # keyed by class name
+    votes: dict[str, int] = field(default_factory=dict)  # FER+ votes by emotion (and contempt, unknown, nf)
+    verdict: str = ""  # a key of votes.VERDICTS; "" without votes
 
 
 @dataclass
@@ -81,6 +83,7 @@ class MistakeGroup:
     count: int
     support: int  # faces of the true class, so count / support is the confusion rate
     shown: list[Mistake] = field(default_factory=list)
+    disputed: int = 0  # of ``count``, the mistakes where most people chose the model's label
 
 
 @dataclass
@@ -115,10 +118,46 @@ class AuditResult:
     tta: str  # how labels read a face (batchemo.tta)
     settings: dict
     timings: dict[str, float]  # seconds per stage: load, predict, explain, total
+    votes: np.ndarray | None = None  # (N, 10) FER+ votes of every face, when given
+    verdicts: np.ndarray | None = None  # (N,) a key of votes.VERDICTS per mistake, "" elsewhere
 
     @property
     def accuracy(self) -> float:
         return self.evaluation.accuracy
+
+    @property
+    def people_accuracy(self) -> float:
+        """Accuracy against the FER+ majority, on faces with a clear one (nan without votes)."""
+        if self.votes is None:
+            return float("nan")
+        from .votes import vote_scores
+
+        return vote_scores(self.votes, self.evaluation.probabilities).majority_accuracy
+
+    def verdict_counts(self) -> dict[str, int]:
+        """{verdict: mistakes} over every mistake ({} without votes)."""
+        if self.verdicts is None:
+            return {}
+        from .votes import VERDICTS
+
+        return {k: int((self.verdicts == k).sum()) for k in VERDICTS}
+
+    def table(self):
+        """One row per face (``evaluation.table()``), with the FER+ vote columns when votes were given."""
+        df = self.evaluation.table()
+        if self.votes is not None:
+            from .votes import FERPLUS_COLUMNS, distribution, majority
+
+            major = majority(self.votes)
+            dist = distribution(self.votes)
+            rows = np.arange(len(df))
+            df["people_label"] = [CLASSES[k] if k >= 0 else "" for k in major]
+            df["people_agree_true"] = dist[rows, self.evaluation.labels]
+            df["people_agree_predicted"] = dist[rows, self.evaluation.predictions]
+            df["verdict"] = self.verdicts
+            for j, name in enumerate(FERPLUS_COLUMNS):
+                df[f"votes_{name}"] = self.votes[:, j]
+        return df
 
     @property
     def macro_f1(self) -> float:
@@ -166,7 +205,8 @@ class AuditOptions:
 
 
 def audit(data: str | os.PathLike | LabelledSet, model: EmotionModel | str | os.PathLike | None = None,
-          split: str | None = None, options: AuditOptions | None = None, **fields) -> AuditResult:
+          split: str | None = None, options: AuditOptions | None = None, votes: str | os.PathLike | None = None,
+          **fields) -> AuditResult:
     """Score ``model`` on the labelled set ``data`` and collect what the audit report shows.
 
     ``data`` is a folder (``<class>/`` folders, or one holding ``validation/``), a fer2013.csv (``split``
@@ -174,13 +214,18 @@ def audit(data: str | os.PathLike | LabelledSet, model: EmotionModel | str | os.
     ``model`` is a loaded model or a .keras path (None: the shipped model). The metrics come from
     ``evaluate``; mistakes are explained with LIME for the predicted and the true class. ``options`` (or
     its fields as keywords: ``max_explanations=``, ``sample=``, ``seed=``, ``lime_samples=``, ``jobs=``,
-    ``log=``, ``progress=``) say how much.
+    ``log=``, ``progress=``) say how much. ``votes``: a FER+ votes CSV for the set's faces, so that each
+    mistake says whether most people side with the data set's label or with the model's.
     """
     from .evaluate import evaluate
 
     opts = AuditOptions(**fields) if options is None else options
     t0 = time.perf_counter()
     labelled, model = _inputs(data, split, model)
+    if votes is not None:
+        from .votes import match
+
+        labelled.votes = match(labelled.sources, votes)
     t_load = time.perf_counter()
     opts.say(f"predicting {len(labelled)} faces from {labelled.origin}")
     ev = evaluate(model, labelled)
@@ -188,17 +233,23 @@ def audit(data: str | os.PathLike | LabelledSet, model: EmotionModel | str | os.
     right = ev.predictions == ev.labels
     t_pred = time.perf_counter()
     pairs = mistake_pairs(ev.labels, ev.probabilities)
+    verdict = None
+    if labelled.votes is not None:
+        from .votes import verdicts
+
+        verdict = verdicts(labelled.votes, ev.labels, ev.predictions)
     explained = _explain_mistakes(model, labelled, ev, pairs, opts)
     t_explain = time.perf_counter()
     card = getattr(model, "card", None)
     return AuditResult(
         evaluation=ev, origin=labelled.origin, bins=reliability_bins(conf, right),
-        ece=expected_calibration_error(conf, right), groups=_groups(ev, labelled, pairs, explained),
+        ece=expected_calibration_error(conf, right), groups=_groups(ev, labelled, pairs, explained, verdict),
         sample=_sample(ev, labelled, conf, opts), skipped=list(labelled.skipped), model_name=_model_name(model),
         model_card=dict(card.__dict__) if card is not None else {}, tta=tta_way(getattr(model, "tta", False)),
         settings=opts.settings(),
         timings={"load": t_load - t0, "predict": t_pred - t_load, "explain": t_explain - t_pred,
                  "total": time.perf_counter() - t0},
+        votes=labelled.votes, verdicts=verdict,
     )
 
 
@@ -236,18 +287,24 @@ def _explain_mistakes(model, labelled: LabelledSet, ev: Evaluation, pairs, opts:
     return dict(zip(chosen, explanations))
 
 
-def _groups(ev: Evaluation, labelled: LabelledSet, pairs, explained: dict) -> list[MistakeGroup]:
-    """One MistakeGroup per (true, predicted) pair, holding its explained mistakes."""
+def _groups(ev: Evaluation, labelled: LabelledSet, pairs, explained: dict, verdict=None) -> list[MistakeGroup]:
+    """One MistakeGroup per (true, predicted) pair, holding its explained mistakes (with their votes and
+    verdicts when ``verdict``, (N,) votes.verdicts, is given)."""
+    from .votes import FERPLUS_COLUMNS
+
     support = np.bincount(ev.labels, minlength=len(CLASSES))
     groups = []
     for (t, p), members in pairs:
         shown = [
             Mistake(index=i, source=ev.sources[i], true=CLASSES[t], predicted=CLASSES[p],
                     p_predicted=float(ev.probabilities[i, p]), p_true=float(ev.probabilities[i, t]),
-                    face=labelled.images[i], explanations=explained[i])
+                    face=labelled.images[i], explanations=explained[i],
+                    votes={} if labelled.votes is None else dict(zip(FERPLUS_COLUMNS, map(int, labelled.votes[i]))),
+                    verdict="" if verdict is None else str(verdict[i]))
             for i in members if i in explained
         ]
-        groups.append(MistakeGroup(CLASSES[t], CLASSES[p], len(members), int(support[t]), shown))
+        disputed = 0 if verdict is None else int(sum(verdict[i] == "disputed_label" for i in members))
+        groups.append(MistakeGroup(CLASSES[t], CLASSES[p], len(members), int(support[t]), shown, disputed))
     return groups
 
 

@@ -69,6 +69,13 @@ AUDIT = {
     "confidence": "its probability",
     "p_<emotion>": "probability of each emotion",
     "correct": "true when predicted_label is true_label",
+    "people_label": "with --votes: the emotion most of FER+'s ten people chose (empty: no clear majority)",
+    "people_agree_true": "with --votes: the share of people's emotion votes for true_label",
+    "people_agree_predicted": "with --votes: the share for predicted_label",
+    "verdict": "with --votes, on a mistake: disputed_label (most people chose the model's label), model_error "
+               "(most chose the data set's), other (a third emotion) or no_majority",
+    "votes_<vote>": "with --votes: FER+'s vote counts (neutral, happiness, surprise, sadness, anger, disgust, "
+                    "fear, contempt, unknown, nf = not a face)",
 }
 
 
@@ -80,6 +87,10 @@ def expand(names) -> list[str]:
             out += [name.replace("<emotion>", c) for c in CLASSES]
         elif name == "emb_<i>":
             out += [f"emb_{i}" for i in range(128)]
+        elif name == "votes_<vote>":
+            from .votes import FERPLUS_COLUMNS
+
+            out += [f"votes_{v}" for v in FERPLUS_COLUMNS]
         else:
             out.append(name)
     return out

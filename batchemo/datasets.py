@@ -33,12 +33,49 @@ class LabelledSet:
     sources: list[str]
     origin: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    votes: np.ndarray | None = None  # int16 (N, 10) FER+ votes (batchemo.votes), when a votes file is given
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(CLASSES)}
+
+    def subset(self, keep: np.ndarray) -> "LabelledSet":
+        """The faces where ``keep`` ((N,) bool) is true, with their votes; ``skipped`` is kept whole."""
+        idx = np.flatnonzero(keep)
+        return LabelledSet(self.images[idx], self.labels[idx], [self.sources[i] for i in idx], self.origin,
+                           self.skipped, None if self.votes is None else self.votes[idx])
+
+    def targets(self) -> np.ndarray:
+        """(N, 7) float32 training targets: the FER+ vote distribution where votes are known, else the
+        one-hot label."""
+        if self.votes is not None:
+            from .votes import distribution
+
+            return distribution(self.votes)
+        return np.eye(len(CLASSES), dtype=np.float32)[self.labels]
+
+
+def with_votes(data: LabelledSet, path: str | os.PathLike, role: str) -> LabelledSet:
+    """``data`` with its FER+ votes (``batchemo.votes``), ready for ``role``: faces nobody gave an emotion
+    are dropped; for validation, labels become the FER+ majority and faces without a clear one (a tie, or
+    contempt/unknown/not-a-face most) are dropped, as FER+'s own figures do. Training (and role "votes", the
+    faces every vote figure is measured on) keeps FER2013's labels, reported, not learned."""
+    from .votes import VotesError, has_emotion, majority, match
+
+    try:
+        votes = match(data.sources, path)
+    except VotesError as e:
+        raise DatasetError(str(e)) from None
+    out = LabelledSet(data.images, data.labels, data.sources, f"{data.origin} with votes {Path(path).name}",
+                      data.skipped, votes)
+    if role in ("train", "votes"):
+        return out.subset(has_emotion(votes))
+    clear = majority(votes)
+    out = out.subset(clear >= 0)
+    out.labels = clear[clear >= 0]
+    return out
 
 
 def to_face(img: np.ndarray) -> np.ndarray:
@@ -188,8 +225,15 @@ def _find_split_folder(root: Path, role: str) -> Path | None:
     return None
 
 
-def load_split(data: str | os.PathLike, role: str, require_all: bool = False, split: str | None = None) -> LabelledSet:
-    """One labelled split of DATA: ``role`` is 'train' or 'validation' (``split`` overrides a CSV's Usage)."""
+def load_split(data: str | os.PathLike, role: str, require_all: bool = False, split: str | None = None,
+               votes: str | os.PathLike | None = None) -> LabelledSet:
+    """One labelled split of DATA: ``role`` is 'train' or 'validation' (``split`` overrides a CSV's Usage);
+    with ``votes`` (a FER+ votes CSV) as ``with_votes`` makes it."""
+    found = _load_split(data, role, require_all, split)
+    return with_votes(found, votes, role) if votes else found
+
+
+def _load_split(data: str | os.PathLike, role: str, require_all: bool, split: str | None) -> LabelledSet:
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"{data}: no such file or folder")

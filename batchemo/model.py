@@ -84,6 +84,12 @@ class ModelCard:
     # the TFLite flatbuffers (batchemo.export): the .keras file's SHA-256 they were converted from, and per
     # kind (float32, int8) the file and the share of validation faces whose label is the Keras model's
     export: dict[str, Any] = field(default_factory=dict)
+    # How probabilities are made to mean human agreement (batchemo.votes): {"temperature": T, "fitted_on": ...};
+    # every read divides the log of the card's read by T. {}: the network's own probabilities.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    # Figures against FER+'s ten votes per validation face (votes.VoteScores.as_dict), after calibration,
+    # and FER2013's own labels' accuracy on the same split ("fer2013_accuracy"); {}: not measured.
+    ferplus: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def path_for(model_path: str | os.PathLike) -> Path:
@@ -167,6 +173,7 @@ class EmotionModel:
         self.classes: tuple[str, ...] = CLASSES
         self._order = [list(card.classes).index(c) for c in CLASSES]
         self.tta = card.preprocessing.get("tta", "none")  # how a label reads a face: see tta.py
+        self.temperature = float(card.calibration.get("temperature", 1.0))  # votes.temper, after the read
         self._fn = forward
         self.runtime = "keras" if forward is None else "litert"
         self.int8 = int8
@@ -201,6 +208,10 @@ class EmotionModel:
         for i in range(0, n, batch_size):
             chunk = np.asarray(x[i : i + batch_size], dtype=np.float32)
             out[i : i + len(chunk)] = read_views(self._forward, chunk, tta)  # all views in one forward pass
+        if self.temperature != 1.0:
+            from .votes import temper
+
+            out = temper(out, self.temperature)
         return out if self._order == list(range(len(CLASSES))) else out[:, self._order]
 
     def predict(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:

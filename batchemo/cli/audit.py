@@ -16,17 +16,17 @@ def cmd_audit(a: argparse.Namespace) -> int:
     if not (a.report or a.csv):
         err("nothing to write: give --report and/or --csv")
         return 2
-    check_inputs([a.data])
-    check_outputs(a.report, a.csv, inputs=[a.data, a.model])
+    check_inputs([a.data, *([a.votes] if a.votes else [])])
+    check_outputs(a.report, a.csv, inputs=[a.data, a.model, a.votes])
     result = audit(
         a.data, model=a.model, split=a.split, max_explanations=a.max_explanations, sample=a.sample,
-        seed=a.seed, lime_samples=a.lime_samples, jobs=a.jobs, log=log, progress=not a.quiet,
+        seed=a.seed, lime_samples=a.lime_samples, jobs=a.jobs, log=log, progress=not a.quiet, votes=a.votes,
     )
     for source, why in result.skipped:
         log(f"skipped {source}: {why}")
     written = []
     if a.csv:
-        written.append(write_table(result.evaluation.table(), a.csv))
+        written.append(write_table(result.table(), a.csv))
     if a.report:
         from ..report.audit import write_audit_report
 
@@ -38,6 +38,11 @@ def cmd_audit(a: argparse.Namespace) -> int:
         f"{f', {len(result.skipped)} unreadable files skipped' if result.skipped else ''}, "
         f"in {result.timings['total']:.1f} s -> {', '.join(map(str, written))}"
     )
+    if result.votes is not None:
+        v = result.verdict_counts()
+        print(f"against the FER+ majority: accuracy {result.people_accuracy:.2%}; of the {result.mistakes} mistakes, "
+              f"{v['disputed_label']} are disputed labels (most people chose the model's label), {v['model_error']} "
+              f"model errors, {v['other']} both disputed, {v['no_majority']} without a clear majority")
     return 0
 
 
@@ -65,6 +70,9 @@ def add_parser(sub) -> None:
     a.add_argument("--report", type=report_file, help="self-contained HTML report to write")
     a.add_argument("--csv", type=table_file, help="table to write, one row per face (columns below)")
     a.add_argument("--split", help="fer2013.csv rows to audit: PublicTest (default), PrivateTest or Training")
+    a.add_argument("--votes", metavar="CSV", help="FER+ votes for DATA's faces (ferplus-votes.csv, or FER+'s "
+                   "fer2013new.csv beside fer2013.csv): each mistake says whether most of the ten people chose the "
+                   "data set's label or the model's, with the vote split, and accuracy is given against both")
     a.add_argument("--max-explanations", type=number(int, 0, 100_000), default=50, metavar="N",
                    help="mistakes to explain with LIME, spread over the confused pairs (default: %(default)s; "
                    "0 for none)")

@@ -14,8 +14,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     require_tensorflow("training")
     from ..training import Recipe, train
 
-    check_inputs([a.data])
-    check_outputs(a.out, inputs=[a.data, a.init, *(a.teacher or [])])
+    check_inputs([a.data, *([a.votes] if a.votes else [])])
+    check_outputs(a.out, inputs=[a.data, a.init, a.votes, *(a.teacher or [])])
     recipe = None
     if not a.resume or a.epochs is not None:
         recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
@@ -36,6 +36,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.init:
             recipe.init = a.init
         recipe.fit_read = a.fit_read
+        recipe.votes = a.votes or ""
     train(a.data, a.out, recipe=recipe, resume=a.resume, log=log, tta=a.tta)
     return 0
 
@@ -48,11 +49,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from ..report.evaluation import save_evaluation
     from ..model import load_model
     from ..records import CLASSES
-    check_inputs([a.data])
+    check_inputs([a.data, *([a.votes] if a.votes else [])])
     if a.out:
         check_outputs(*(a.out + s for s in (".predictions.csv", ".report.csv", ".confusion.csv", ".confusion.png")),
-                      inputs=[a.data, a.model])
+                      inputs=[a.data, a.model, a.votes])
     data = load_split(a.data, "validation", split=a.split)
+    if a.votes:
+        from ..datasets import with_votes
+
+        data = with_votes(data, a.votes, "votes")
     model = load_model(a.model)
     if a.no_tta:
         model.tta = "none"
@@ -63,10 +68,26 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     print(f"accuracy: {ev.accuracy:.4f}   macro F1: {ev.macro_f1:.4f}\n")
     print(ev.report_text())
     print(pd.DataFrame(ev.confusion, index=list(CLASSES), columns=list(CLASSES)).to_string())
+    if a.votes:
+        print("\n" + vote_summary(data.votes, ev.probabilities))
     if a.out:
         for p in save_evaluation(ev, a.out):
             print(f"wrote {p}")
     return 0
+
+
+def vote_summary(votes, probabilities) -> str:
+    """What ``evaluate --votes`` prints: the model against FER+'s ten people per face."""
+    from ..votes import BAND_MIN_FACES, vote_scores
+
+    s = vote_scores(votes, probabilities)
+    lines = [f"against FER+ votes ({s.faces} faces with emotion votes): majority accuracy {s.majority_accuracy:.4f} "
+             f"({s.majority_faces} faces with a clear majority), {s.strong_accuracy:.4f} where 6 or more of 10 agree "
+             f"({s.strong_faces}); vote cross-entropy {s.cross_entropy:.3f} nats (the votes' own entropy: {s.floor:.3f})",
+             "confidence band   faces  mean confidence  people who chose the label"]
+    lines += [f"{b.lower:.1f}-{b.upper:.1f}        {b.count:6d}  {b.confidence:15.3f}  {b.agreement:.3f}"
+              + ("" if b.count >= BAND_MIN_FACES else "  (few faces)") for b in s.bands if b.count]
+    return "\n".join(lines)
 
 
 def add_parsers(sub) -> None:
@@ -118,6 +139,9 @@ def add_parsers(sub) -> None:
                    "of work per view each step")
     t.add_argument("--average-from", type=number(int, 1, 10_000), metavar="EPOCH", help="weight averaging: from this epoch on, "
                    "the mean of every epoch's weights is read too and kept where it reads best (default: off)")
+    t.add_argument("--votes", metavar="CSV", help="FER+ votes for DATA's faces (ferplus-votes.csv, or FER+'s "
+                   "fer2013new.csv beside fer2013.csv): learn what ten people saw in each face, not FER2013's one "
+                   "label, and choose the epoch on the FER+ majority of validation faces")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 
@@ -131,4 +155,6 @@ def add_parsers(sub) -> None:
     e.add_argument("--split", help="fer2013.csv split: PublicTest (default), PrivateTest or Training")
     e.add_argument("--out", help="prefix for PREFIX.predictions.csv, .report.csv, .confusion.csv/.png")
     e.add_argument("--no-tta", action="store_true", help="one pass per face, without the card's test-time augmentation")
+    e.add_argument("--votes", metavar="CSV", help="FER+ votes for DATA's faces: also print majority accuracy, vote "
+                   "cross-entropy and confidence against the share of people who agree")
     e.set_defaults(func=cmd_evaluate)

@@ -127,9 +127,10 @@ def audit_context(result) -> dict:
                 "score_predicted": _finite(pe.score) if pe else None, "score_true": _finite(te.score) if te else None,
                 "faith_predicted": _finite(pe.faithfulness) if pe else None,
                 "faith_true": _finite(te.faithfulness) if te else None,
+                "votes": _vote_split(m.votes), "verdict": m.verdict,
             })
         gallery.append({"true": g.true, "predicted": g.predicted, "count": g.count, "support": g.support,
-                        "rate": g.count / g.support if g.support else 0.0, "shown": items})
+                        "rate": g.count / g.support if g.support else 0.0, "shown": items, "disputed": g.disputed})
     sample = [
         {"name": _name(s.source), "source": s.source, "true": s.true, "predicted": s.predicted,
          "confidence": s.confidence, "correct": s.correct, "face": _jpeg(s.face, SAMPLE_SIDE)}
@@ -151,7 +152,29 @@ def audit_context(result) -> dict:
         "reliability": reliability_geometry(result.bins),
         "skipped": [{"source": s, "reason": r} for s, r in result.skipped],
         "settings": result.settings, "seconds": result.timings.get("total", 0.0),
+        **_people(result),
     }
+
+
+def _vote_split(votes: dict[str, int]) -> list[dict]:
+    """A mistake's votes, most first, in batchemo's words: [{"name", "count"}] (empty without votes)."""
+    from ..votes import FERPLUS_TO_CLASS
+
+    names = {**FERPLUS_TO_CLASS, "contempt": "contempt", "unknown": "unknown", "nf": "not a face"}
+    return [{"name": names[k], "count": v, "emotion": k in FERPLUS_TO_CLASS}
+            for k, v in sorted(votes.items(), key=lambda kv: -kv[1]) if v]
+
+
+def _people(result) -> dict:
+    """What the report says against FER+'s votes: accuracy against people and the verdicts' counts."""
+    from ..votes import VERDICTS
+
+    if result.votes is None:
+        return {"has_votes": False}
+    counts = result.verdict_counts()
+    return {"has_votes": True, "people_accuracy": _finite(result.people_accuracy), "verdict_counts": counts,
+            "verdict_text": VERDICTS,
+            "disputed_share": counts["disputed_label"] / result.mistakes if result.mistakes else None}
 
 
 def write_audit_report(result, out: str | os.PathLike, csv: str | os.PathLike | None = None) -> Path:

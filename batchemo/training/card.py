@@ -20,8 +20,9 @@ from .recipe import Recipe, checkpoint_dir
 from .state import TrainState
 
 
-def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> Path:
-    """Write the best weights as ``out`` (no optimizer state: a few MB) with its measured model card."""
+def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print, voted: LabelledSet | None = None) -> Path:
+    """Write the best weights as ``out`` (no optimizer state: a few MB) with its measured model card.
+    ``voted``: validation faces with FER+ votes, on which the card's calibration is fitted and measured."""
     from ..model import EmotionModel
 
     recipe = Recipe(**state.recipe)
@@ -35,13 +36,21 @@ def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print) -> P
     card = _card(state, recipe, model, len(val_set), best_epoch)
     card.checkpoint_chosen_on = chosen_on
     card.weights_averaged = [averaged_from, best_epoch] if averaged_from else []
-    _measure(card, EmotionModel(model, card), val_set, recipe.tta)
+    emotion = EmotionModel(model, card)
+    if voted is not None:
+        calibrate(card, emotion, voted)
+    _measure(card, emotion, val_set, recipe.tta)
     with atomic_path(out) as tmp:
         model.save(tmp)
     card.save(out)
     if state.history:
         write_history(state, out)
     acc = card.validation_accuracy_tta
+    if card.ferplus:
+        f = card.ferplus
+        log(f"against FER+ votes: majority accuracy {f['majority_accuracy']:.4f}, vote cross-entropy "
+            f"{f['cross_entropy']:.3f} nats (floor {f['floor']:.3f}), temperature {card.calibration['temperature']}, "
+            f"worst band gap {f['worst_band_gap']:.3f}, FER2013 labels {f['fer2013_accuracy']:.4f}")
     log(
         f"wrote {out}: best epoch {best_epoch} of {state.epoch}, "
         f"validation accuracy {card.validation_accuracy:.4f} (TTA {recipe.tta}; "
@@ -101,6 +110,22 @@ def _measure(card: ModelCard, emotion, val_set: LabelledSet, tta: str) -> None:
     card.per_class_f1 = {c: round(f, 4) for c, f in result.per_class_f1().items()}
     card.macro_f1 = round(result.macro_f1, 4)
     card.ece = round(probabilities_ece(result.probabilities, result.labels), 4)
+
+
+def calibrate(card: ModelCard, emotion, voted: LabelledSet) -> None:
+    """Fit the card's temperature so that confidence means the share of people who agree (least vote
+    cross-entropy on ``voted``), then record the figures against the votes; ``emotion`` reads with it."""
+    from ..evaluate import evaluate
+    from ..votes import fit_temperature, vote_scores
+
+    emotion.temperature = 1.0
+    raw = evaluate(emotion, voted).probabilities
+    t = fit_temperature(voted.votes, raw)
+    card.calibration = {"temperature": t, "fitted_on": f"FER+ votes of {len(voted)} validation faces, "
+                        f"least vote cross-entropy", "tta": emotion.tta}
+    emotion.temperature = t
+    ev = evaluate(emotion, voted)
+    card.ferplus = {**vote_scores(voted.votes, ev.probabilities).as_dict(), "fer2013_accuracy": round(ev.accuracy, 4)}
 
 
 def best_way(state: TrainState) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import LabelledSet, load_split
+from ..datasets import LabelledSet, load_split, with_votes
 from ..outputs import atomic_path
 from ..records import CLASSES
 from ..tta import WAYS as TTA_WAYS
@@ -52,8 +52,9 @@ def train(
         raise TrainingError(f"{out}: the model file must end in .keras")
     state, recipe = _state_and_recipe(out, recipe, resume, tta)
     t0 = time.time()
-    train_set = load_split(data, "train", require_all=True)
-    val_set = load_split(data, "validation")
+    votes = recipe.votes or None
+    train_set = load_split(data, "train", require_all=True, votes=votes)
+    val_set = load_split(data, "validation", votes=votes)
     for s in (train_set, val_set):
         if s.skipped:
             log(f"skipped {len(s.skipped)} unreadable image(s) in {s.origin}, e.g. {s.skipped[0][0]}")
@@ -67,7 +68,9 @@ def train(
         state = _fit(data, out, recipe, state, train_set, val_set, log)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the shipped file and everything after: float32
-    return finalize(out, state, val_set, log)
+    # every validation face someone gave an emotion: what calibration is fitted on and vote figures measure
+    voted = with_votes(load_split(data, "validation"), votes, "votes") if votes else None
+    return finalize(out, state, val_set, log, voted=voted)
 
 
 def _state_and_recipe(out: Path, recipe: Recipe | None, resume: bool, tta: str | None):
@@ -84,6 +87,7 @@ def _state_and_recipe(out: Path, recipe: Recipe | None, resume: bool, tta: str |
     recipe.tta = tta or recipe.tta
     recipe.teachers = [str(t) for t in recipe.teachers]
     recipe.init = str(recipe.init) if recipe.init else ""
+    recipe.votes = str(recipe.votes) if recipe.votes else ""
     recipe.validate()
     return state, recipe
 

@@ -88,13 +88,13 @@ def _beta(alpha: float):
     return g1 / (g1 + g2 + 1e-12)
 
 
-def targets(labels, recipe: Recipe, teacher_probs=None):
-    """(N, 14) training targets: the hard label, one-hot and label-smoothed (columns 0-6), and the teachers'
-    probabilities (columns 7-13, zeros when there are no teachers)."""
+def targets(hard, recipe: Recipe, teacher_probs=None):
+    """(N, 14) training targets: ``hard`` ((N, 7): one-hot labels, or FER+ vote distributions), label-smoothed
+    (columns 0-6), and the teachers' probabilities (columns 7-13, zeros when there are no teachers)."""
     import tensorflow as tf
 
     k = len(CLASSES)
-    hard = tf.one_hot(labels, k) * (1.0 - recipe.label_smoothing) + recipe.label_smoothing / k
+    hard = tf.cast(hard, tf.float32) * (1.0 - recipe.label_smoothing) + recipe.label_smoothing / k
     soft = tf.zeros_like(hard) if teacher_probs is None else tf.cast(teacher_probs, tf.float32)
     return tf.concat([hard, soft], axis=1)
 
@@ -166,7 +166,7 @@ def datasets(train: LabelledSet, val: LabelledSet, recipe: Recipe, teacher_probs
 
     soft = np.zeros((len(train), len(CLASSES)), np.float32) if teacher_probs is None else teacher_probs
     tr = tf.data.Dataset.from_tensor_slices(
-        (train.images if views is None else views, train.labels, soft.astype(np.float32))
+        (train.images if views is None else views, train.targets(), soft.astype(np.float32))
     ).shuffle(len(train), seed=recipe.seed, reshuffle_each_iteration=True).batch(recipe.batch_size)
     if views is not None:
         tr = tr.map(pick)
@@ -176,9 +176,9 @@ def datasets(train: LabelledSet, val: LabelledSet, recipe: Recipe, teacher_probs
         .map(aug, num_parallel_calls=tf.data.AUTOTUNE)
         .map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     )
-    # Validation: plain one-hot labels, no teachers: val_loss is the ordinary cross-entropy.
+    # Validation: one-hot labels or the votes, no teachers: val_loss is the ordinary (or vote) cross-entropy.
     va = (
-        tf.data.Dataset.from_tensor_slices((val.images, val.labels)).batch(512)
+        tf.data.Dataset.from_tensor_slices((val.images, val.targets())).batch(512)
         .map(lambda x, y: (x, targets(y, Recipe())))
         .map(prep)
     )

@@ -66,6 +66,9 @@ class Recipe:
     # single epoch. Late epochs of a cosine schedule sit around one minimum; their mean lies nearer its
     # centre. Batch-norm statistics are averaged with the rest (late epochs' differ little). 0: off.
     average_from: int = 0
+    # FER+ votes (batchemo.votes): a CSV of ten people's labels per face. The run learns each face's vote
+    # distribution instead of its FER2013 label and is chosen on the FER+ majority of validation faces.
+    votes: str = ""
 
     @classmethod
     def named(cls, name: str) -> "Recipe":
@@ -110,6 +113,8 @@ class Recipe:
             raise TrainingError(f"unknown precision {self.precision!r}: choose float32 or mixed_bfloat16")
         if self.tta not in TTA_WAYS:
             raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose one of {', '.join(TTA_WAYS)}")
+        if self.votes and not Path(self.votes).is_file():
+            raise TrainingError(f"{self.votes}: --votes file not found")
         if self.init and not Path(self.init).is_file():
             raise TrainingError(f"{self.init}: --init model not found")
         if self.fit_read and tta_passes(self.tta) < 2:
