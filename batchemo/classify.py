@@ -68,8 +68,11 @@ def classify_faces(model, records: Sequence[Faces], explain=None, n_jobs: int = 
         probs, exps = classify(model, crops, explain, n_jobs=n_jobs)
     else:
         probs, exps = np.zeros((0, len(CLASSES)), np.float32), None
+    from .readability import reasons
+
     k = 0
     for r, n in zip(records, sizes):
+        r.unreadable = reasons(r.crops, r.boxes[:, 2]) if n else []
         r.probabilities = probs[k: k + n]
         r.explanations = exps[k: k + n] if exps is not None else None
         k += n

@@ -33,6 +33,15 @@ def is_uncertain(probabilities: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, np.float64).max(-1) < UNCERTAIN_CONFIDENCE
 
 
+def doubtful(faces) -> np.ndarray:
+    """(n,) bool per face of a classified ``records.Faces``: its label is uncertain, or the face cannot be
+    read (``readability``: too dark, blurred or small)."""
+    flags = is_uncertain(faces.probabilities) if len(faces) else np.zeros(0, bool)
+    if faces.unreadable is not None:
+        flags = flags | np.array([bool(r) for r in faces.unreadable], bool)
+    return flags
+
+
 def uncertain_label(confidence) -> bool:
     """The same rule for one label's probability (a float): True when it should be read as a guess."""
     return confidence is not None and confidence == confidence and float(confidence) < UNCERTAIN_CONFIDENCE

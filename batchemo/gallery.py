@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 
-from .confidence import FAITHFULNESS_WEAK, faithfulness_verdict, is_uncertain
+from .confidence import FAITHFULNESS_WEAK, doubtful, faithfulness_verdict
 from .records import CLASSES, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
 
 #: Image cards in a run report unless asked otherwise: about 9 MB of thumbnails and heatmaps.
@@ -54,7 +54,7 @@ class RunStats:
             top = faces.probabilities.argmax(1)
             counts = np.bincount(top, minlength=len(CLASSES))
             self.label_counts += counts
-            self.uncertain_counts += np.bincount(top[is_uncertain(faces.probabilities)], minlength=len(CLASSES))
+            self.uncertain_counts += np.bincount(top[doubtful(faces)], minlength=len(CLASSES))
             folder["labels"] += counts
             self.prob_sums += faces.probabilities.sum(0)
             self.faces += len(faces)

@@ -112,6 +112,7 @@ class Faces:
     embed_reasons: list[str] | None = None  # per face, "" or why it has no embedding
     track_ids: np.ndarray | None = None  # int64 (n,), video only
     colour: np.ndarray | None = None  # uint8 (n, 112, 112, 3): the boxed face in colour, what a report shows
+    unreadable: list[str] | None = None  # per face, "" or why its emotion cannot be read (readability)
 
     def __len__(self) -> int:
         return len(self.boxes)

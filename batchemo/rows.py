@@ -61,8 +61,14 @@ def face_cells(faces: Faces, i: int, embeddings: bool = False) -> dict:
     cells = {"face_index": i, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "score": round(float(faces.scores[i]), 4),
              "label": CLASSES[k], "confidence": float(p[k]), "uncertain": uncertain_label(p[k]),
              **dict(zip(PROB_COLUMNS, map(float, p)))}
+    why = []
+    if faces.unreadable is not None and faces.unreadable[i]:
+        cells["uncertain"] = True
+        why.append(f"a guess: {faces.unreadable[i]}")
     if faces.embed_reasons is not None and faces.embed_reasons[i]:
-        cells["reason"] = f"no person: {faces.embed_reasons[i]}"
+        why.append(f"no person: {faces.embed_reasons[i]}")
+    if why:
+        cells["reason"] = "; ".join(why)
     exp = faces.shown_explanation(i)
     if exp is not None:
         cells.update(lime_label=exp.label, lime_score=exp.score, lime_faithfulness=exp.faithfulness,

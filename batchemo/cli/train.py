@@ -24,7 +24,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         recipe.tta = "rot5" if recipe.arch == "mirror" else "hflip"
         for key in ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "optimizer", "momentum",
                     "label_smoothing", "mixup", "cutmix", "mix_prob", "erase", "distill_alpha",
-                    "distill_temperature", "teacher_views", "teacher_tta", "tta", "precision", "average_from"):
+                    "distill_temperature", "teacher_views", "teacher_tta", "tta", "precision", "average_from",
+                    "unreadable"):
             value = getattr(a, key)
             if value is not None:
                 setattr(recipe, key, value)
@@ -142,6 +143,9 @@ def add_parsers(sub) -> None:
     t.add_argument("--votes", metavar="CSV", help="FER+ votes for DATA's faces (ferplus-votes.csv, or FER+'s "
                    "fer2013new.csv beside fer2013.csv): learn what ten people saw in each face, not FER2013's one "
                    "label, and choose the epoch on the FER+ majority of validation faces")
+    t.add_argument("--unreadable", type=number(float, 0, 1), metavar="SHARE", help="share of training faces made "
+                   "unreadable (darkened, blurred, reduced to 8x8 pixels or the lower face covered) and taught a "
+                   "flattened target, so that such faces get doubtful answers (default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
     t.set_defaults(func=cmd_train)
 

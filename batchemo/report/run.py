@@ -49,6 +49,7 @@ def _face_view(faces, i: int, size: tuple | None = None) -> dict:
     return {
         "face_index": i, "label": cells["label"], "confidence": cells["confidence"],
         "uncertain": cells["uncertain"], "box_pct": box,
+        "unreadable": faces.unreadable[i] if faces.unreadable else "",
         "faithfulness_verdict": faithfulness_verdict(_num(cells.get("lime_faithfulness"))),
         "x": cells["x"], "y": cells["y"], "w": cells["w"], "h": cells["h"],
         "probs": {c: cells[f"p_{c}"] for c in CLASSES},

@@ -79,6 +79,51 @@ def random_affine(x, recipe: Recipe):
     )
 
 
+#: How far an unreadable training face's target moves towards "any of the seven": a face whose typical
+#: votes give its label 0.8 is then taught 0.4 (below the uncertain line), one of 0.5 about 0.29.
+UNREADABLE_FLATTEN = 0.6
+
+
+def unreadable(x, y, recipe: Recipe):
+    """A share (``recipe.unreadable``) of a float batch made unreadable, one way each at random: darkened
+    to 3-15% of its light, blurred (Gaussian, sigma 3.5 px of 48), reduced to 8x8 pixels, or its lower
+    face covered as by a mask; their targets (both halves of the (N, 14) row) are flattened towards the
+    uniform by UNREADABLE_FLATTEN, so the network learns to answer such faces with doubt."""
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    side = tf.shape(x)[1]
+    hit = tf.random.uniform([n]) < recipe.unreadable
+    kind = tf.random.uniform([n], 0, 4, tf.int32)
+    dark = x * tf.random.uniform([n, 1, 1, 1], 0.03, 0.15)
+    small = tf.image.resize(tf.image.resize(x, [8, 8], method="area"), [side, side], method="bilinear")
+    rows = tf.cast(tf.range(side), tf.float32)[None, :, None, None]
+    top = tf.random.uniform([n, 1, 1, 1], 0.5, 0.62) * tf.cast(side, tf.float32)
+    shade = tf.random.uniform([n, 1, 1, 1], 0.3, 0.95) + tf.random.normal(tf.shape(x), stddev=0.02)
+    covered = tf.where(rows >= top, shade, x)
+    views = tf.stack([dark, _blur(x, 3.5), small, covered])  # (4, N, 48, 48, 1)
+    chosen = tf.gather(tf.transpose(views, [1, 0, 2, 3, 4]), kind, batch_dims=1)
+    x = tf.where(hit[:, None, None, None], chosen, x)
+    k = len(CLASSES)
+    hard, soft = y[:, :k], y[:, k:]
+    has = tf.cast(tf.reduce_sum(soft, axis=1, keepdims=True) > 0.5, tf.float32)
+    f = UNREADABLE_FLATTEN
+    flat = tf.concat([hard * (1 - f) + f / k, (soft * (1 - f) + f / k) * has], axis=1)
+    return x, tf.where(hit[:, None], flat, y)
+
+
+def _blur(x, sigma: float):
+    """Gaussian blur of a float (N, H, W, 1) batch, edges reflected."""
+    import tensorflow as tf
+
+    r = int(3 * sigma)
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    g = (g / g.sum()).astype(np.float32)
+    padded = tf.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    out = tf.nn.conv2d(padded, g.reshape(-1, 1, 1, 1), 1, "VALID")
+    return tf.nn.conv2d(out, g.reshape(1, -1, 1, 1), 1, "VALID")
+
+
 def _beta(alpha: float):
     """One draw of Beta(alpha, alpha), from two gamma draws (TF has no beta sampler)."""
     import tensorflow as tf
@@ -159,6 +204,9 @@ def datasets(train: LabelledSet, val: LabelledSet, recipe: Recipe, teacher_probs
         x, y, _ = mix_batch(x, y, recipe)
         return x, y
 
+    def hide(x, y):
+        return unreadable(x, y, recipe)
+
     def pick(v, y, t):
         # after the shuffle: tf.data replays the same random draws every epoch, in batch order
         j = tf.random.uniform([tf.shape(v)[0]], 0, tf.shape(v)[1], tf.int32)
@@ -174,8 +222,10 @@ def datasets(train: LabelledSet, val: LabelledSet, recipe: Recipe, teacher_probs
         tr.map(lambda x, y, t: (x, targets(y, recipe, t if teacher_probs is not None else None)))
         .map(prep)
         .map(aug, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     )
+    if recipe.unreadable > 0:
+        tr = tr.map(hide, num_parallel_calls=tf.data.AUTOTUNE)
+    tr = tr.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     # Validation: one-hot labels or the votes, no teachers: val_loss is the ordinary (or vote) cross-entropy.
     va = (
         tf.data.Dataset.from_tensor_slices((val.images, val.targets())).batch(512)

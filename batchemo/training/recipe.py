@@ -69,6 +69,9 @@ class Recipe:
     # FER+ votes (batchemo.votes): a CSV of ten people's labels per face. The run learns each face's vote
     # distribution instead of its FER2013 label and is chosen on the FER+ majority of validation faces.
     votes: str = ""
+    # Share of training faces made unreadable (darkened, blurred, reduced to 8x8 or the lower face covered)
+    # with their targets flattened towards the uniform (pipeline.unreadable): doubt where a face cannot be read.
+    unreadable: float = 0.0
 
     @classmethod
     def named(cls, name: str) -> "Recipe":
@@ -113,6 +116,8 @@ class Recipe:
             raise TrainingError(f"unknown precision {self.precision!r}: choose float32 or mixed_bfloat16")
         if self.tta not in TTA_WAYS:
             raise TrainingError(f"unknown test-time augmentation {self.tta!r}: choose one of {', '.join(TTA_WAYS)}")
+        if not 0.0 <= self.unreadable <= 1.0:
+            raise TrainingError(f"--unreadable is a share of faces from 0 to 1, not {self.unreadable}")
         if self.votes and not Path(self.votes).is_file():
             raise TrainingError(f"{self.votes}: --votes file not found")
         if self.init and not Path(self.init).is_file():
