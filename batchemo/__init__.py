@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ._version import __version__
-from .records import CLASSES
+from .core.records import CLASSES
+
+__version__ = "0.1.0"  # the one place (pyproject.toml reads it)
 
 #: public name -> the module that defines it, imported on first use
 _WHERE = {
-    "RunOptions": "analysis", "RunResult": "analysis", "analyze": "analysis", "run": "analysis",
-    "analyze_video": "video", "analyze_videos": "video", "video_timeline": "video", "VideoAnalysis": "video",
-    "VideoOptions": "video", "audit": "audit", "evaluate": "evaluate",
-    "EmotionModel": "model", "ModelError": "model", "load_model": "model",
+    "RunOptions": "pipeline.run", "RunResult": "pipeline.run", "analyze": "pipeline.run", "run": "pipeline.run",
+    "analyze_video": "pipeline.video", "analyze_videos": "pipeline.video", "video_timeline": "pipeline.video",
+    "VideoAnalysis": "pipeline.video", "VideoOptions": "pipeline.video", "audit": "pipeline.audit",
+    "evaluate": "emotions.evaluate", "EmotionModel": "emotions.model", "ModelError": "emotions.model",
+    "load_model": "emotions.model", "train": "training",
 }
-#: ``train`` is the compatibility module batchemo/train.py, callable as the function it replaced: imported on
-#: first use, so an analysis never loads the training code.
 
 __all__ = [
     "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
@@ -30,8 +30,6 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "train":
-        return import_module(".train", __name__)  # the import sets the package attribute too
     if name in _WHERE:
         value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value

@@ -23,10 +23,11 @@ def _per_photo(paths: list[Path], model, detector, totals: dict) -> int:
     """Decode to faithfulness for every photo; returns the number of faces."""
     import numpy as np
 
-    from batchemo.detect import align_face, to_gray
-    from batchemo.explain import LimeSettings, explain_face
-    from batchemo.people import embed
-    from batchemo.sources import read_image
+    from batchemo.explain.lime import LimeSettings, explain_face
+    from batchemo.faces.align import align_face
+    from batchemo.faces.detect import to_gray
+    from batchemo.faces.embed import embed
+    from batchemo.sources.images import read_image
 
     plain, faithful, faces = LimeSettings(faithfulness=False), LimeSettings(), 0
     for p in paths:
@@ -51,9 +52,9 @@ def profile(folder: Path) -> None:
     import tempfile
 
     from batchemo import run
-    from batchemo.detect import DEFAULT_DETECTOR, make_detector
-    from batchemo.model import load_model
-    from batchemo.people import assign
+    from batchemo.emotions.model import load_model
+    from batchemo.faces.detect import DEFAULT_DETECTOR, make_detector
+    from batchemo.people.refs import assign
     from batchemo.report.run import write_run_report
 
     paths = sorted(p for p in folder.rglob("*") if p.is_file())

@@ -30,8 +30,8 @@ def unpack_validation(archive: Path, into: Path) -> Path:
 
 
 def timed_audit(data: Path, model, out: Path, explanations: int, jobs: int) -> tuple[float, object]:
-    from batchemo.audit import audit
-    from batchemo.outputs import write_table
+    from batchemo.outputs.tables import write_table
+    from batchemo.pipeline.audit import audit
     from batchemo.report.audit import write_audit_report
 
     t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="LIME threads (default: 2)")
     a = p.parse_args(argv)
 
-    from batchemo.model import load_model
+    from batchemo.emotions.model import load_model
 
     with tempfile.TemporaryDirectory(prefix="batchemo-audit-bench-") as tmp:
         tmp = Path(tmp)

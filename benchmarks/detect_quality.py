@@ -28,10 +28,8 @@ import argparse
 import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, SHARED, fer_split
 
 IOU = 0.4
@@ -90,7 +88,7 @@ def real_set() -> list[tuple[str, np.ndarray, list, list]]:
     """(name, rgb, faces, ignore) for every annotated photo and frame."""
     import cv2
 
-    from batchemo.sources import read_image
+    from batchemo.sources.images import read_image
 
     spec = json.loads((ROOT / "tests" / "data" / "faces.json").read_text())
     out, videos = [], {}
@@ -125,7 +123,7 @@ def _fer_faces(n: int, seed: int) -> list[tuple[np.ndarray, int]]:
     """n FER2013 validation faces (gray 48x48, class index), a fixed random sample."""
     import cv2
 
-    from batchemo.model import CLASSES
+    from batchemo.emotions.model import CLASSES
 
     files = sorted((c, p) for c in range(len(CLASSES)) for p in (fer_split() / CLASSES[c]).glob("*.jpg"))
     pick = np.random.default_rng(seed).choice(len(files), n, replace=False)
@@ -250,8 +248,8 @@ def size_sweep(names: list[str]) -> None:
     constant 32 px wide in the original (a crowd in a big frame)."""
     import cv2
 
-    from batchemo.detect import make_detector
-    from batchemo.sources import MAX_SIDE
+    from batchemo.faces.detect import make_detector
+    from batchemo.sources.images import MAX_SIDE
 
     print(f"\nSmall faces at any image size (4 faces per scene, decoded at most {MAX_SIDE} px long):")
     print(f"{'detector':9s} {'faces':>14s} " + " ".join(f"{w:>14d}" for w in (500, 1280, 1920, 4000)))
@@ -287,8 +285,9 @@ def alignment(n: int, name: str, seed: int = 2) -> None:
     turns and places for every detector: the generator is seeded the same)."""
     import cv2
 
-    from batchemo.detect import align_face, crop_face, make_detector, to_gray
-    from batchemo.model import load_model
+    from batchemo.emotions.model import load_model
+    from batchemo.faces.align import align_face, crop_face
+    from batchemo.faces.detect import make_detector, to_gray
 
     model = load_model()
     det = make_detector(name, min_size=64)  # faces here are ~110 px: no need to upsample
@@ -349,7 +348,7 @@ def main() -> None:
                     "e.g. 'hog=0.3,0.5;haar=2,4'")
     a = ap.parse_args()
 
-    from batchemo.detect import make_detector
+    from batchemo.faces.detect import make_detector
 
     names = [d for d in a.detectors.split(",") if not (a.quick and d == "cnn")]
     extra = {}

@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from _common import SHARED, fer_split
 
 
@@ -36,13 +35,14 @@ def main() -> None:
     ap.add_argument("--lime-faces", type=int, default=120)
     a = ap.parse_args()
 
-    from batchemo.classify import classify
-    from batchemo.confidence import faithfulness_verdict, is_uncertain, margin
-    from batchemo.datasets import load_folder
     from batchemo import run
-    from batchemo.evaluate import evaluate
-    from batchemo.explain import LimeSettings
-    from batchemo.model import load_model
+    from batchemo.emotions.doubt import is_uncertain, margin
+    from batchemo.emotions.evaluate import evaluate
+    from batchemo.emotions.model import load_model
+    from batchemo.explain.classify import classify
+    from batchemo.explain.faithfulness import faithfulness_verdict
+    from batchemo.explain.lime import LimeSettings
+    from batchemo.sources.labelled import load_folder
 
     model = load_model()
     data = load_folder(_validation())
@@ -60,7 +60,7 @@ def main() -> None:
     pick = np.sort(rng.choice(len(correct), min(a.lime_faces, len(correct)), replace=False))
     _, exps = classify(model, data.images[pick], LimeSettings())
     shown = p[pick].argmax(1)
-    from batchemo.records import CLASSES
+    from batchemo.core.records import CLASSES
 
     f = np.array([e[CLASSES[k]].faithfulness for e, k in zip(exps, shown)])
     _faith("validation", f, correct[pick])
@@ -73,7 +73,7 @@ def main() -> None:
 
 
 def _faith(name: str, f: np.ndarray, correct) -> None:
-    from batchemo.confidence import faithfulness_verdict
+    from batchemo.explain.faithfulness import faithfulness_verdict
 
     q1, med, q3 = np.quantile(f, [0.25, 0.5, 0.75])
     print(f"\nfaithfulness on {len(f)} {name} faces: median {med:.2f} (quartiles {q1:.2f}-{q3:.2f}), "

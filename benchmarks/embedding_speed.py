@@ -13,16 +13,15 @@ import argparse
 import time
 
 import numpy as np
-
 from _common import SHARED
 
 
 def chips() -> np.ndarray:
     import dlib
 
-    from batchemo.detect import model_file
-    from batchemo.face_embedding import CHIP, PADDING
-    from batchemo.sources import read_image
+    from batchemo.faces.detect import model_file
+    from batchemo.faces.embed import CHIP, PADDING
+    from batchemo.sources.images import read_image
 
     marks = dlib.shape_predictor(model_file("landmarks"))
     hog = dlib.get_frontal_face_detector()
@@ -50,10 +49,10 @@ def main() -> None:
     a = ap.parse_args()
     import dlib
 
-    from batchemo.detect import model_file
-    from batchemo.face_embedding import FLATBUFFER
-    from batchemo.people import TOLERANCE
-    from batchemo.runtime import TFLiteForward
+    from batchemo.core.runtime import TFLiteForward
+    from batchemo.faces.detect import model_file
+    from batchemo.faces.embed import FLATBUFFER
+    from batchemo.people.cluster import TOLERANCE
 
     x = chips()
     rec = dlib.face_recognition_model_v1(model_file("embedding"))

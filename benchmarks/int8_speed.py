@@ -28,10 +28,10 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from batchemo.datasets import load_folder
-    from batchemo.fastpath import _convert, _Int8Forward
-    from batchemo.model import load_keras as load_model  # converts from the Keras model
-    from batchemo.tta import read as read_views
+    from batchemo.emotions.fastpath import _convert, _Int8Forward
+    from batchemo.emotions.model import load_keras as load_model  # converts from the Keras model
+    from batchemo.emotions.tta import read as read_views
+    from batchemo.sources.labelled import load_folder
 
     model = load_model(a.model)
     km = model.keras_model

@@ -74,12 +74,22 @@ def main() -> None:
     from lime.wrappers.scikit_image import SegmentationAlgorithm
     from skimage.color import gray2rgb
 
-    from batchemo.datasets import load_folder
-    from batchemo.explain import (LimeSettings, auc, classifier_fn, curves, explain_face, float_classifier,
-                                  hidden_face, lime_order, random_orders, segment)
-    from batchemo.model import load_keras, load_model
-    from batchemo.tta import describe as describe_tta
-    from batchemo.tta import SHORT as SHORT_TTA
+    from batchemo.emotions.model import load_keras, load_model
+    from batchemo.emotions.tta import SHORT as SHORT_TTA
+    from batchemo.emotions.tta import describe as describe_tta
+    from batchemo.explain.lime import (
+        LimeSettings,
+        auc,
+        classifier_fn,
+        curves,
+        explain_face,
+        float_classifier,
+        hidden_face,
+        lime_order,
+        random_orders,
+        segment,
+    )
+    from batchemo.sources.labelled import load_folder
 
     model = load_model(a.model)
     old = load_keras(a.today_model or a.model)  # the seed's way: Keras predict in batches of 10

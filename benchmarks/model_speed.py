@@ -29,12 +29,12 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=12, help="faces explained per model")
     a = ap.parse_args()
 
-    from batchemo.datasets import load_folder
-    from batchemo.evaluate import evaluate
-    from batchemo.explain import LimeSettings, explain_face
-    from batchemo.model import load_keras, load_model
+    from batchemo.emotions.evaluate import evaluate
+    from batchemo.emotions.model import load_keras, load_model
+    from batchemo.emotions.tta import WAYS, passes
+    from batchemo.explain.lime import LimeSettings, explain_face
+    from batchemo.sources.labelled import load_folder
     from batchemo.training import count_macs
-    from batchemo.tta import WAYS, passes
 
     data = load_folder(fer_split("validation"))
     faces = data.images[np.random.default_rng(0).choice(len(data), a.faces, replace=False)]

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import SHARED
 
 TRUTH = {("32bit.png", 0): "obama", ("obama.jpg", 0): "obama", ("obama-240p.jpg", 0): "obama",
@@ -62,7 +61,7 @@ def _identities(folder: Path) -> tuple[np.ndarray, list[str], list]:
 def _rules():
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    from batchemo.people import MEAN_MERGE_GAP, TOLERANCE, cluster
+    from batchemo.people.cluster import MEAN_MERGE_GAP, TOLERANCE, cluster
 
     def cw_only(t):
         return lambda e, apart: cluster(e, t, merge=False)
@@ -79,7 +78,7 @@ def _rules():
 
 
 def _draws(emb: np.ndarray, truth: list[str], apart: list, rule, n: int) -> tuple[float, float, float, float]:
-    from batchemo.people import pairwise_scores
+    from batchemo.people.cluster import pairwise_scores
 
     rng = np.random.default_rng(0)
     t = np.array(truth)
@@ -105,7 +104,7 @@ def _distances(name: str, emb: np.ndarray, truth: list[str]) -> None:
 
 
 def grouping(draws: int) -> None:
-    from batchemo.people import pairwise_scores
+    from batchemo.people.cluster import pairwise_scores
 
     ids, photos = SHARED / "identities", SHARED / "media" / "photos"
     for p in (ids, photos):
@@ -132,7 +131,7 @@ def clip() -> None:
     """The shared clip's tracks: how many people they become, and how many pairs of tracks on screen at the
     same time share one (impossible: two faces at once are two people), without and with cannot-link."""
     from batchemo import run
-    from batchemo.people import cannot_link, name_people
+    from batchemo.people.cluster import cannot_link, name_people
 
     video = SHARED / "media" / "videos" / "short_hamilton_clip.mp4"
     if not video.exists():

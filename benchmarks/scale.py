@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT  # noqa: F401  (sets TF's log level)
 
 
@@ -58,8 +57,8 @@ def child(n: int, explain: bool, backend: str, out: Path, detector: str = "auto"
           jobs: int | None = None) -> dict:
     """One run, in this process: the CLI's own path (streamed CSV, bounded gallery, report)."""
     from batchemo import run
-    from batchemo.rows import TABLE_COLUMNS
-    from batchemo.outputs import TableWriter
+    from batchemo.outputs.rows import TABLE_COLUMNS
+    from batchemo.outputs.tables import TableWriter
     from batchemo.report.run import write_run_report
 
     folder = make_collection(n)

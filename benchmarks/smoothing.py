@@ -27,8 +27,8 @@ DEFAULT_VIDEO = Path(os.environ.get("BATCHEMO_SHARED", ROOT.parent / "shared")) 
 
 def measure(df, tau: float) -> tuple[float, float, float]:
     """(label changes per minute of face time, lag in seconds, share of samples agreeing with the raw label)."""
-    from batchemo.records import PROB_COLUMNS
-    from batchemo.track import SMOOTH_COLUMNS, smooth_timeline
+    from batchemo.core.records import PROB_COLUMNS
+    from batchemo.faces.track import SMOOTH_COLUMNS, smooth_timeline
 
     df = smooth_timeline(df.copy(), tau)
     changes = seconds = 0.0
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if not a.video.exists():
         print(f"smoothing: {a.video}: no such file (the project's ../shared data)", file=sys.stderr)
         return 2
-    from batchemo.video import analyze_video
+    from batchemo.pipeline.video import analyze_video
 
     taus = [float(x) for x in a.taus.split(",")]
     print(f"video: {a.video}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _common import SHARED, fer_split
 
 
@@ -58,11 +57,11 @@ def main() -> None:
     if not votes.exists():
         raise SystemExit(f"needs {votes}")
 
-    from batchemo.classify import classify
-    from batchemo.confidence import is_uncertain
-    from batchemo.datasets import load_folder, with_votes
-    from batchemo.model import load_model
-    from batchemo.readability import reasons
+    from batchemo.emotions.doubt import is_uncertain
+    from batchemo.emotions.model import load_model
+    from batchemo.emotions.readability import reasons
+    from batchemo.explain.classify import classify
+    from batchemo.sources.labelled import load_folder, with_votes
 
     data = with_votes(load_folder(fer_split("validation")), votes, "validation")  # labels: the FER+ majority
     print(f"{len(data)} validation faces with a clear FER+ majority")

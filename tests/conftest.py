@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchemo.records import CLASSES
+from batchemo.core.records import CLASSES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -75,7 +75,7 @@ def lfw_faces() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def default_model():
-    from batchemo.model import DEFAULT_MODEL_PATH, load_model
+    from batchemo.emotions.model import DEFAULT_MODEL_PATH, load_model
 
     if not DEFAULT_MODEL_PATH.exists():
         pytest.fail(f"the shipped model {DEFAULT_MODEL_PATH} is missing")
@@ -87,7 +87,7 @@ def untrained_model_path(tmp_path_factory) -> Path:
     """A real, untrained 'default' network saved with its card: for plumbing tests that need no accuracy."""
     import keras
 
-    from batchemo.model import ModelCard
+    from batchemo.emotions.model import ModelCard
     from batchemo.training import build
 
     keras.utils.set_random_seed(0)

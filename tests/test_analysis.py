@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import batchemo
-from batchemo.records import ImageResult
+from batchemo.core.records import ImageResult
 
 from .conftest import write_image
 
@@ -54,9 +54,9 @@ def _encoded(obj, seen=None) -> tuple[list[str], int]:
 
 
 def test_no_worker_output_holds_an_encoded_image(tmp_path, astronaut_rgb, untrained_model_path):
-    from batchemo.engine import RunSettings, process_image
-    from batchemo.explain import LimeSettings
-    from batchemo.video import video_timeline
+    from batchemo.explain.lime import LimeSettings
+    from batchemo.pipeline.engine import RunSettings, process_image
+    from batchemo.pipeline.video import video_timeline
 
     photo = write_image(tmp_path / "a.jpg", astronaut_rgb)
     rec = process_image(str(photo), RunSettings(model_path=str(untrained_model_path),
@@ -95,8 +95,8 @@ def test_photos_and_videos_in_one_run_share_people(tmp_path, astronaut_rgb, untr
 
 
 def test_known_faces_photos_without_a_face_are_skipped_not_fatal(tmp_path, astronaut_rgb, untrained_model_path):
-    from batchemo.detect import make_detector
-    from batchemo.engine import load_known_faces
+    from batchemo.faces.detect import make_detector
+    from batchemo.pipeline.engine import load_known_faces
 
     known = tmp_path / "known"
     write_image(known / "Eileen" / "portrait.jpg", astronaut_rgb[:300, 100:450])
@@ -149,8 +149,8 @@ def test_the_people_section_needs_no_second_pass_over_the_photos(tmp_path, astro
                                                                   monkeypatch):
     """With no gallery card kept, each person's faces still come from what the run kept (48x48 crop and
     heatmap per face): every photo is processed exactly once."""
-    from batchemo import engine
     from batchemo.cli import main
+    from batchemo.pipeline import engine
 
     write_image(tmp_path / "in" / "a.jpg", astronaut_rgb)
     write_image(tmp_path / "in" / "b.jpg", np.ascontiguousarray(astronaut_rgb[:, ::-1]))

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchemo.audit import audit, expected_calibration_error, mistake_pairs, reliability_bins, select_mistakes
-from batchemo.outputs import write_table
+from batchemo.emotions.model import CLASSES, ModelCard, ModelError, preprocess
+from batchemo.outputs.tables import write_table
+from batchemo.pipeline.audit import audit, expected_calibration_error, mistake_pairs, reliability_bins, select_mistakes
 from batchemo.report.audit import write_audit_report
-from batchemo.datasets import DatasetError
-from batchemo.model import CLASSES, ModelCard, ModelError, preprocess
+from batchemo.sources.labelled import DatasetError
 
 MAGIC = 251  # marker pixel (0, 0); pixel (0, 1) = 7 + predicted class index; pixel (0, 2) = confidence byte
 HI, LO, WRONG, HAPPY_AS_SAD = 242, 166, 217, (191, 140)  # confidence bytes, each in its own 1/15-wide bin
@@ -225,7 +225,7 @@ def test_empty_class_and_misused_split_are_errors(labelled):
 def test_fer2013_csv_split(tmp_path, lfw_faces):
     import pandas as pd
 
-    from batchemo.model import FER2013_CSV_ORDER
+    from batchemo.sources.labelled import FER2013_CSV_ORDER
 
     rows = []
     for n, (t, p, c) in enumerate(_plan()):
@@ -273,8 +273,8 @@ def test_cli_model_whose_card_lists_other_classes_is_one_line(labelled, tmp_path
 
 @pytest.mark.slow
 def test_real_validation_split_reproduces_evaluate(fer_validation, default_model):
-    from batchemo.datasets import load_split
-    from batchemo.evaluate import evaluate
+    from batchemo.emotions.evaluate import evaluate
+    from batchemo.sources.labelled import load_split
 
     r = audit(fer_validation, default_model, max_explanations=2, lime_samples=200, sample=8)
     ev = evaluate(default_model, load_split(fer_validation, "validation"))

@@ -6,26 +6,37 @@ from pathlib import Path
 
 import numpy as np
 
-from batchemo.columns import AUDIT, RUN, TIMELINE, expand, help_text
+from batchemo.outputs.columns import AUDIT, RUN, TIMELINE, expand, help_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_run_and_timeline_meanings_follow_the_written_order():
-    from batchemo.rows import table_columns
-    from batchemo.video import CSV_COLUMNS
+    from batchemo.outputs.rows import table_columns
+    from batchemo.pipeline.video import CSV_COLUMNS
 
     assert expand(RUN) == table_columns(embeddings=True)
     assert expand(TIMELINE) == CSV_COLUMNS
 
 
 def test_audit_meanings_follow_the_audit_table():
-    from batchemo.evaluate import Evaluation
+    from types import SimpleNamespace
+
+    from batchemo.emotions.evaluate import Evaluation
+    from batchemo.pipeline.audit import AuditResult
+    from batchemo.sources.votes import verdicts
 
     probs = np.eye(7, dtype=np.float32)[[3, 5]]
-    table = Evaluation(np.array([3, 4]), probs, ["a.jpg", "b.jpg"]).table()
-    assert table.columns.tolist() == expand(AUDIT)
-    assert table["correct"].tolist() == [True, False]
+    ev = Evaluation(np.array([3, 4]), probs, ["a.jpg", "b.jpg"])
+    names = expand(AUDIT)
+    plain = names[: names.index("people_label")]
+    assert ev.table().columns.tolist() == plain
+    assert ev.table()["correct"].tolist() == [True, False]
+    votes = np.array([[0, 9, 1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 8, 2, 0, 0, 0, 0, 0]])  # happy; sad
+    with_votes = SimpleNamespace(evaluation=ev, votes=votes, verdicts=verdicts(votes, ev.labels, ev.predictions))
+    table = AuditResult.table(with_votes)
+    assert table.columns.tolist() == names
+    assert table["verdict"].tolist() == ["", "disputed_label"]  # labelled neutral, read sad, and 8 of 10 say sad
 
 
 def test_patterns_expand_to_every_emotion_and_embedding():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from batchemo.cli import main
-from batchemo.datasets import DatasetError, load_csv
+from batchemo.sources.labelled import DatasetError, load_csv
 
 GOOD = " ".join(["128"] * 2304)
 

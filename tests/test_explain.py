@@ -6,8 +6,20 @@ import math
 import numpy as np
 import pytest
 
-from batchemo.explain import (LimeSettings, auc, classifier_fn, curves, explain_face, explain_faces,
-                              explained_classifier, heatmap_image, hidden_face, lime_samples, perturb, segment)
+from batchemo.explain.lime import (
+    LimeSettings,
+    auc,
+    classifier_fn,
+    curves,
+    explain_face,
+    explain_faces,
+    explained_classifier,
+    hidden_face,
+    lime_samples,
+    perturb,
+    segment,
+)
+from batchemo.report.pictures import heatmap_image
 
 FAST = LimeSettings(num_samples=120)
 
@@ -22,7 +34,7 @@ def faces48(lfw_faces) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def untrained(untrained_model_path):
-    from batchemo.model import load_model
+    from batchemo.emotions.model import load_model
 
     return load_model(untrained_model_path)
 
@@ -83,7 +95,7 @@ def test_the_explained_classifier_gives_the_shown_label(default_model, faces48, 
 def test_int8_is_dropped_where_it_disagrees_or_is_missing(default_model, faces48, monkeypatch):
     """The float network is explained when the int8 pass's top class is not the shown one, or when the
     model has no int8 pass (and fastpath says why); otherwise int8 is."""
-    from batchemo import fastpath
+    from batchemo.emotions import fastpath
 
     face = faces48[0]
     shown = int(default_model.predict(face[None]).argmax())
@@ -106,8 +118,8 @@ def test_int8_is_dropped_where_it_disagrees_or_is_missing(default_model, faces48
 
 def test_keras_fallback_converts_its_own_int8_pass(untrained_model_path, faces48):
     """Where the model runs on TensorFlow, the int8 pass is converted from it, and errors are not swallowed."""
-    from batchemo import fastpath
-    from batchemo.model import load_model
+    from batchemo.emotions import fastpath
+    from batchemo.emotions.model import load_model
 
     keras_model = load_model(untrained_model_path, runtime="keras")
     fwd = fastpath.quantized_forward(keras_model)
@@ -151,7 +163,7 @@ def test_weights_and_scores_are_lime_s_own(untrained, faces48):
 def test_faithfulness_fields(default_model, faces48):
     """Each AUC is the area under the curve recomputed here from the explanation's own segments and weights
     (LIME's order) and from the face's random orders, on the classifier that was explained."""
-    from batchemo.explain import lime_order, random_orders
+    from batchemo.explain.lime import lime_order, random_orders
 
     explained = explain_faces(default_model, list(faces48[4:7]), [["happy", "neutral"]] * 3, FAST, n_jobs=2)
     assert len(explained) == 3

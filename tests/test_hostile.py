@@ -82,7 +82,7 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 # ---------------------------------------------------------------- walking
 def test_walk_is_iterative_over_1100_nested_folders(tmp_path):
-    from batchemo.sources import walk
+    from batchemo.sources.walk import walk
 
     noise(nest(tmp_path, 1100) / "deep.jpg")
     noise(tmp_path / "top.jpg")
@@ -91,7 +91,7 @@ def test_walk_is_iterative_over_1100_nested_folders(tmp_path):
 
 
 def test_a_folder_past_path_max_is_a_row_with_its_reason(tmp_path):
-    from batchemo.sources import walk
+    from batchemo.sources.walk import walk
 
     name = "x" * 200
     fd = os.open(tmp_path, os.O_RDONLY)
@@ -112,7 +112,7 @@ def test_a_folder_past_path_max_is_a_row_with_its_reason(tmp_path):
 
 
 def test_an_unreadable_folder_is_a_row_not_silence(tmp_path, monkeypatch):
-    from batchemo import sources
+    from batchemo.sources import walk as sources
 
     noise(tmp_path / "locked" / "a.jpg")
     noise(tmp_path / "locked" / "b.jpg")
@@ -144,7 +144,9 @@ def specials(tmp_path):
 
 
 def test_special_files_are_found_by_stat_and_never_opened(specials):
-    from batchemo.sources import SourceError, open_video, read_image
+    from batchemo.sources.images import read_image
+    from batchemo.sources.video import open_video
+    from batchemo.sources.walk import SourceError
 
     signal.alarm(20)  # opening a FIFO blocks forever: fail the test rather than hang it
     try:
@@ -222,7 +224,7 @@ def test_every_hostile_input_gets_a_row_and_the_files_stay_valid(hostile_run):
 
 
 def test_the_failure_list_is_one_line_each_and_says_what_it_left_out(hostile_run):
-    from batchemo.gallery import LISTED_PROBLEMS
+    from batchemo.pipeline.gallery import LISTED_PROBLEMS
 
     src, out, proc = hostile_run
     lines = proc.stderr.decode("utf-8").splitlines()
@@ -290,7 +292,8 @@ def test_a_suffix_that_does_not_match_what_is_written_is_refused(tmp_path, args,
 
 
 def test_an_output_that_cannot_be_created_is_found_before_the_first_photo(tmp_path, monkeypatch):
-    from batchemo import analysis, outputs
+    from batchemo.core import files as outputs
+    from batchemo.pipeline import run as analysis
 
     noise(tmp_path / "a.jpg")
     monkeypatch.setattr(analysis, "run", lambda *a, **k: pytest.fail("analysis ran before the output check"))
@@ -314,7 +317,8 @@ def test_an_output_that_cannot_be_created_is_found_before_the_first_photo(tmp_pa
 
 # ---------------------------------------------------------------- concurrency
 def test_only_temp_files_whose_writer_is_gone_are_cleaned(tmp_path):
-    from batchemo.outputs import TableWriter, remove_stale_temp_files
+    from batchemo.core.files import remove_stale_temp_files
+    from batchemo.outputs.tables import TableWriter
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -362,7 +366,7 @@ def test_two_runs_writing_the_same_csv_at_once_both_finish(tmp_path, astronaut_r
 
 # ---------------------------------------------------------------- errors
 def test_a_model_card_of_the_wrong_shape_is_one_line_naming_it(tmp_path):
-    from batchemo.model import ModelCard, ModelError
+    from batchemo.emotions.model import ModelCard, ModelError
 
     card = tmp_path / "m.card.json"
     for text, why in [("[1, 2]", "the file holds a list, expected an object of fields"),
@@ -377,7 +381,7 @@ def test_a_model_card_of_the_wrong_shape_is_one_line_naming_it(tmp_path):
 
 
 def test_a_label_that_is_a_digit_but_not_a_number_names_file_line_and_value(tmp_path):
-    from batchemo.datasets import DatasetError, load_csv
+    from batchemo.sources.labelled import DatasetError, load_csv
 
     pixels = " ".join(["0"] * 48 * 48)
     data = tmp_path / "fer2013.csv"
@@ -388,9 +392,9 @@ def test_a_label_that_is_a_digit_but_not_a_number_names_file_line_and_value(tmp_
 
 
 def test_a_dataset_folder_with_an_undecodable_name_and_deep_folders(tmp_path):
-    from batchemo.datasets import load_folder
-
     import cv2
+
+    from batchemo.sources.labelled import load_folder
 
     (tmp_path / "happy").mkdir()
     (tmp_path / "happy" / BAD_NAME).write_bytes(cv2.imencode(".png", np.full((48, 48), 128, np.uint8))[1].tobytes())
@@ -402,8 +406,8 @@ def test_a_dataset_folder_with_an_undecodable_name_and_deep_folders(tmp_path):
 
 
 def test_known_faces_in_deep_folders_and_special_files_are_skipped_with_reasons(tmp_path):
-    from batchemo.detect import make_detector
-    from batchemo.engine import load_known_faces
+    from batchemo.faces.detect import make_detector
+    from batchemo.pipeline.engine import load_known_faces
 
     noise(nest(tmp_path / "Ada", 1100) / "deep.jpg")
     os.mkfifo(tmp_path / "Ada" / "pipe.jpg")
@@ -413,7 +417,7 @@ def test_known_faces_in_deep_folders_and_special_files_are_skipped_with_reasons(
 
 
 def test_a_full_disk_names_the_output_and_keeps_the_earlier_file(tmp_path, monkeypatch):
-    from batchemo import outputs
+    from batchemo.core import files as outputs
 
     target = tmp_path / "faces.csv"
     target.write_text("earlier\n")
@@ -425,14 +429,17 @@ def test_a_full_disk_names_the_output_and_keeps_the_earlier_file(tmp_path, monke
     with pytest.raises(OSError) as e:
         outputs.atomic_write_text(target, "new")
     assert str(e.value) == f"{target}: cannot write: No space left on device" and e.value.errno == errno.ENOSPC
+    from batchemo.outputs.tables import TableWriter
+
     with pytest.raises(OSError, match=f"^{target}: cannot write: No space left on device$"):
-        with outputs.TableWriter(target, ["path"]) as w:
+        with TableWriter(target, ["path"]) as w:
             w.write([{"path": "a"}])
     assert target.read_text() == "earlier\n" and [p.name for p in tmp_path.iterdir()] == ["faces.csv"]
 
 
 def test_names_that_are_not_utf8_are_escaped_in_every_table_format(tmp_path):
-    from batchemo.outputs import TableWriter, atomic_write_text, write_table
+    from batchemo.core.files import atomic_write_text
+    from batchemo.outputs.tables import TableWriter, write_table
 
     rows = [{"path": f"/x/{BAD_NAME}", "reason": "line\nbreak"}]
     want = [{"path": "/x/bad\\xff\\xfename.jpg", "reason": "line\\nbreak"}]
@@ -518,7 +525,7 @@ def test_ctrl_c_then_the_same_command_continues_the_run(tmp_path, astronaut_rgb,
 
 def test_a_damaged_cache_entry_is_recomputed_and_failures_are_not_cached(tmp_path, astronaut_rgb,
                                                                         untrained_model_path, monkeypatch):
-    from batchemo import engine
+    from batchemo.pipeline import engine
 
     calls = []
     original = engine.process_image
@@ -561,9 +568,9 @@ def test_the_python_api_keeps_a_row_for_a_name_that_is_not_utf8(tmp_path, astron
 def test_a_cached_photo_that_changes_after_listing_is_computed_and_keeps_the_others_in_place(tmp_path, monkeypatch):
     """A photo counted as cached, whose entry is gone by the time it is read (the file changed), is computed
     on its own: the fresh results of the other photos must not shift onto it."""
-    from batchemo import engine
-    from batchemo.records import STATUS_NO_FACES, ImageResult
-    from batchemo.sources import walk
+    from batchemo.core.records import STATUS_NO_FACES, ImageResult
+    from batchemo.pipeline import engine
+    from batchemo.sources.walk import walk
 
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"x")

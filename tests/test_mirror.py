@@ -18,9 +18,9 @@ def _trained_looking_net(seed: int):
     as a trained one's do: an unfold that ignored any of them would not give the same function back. Scales
     stay within about 3x a layer, as trained ones do: steeper ones saturate the softmax of an untrained net,
     where float32 round-off alone moves a probability by 1e-2."""
-    from batchemo.training.mirror import build, custom_layers
-
     import keras
+
+    from batchemo.training.mirror import build, custom_layers
 
     _, bn_cls = custom_layers()
     rng = np.random.default_rng(seed)
@@ -39,8 +39,8 @@ def _trained_looking_net(seed: int):
 def test_unfold_gives_back_the_function_that_ships(faces):
     """plain -> unfold -> plain: the same predictions; the unfolded net in inference mode too, and in training
     mode (batch statistics) on faces like those it was unfolded with, nearly so (dropout aside)."""
+    from batchemo.emotions.model import preprocess
     from batchemo.training.mirror import build, plain_copy, unfold
-    from batchemo.model import preprocess
 
     plain = plain_copy(_trained_looking_net(0))
     x = preprocess(faces)
@@ -65,8 +65,8 @@ def test_unfold_gives_back_the_function_that_ships(faces):
 
 
 def test_unfold_refuses_a_network_that_is_not_mirror_symmetric(faces):
+    from batchemo.emotions.model import preprocess
     from batchemo.training.mirror import plain_copy, unfold
-    from batchemo.model import preprocess
 
     plain = plain_copy(_trained_looking_net(1))
     conv = plain.get_layer("conv2")

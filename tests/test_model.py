@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from batchemo.model import CLASSES, DEFAULT_MODEL_PATH, ModelCard, ModelError, class_index, load_model
+from batchemo.emotions.model import CLASSES, DEFAULT_MODEL_PATH, ModelCard, ModelError, load_model
+from batchemo.sources.labelled import class_index
 from batchemo.training import build
 
 
@@ -146,8 +147,8 @@ def test_shipped_model_gives_a_face_and_its_mirror_image_one_answer(default_mode
 @pytest.mark.slow
 def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
     """The whole FER2013 validation split: above the `fer` package's 65.2%, and as the card says."""
-    from batchemo.datasets import load_folder
-    from batchemo.evaluate import evaluate
+    from batchemo.emotions.evaluate import evaluate
+    from batchemo.sources.labelled import load_folder
 
     data = load_folder(fer_validation)
     assert len(data) == 3589
@@ -165,7 +166,7 @@ def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
 def test_the_shipped_model_loads_to_the_same_answers():
     import keras
 
-    from batchemo.model import load_keras
+    from batchemo.emotions.model import load_keras
 
     folded = load_keras().keras_model  # the Keras path: what the flatbuffers are converted from
     raw = keras.saving.load_model(DEFAULT_MODEL_PATH, compile=False)
@@ -192,7 +193,7 @@ def _with_batchnorm_statistics(seed: int = 0):
 def test_fold_batchnorm_folds_every_batchnorm_into_its_conv_without_changing_answers(tmp_path):
     import keras
 
-    from batchemo.model import fold_batchnorm
+    from batchemo.emotions.model import fold_batchnorm
 
     km = _with_batchnorm_statistics()
     norms = [layer for layer in km.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -227,7 +228,7 @@ def test_fold_batchnorm_folds_every_batchnorm_into_its_conv_without_changing_ans
 def test_fold_batchnorm_leaves_a_network_that_is_not_a_chain():
     import keras
 
-    from batchemo.model import fold_batchnorm
+    from batchemo.emotions.model import fold_batchnorm
 
     inp = keras.Input((48, 48, 1))
     a = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(inp))

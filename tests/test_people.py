@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.people import FaceRef, KnownFaces, assign, cannot_link, merge_close_clusters, name_people, pairwise_scores
+from batchemo.people.cluster import KnownFaces, cannot_link, merge_close_clusters, name_people, pairwise_scores
+from batchemo.people.refs import FaceRef, assign
 
 from .conftest import write_image
 
@@ -95,7 +96,7 @@ def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_
     ok = df[df["status"] == "ok"].set_index(df[df["status"] == "ok"]["path"].str.rsplit("/", n=1).str[-1])
     assert ok.loc["a.jpg", "person"] == ok.loc["b.jpg", "person"] == "person_1"
 
-    from batchemo.people import MIN_EMBED_SIDE, embed
+    from batchemo.faces.embed import MIN_EMBED_SIDE, embed
 
     small = cv2.resize(astronaut_rgb, (128, 128), interpolation=cv2.INTER_AREA)  # her face is ~30 px here
     marks = np.array([[[70, 30], [64, 30], [50, 30], [56, 30], [60, 40]]], np.float32)
@@ -108,8 +109,8 @@ def test_same_face_same_person_and_small_faces_get_a_reason(tmp_path, astronaut_
 def test_a_blurred_face_gets_no_embedding_and_says_why(astronaut_rgb):
     import cv2
 
-    from batchemo.detect import make_detector
-    from batchemo.people import MIN_SHARPNESS, embed
+    from batchemo.faces.detect import make_detector
+    from batchemo.faces.embed import MIN_SHARPNESS, embed
 
     found = max(make_detector().detect(astronaut_rgb), key=lambda d: d.box.w)
     boxes = np.array([[found.box.x, found.box.y, found.box.w, found.box.h]])
@@ -161,8 +162,8 @@ def test_the_shared_photos_group_into_their_people(photos, untrained_model_path)
 def test_embeddings_of_an_image_come_from_one_batch_in_face_order(astronaut_rgb):
     """All faces of an image go through dlib's network in one batch; each row is its own face's embedding,
     as embedding it alone gives, and a face without one keeps its place."""
-    from batchemo.detect import make_detector
-    from batchemo.people import embed
+    from batchemo.faces.detect import make_detector
+    from batchemo.faces.embed import embed
 
     two = np.concatenate([astronaut_rgb, astronaut_rgb[:, ::-1]], axis=1)  # her face, then its mirror image
     found = make_detector("hog").detect(two)
@@ -181,7 +182,7 @@ def _dlib_reference(rgb, boxes, marks):
     """dlib's own embeddings of the same faces, aligned the same way (what face_recognition computes)."""
     import dlib
 
-    from batchemo.detect import model_file
+    from batchemo.faces.detect import model_file
 
     rec = dlib.face_recognition_model_v1(model_file("embedding"))
     return np.asarray([np.asarray(v) for v in rec.compute_face_descriptor(rgb, _shapes(boxes, marks))], np.float32)
@@ -199,7 +200,7 @@ def _shapes(boxes, marks):
 
 
 def _faces_of(rgb):
-    from batchemo.detect import make_detector
+    from batchemo.faces.detect import make_detector
 
     found = make_detector("hog").detect(rgb)
     if not found:
@@ -212,9 +213,9 @@ def test_shipped_embedding_network_gives_dlibs_embeddings(shared, astronaut_rgb)
     """The LiteRT flatbuffer is dlib's network (int8 weights): on real faces every embedding is within 0.02 of
     dlib's own and every pairwise distance within 0.02 (measured: 0.009 at most), far inside the 0.14 gap
     between people that the tolerance sits in; a wrong layer or layout would be off by ~1."""
-    from batchemo import face_embedding
-    from batchemo.people import embed
-    from batchemo.sources import read_image
+    from batchemo.faces import embed as face_embedding
+    from batchemo.faces.embed import embed
+    from batchemo.sources.images import read_image
 
     assert face_embedding.engine() == "litert"
     ours, ref = [], []
@@ -234,8 +235,8 @@ def test_shipped_embedding_network_gives_dlibs_embeddings(shared, astronaut_rgb)
 
 
 def test_without_litert_dlib_computes_the_same_embeddings(astronaut_rgb, monkeypatch):
-    from batchemo import face_embedding
-    from batchemo.people import embed
+    from batchemo.faces import embed as face_embedding
+    from batchemo.faces.embed import embed
 
     boxes, marks = _faces_of(astronaut_rgb)
     fast, _ = embed(astronaut_rgb, boxes, marks)
@@ -249,8 +250,8 @@ def test_without_litert_dlib_computes_the_same_embeddings(astronaut_rgb, monkeyp
 def test_dlib_network_file_is_read_layer_by_layer():
     """The reader walks dlib's whole serialization: the 29 convolutions, each with its affine, the pools,
     the 128-d output, and dlib's input means, ending exactly at the end of the file."""
-    from batchemo.detect import model_file
-    from batchemo.embedding_export import fold, read_dlib_net
+    from batchemo.faces.detect import model_file
+    from batchemo.faces.embedding_export import fold, read_dlib_net
 
     means, layers = read_dlib_net(model_file("embedding"))
     np.testing.assert_allclose(means, [122.782, 117.001, 104.298], atol=1e-3)
@@ -266,10 +267,10 @@ def test_export_rebuilds_the_shipped_flatbuffer(tmp_path, astronaut_rgb):
     """``python -m batchemo.embedding_export`` makes the flatbuffer that ships: same outputs on real chips."""
     import dlib
 
-    from batchemo.detect import model_file
-    from batchemo.embedding_export import export
-    from batchemo.face_embedding import FLATBUFFER
-    from batchemo.runtime import TFLiteForward
+    from batchemo.core.runtime import TFLiteForward
+    from batchemo.faces.detect import model_file
+    from batchemo.faces.embed import FLATBUFFER
+    from batchemo.faces.embedding_export import export
 
     out = export(model_file("embedding"), tmp_path / "e.tflite")
     boxes, marks = _faces_of(astronaut_rgb)

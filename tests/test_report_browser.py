@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchemo.records import CLASSES
+from batchemo.core.records import CLASSES
 
 # A made-up run, so that what each filter must show is known: (photo, size, faces), a face being
 # (x, y, w, h, label, confidence, person). "group" packs three faces edge to edge along the top, where
@@ -59,7 +59,7 @@ def _probs(label: str, conf: float) -> np.ndarray:
 
 def _record(name: str, size: tuple[int, int], faces: list):
     """A photo's ``records.ImageResult`` as a worker returns it: plain thumbnail (arrays, nothing encoded)."""
-    from batchemo.records import Faces, ImageResult
+    from batchemo.core.records import Faces, ImageResult
 
     w, h = size
     rng = np.random.default_rng(len(name))
@@ -76,9 +76,9 @@ def _record(name: str, size: tuple[int, int], faces: list):
 
 @pytest.fixture(scope="module")
 def made_up_report(tmp_path_factory) -> Path:
-    from batchemo.analysis import RunResult
-    from batchemo.gallery import Gallery, RunStats
-    from batchemo.people import FaceRef
+    from batchemo.people.refs import FaceRef
+    from batchemo.pipeline.gallery import Gallery, RunStats
+    from batchemo.pipeline.run import RunResult
     from batchemo.report.run import write_run_report
 
     stats, gallery, refs = RunStats(), Gallery(10, total=len(PHOTOS)), []
@@ -115,7 +115,7 @@ def _shown(browser) -> dict[str, set[int]]:
 
 
 def _expected(emotion="all", person="all", doubt="all") -> dict[str, list[int]]:
-    from batchemo.confidence import uncertain_label
+    from batchemo.emotions.doubt import uncertain_label
 
     out = {}
     for name, _, faces in PHOTOS:
@@ -180,7 +180,7 @@ def test_filters_select_faces_and_combine(browser, made_up_report):
 
 
 def test_uncertain_labels_are_marked(browser, made_up_report):
-    from batchemo.confidence import uncertain_label
+    from batchemo.emotions.doubt import uncertain_label
 
     browser.get(made_up_report.as_uri())
     marked = browser.execute_script("return document.querySelectorAll('#cards .tag.unc-tag').length")

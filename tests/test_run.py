@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html.parser
-import io
 import re
 import shutil
 import subprocess
@@ -13,8 +12,8 @@ import pandas as pd
 import pytest
 
 from batchemo import analyze
-from batchemo.rows import TABLE_COLUMNS
-from batchemo.model import CLASSES
+from batchemo.emotions.model import CLASSES
+from batchemo.outputs.rows import TABLE_COLUMNS
 
 from .conftest import write_image
 
@@ -162,7 +161,7 @@ def test_analyze_api_on_astronaut(tmp_path, astronaut_rgb, untrained_model_path)
 def test_huge_image_is_downscaled_with_boxes_in_original_pixels(tmp_path, astronaut_rgb, untrained_model_path):
     import cv2
 
-    from batchemo.sources import read_image
+    from batchemo.sources.images import read_image
 
     big = cv2.resize(astronaut_rgb, (6144, 6144), interpolation=cv2.INTER_LINEAR)
     write_image(tmp_path / "big.jpg", big)
@@ -177,8 +176,8 @@ def test_huge_image_is_downscaled_with_boxes_in_original_pixels(tmp_path, astron
 def test_lime_is_seeded_and_batched(untrained_model_path, lfw_faces):
     import cv2
 
-    from batchemo.explain import LimeSettings, explain_face
-    from batchemo.model import load_model
+    from batchemo.emotions.model import load_model
+    from batchemo.explain.lime import LimeSettings, explain_face
 
     model = load_model(untrained_model_path)
     calls = []
@@ -210,7 +209,7 @@ def test_parallel_jobs_give_the_same_table(tmp_path, astronaut_rgb, untrained_mo
 
 def test_dask_backend_on_a_local_cluster(tmp_path, astronaut_rgb, untrained_model_path):
     pytest.importorskip("distributed", reason="the dask extra (pip install 'batchemo[dask]') is not installed")
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import LocalCluster
 
     write_image(tmp_path / "a.jpg", astronaut_rgb)
     (tmp_path / "broken.png").write_bytes(b"nope")
@@ -244,7 +243,7 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     write_image(tmp_path / "in" / "b.jpg", astronaut_rgb[:, ::-1])
-    from batchemo.outputs import TableWriter
+    from batchemo.outputs.tables import TableWriter
 
     real, calls = TableWriter.write, []
 
@@ -262,8 +261,9 @@ def test_a_failed_rerun_leaves_the_earlier_outputs_intact(tmp_path, astronaut_rg
 
 def test_unwritable_output_fails_before_any_work(tmp_path, untrained_model_path, capsys, monkeypatch):
     """Guards the road `batchemo run` takes (analysis.run, the engine's workers): nothing of it may start."""
-    from batchemo import analysis, engine
     from batchemo.cli import main
+    from batchemo.pipeline import engine
+    from batchemo.pipeline import run as analysis
 
     (tmp_path / "file").write_text("x")
     write_image(tmp_path / "in" / "a.jpg", np.zeros((64, 64, 3), np.uint8))
@@ -317,7 +317,7 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     assert video_row["status"] == "video" and video_row["folder"] == "clips" and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"]
     timeline = pd.read_csv(out / "r.timeline.csv")
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
-    from batchemo.columns import RUN, TIMELINE, expand  # the columns --help and the README document
+    from batchemo.outputs.columns import RUN, TIMELINE, expand  # the columns --help and the README document
 
     assert faces.columns.tolist() == [c for c in expand(RUN) if not c.startswith("emb_")]
     assert timeline.columns.tolist() == expand(TIMELINE)
@@ -328,7 +328,7 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
 
 
 def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):
-    from batchemo import engine
+    from batchemo.pipeline import engine
 
     src = tmp_path / "in"
     for i in range(3):

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from batchemo.model import DEFAULT_MODEL_PATH, ModelCard, ModelError, load_model
-from batchemo.runtime import beside, digest, litert_available
+from batchemo.core.runtime import beside, digest, litert_available
+from batchemo.emotions.model import DEFAULT_MODEL_PATH, ModelCard, ModelError, load_model
 
 from .conftest import ROOT
 
@@ -64,9 +64,9 @@ def test_the_keras_path_is_the_fallback_and_can_be_forced(untrained_model_path):
     assert m.runtime == "keras" and m.keras_model is not None
     with pytest.raises(ModelError, match="BATCHEMO_RUNTIME.*auto, litert, keras"):
         load_model(untrained_model_path, runtime="onnx")
-    done = _script("import batchemo.runtime as rt, sys\nrt._litert_interpreter.cache_clear()\n"
+    done = _script("import batchemo.core.runtime as rt, sys\nrt._litert_interpreter.cache_clear()\n"
                    "rt._litert_interpreter = lambda: None\n"
-                   "from batchemo.model import load_model\nm = load_model()\nprint('RUNTIME', m.runtime)")
+                   "from batchemo.emotions.model import load_model\nm = load_model()\nprint('RUNTIME', m.runtime)")
     assert "RUNTIME keras" in done.stdout, done.stderr
     said = [line for line in done.stderr.splitlines() if line.startswith("batchemo:")]
     assert said == ["batchemo: LiteRT (ai-edge-litert) is not installed here: the model runs on TensorFlow"]
@@ -151,8 +151,8 @@ def test_interpreter_pool_is_thread_safe(default_model):
 @pytest.mark.slow
 def test_litert_labels_are_the_keras_labels_on_validation(default_model, fer_validation):
     """On all 3,589 validation faces, the LiteRT float32 labels are the Keras float path's on >= 99.5%."""
-    from batchemo.datasets import load_folder
-    from batchemo.model import load_keras
+    from batchemo.emotions.model import load_keras
+    from batchemo.sources.labelled import load_folder
 
     data = load_folder(fer_validation)
     assert len(data) == 3589
@@ -175,7 +175,7 @@ def test_train_and_export_without_tensorflow_name_the_extra(argv, monkeypatch, c
 
 
 def test_jobs_default_to_what_pays():
-    from batchemo.engine import auto_jobs
+    from batchemo.pipeline.engine import auto_jobs
 
     assert auto_jobs(1, cores=2) == auto_jobs(31, cores=2) == 1 and auto_jobs(10_000, cores=2) == 2
     assert auto_jobs(5, cores=16) == 1 and auto_jobs(10_000, cores=1) == 1  # a handful, or one core: in process

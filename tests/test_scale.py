@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.gallery import Gallery, RunStats
-from batchemo.records import CLASSES
-from batchemo.sources import walk
+from batchemo.core.records import CLASSES
+from batchemo.pipeline.gallery import Gallery, RunStats
+from batchemo.sources.walk import walk
 
 from .conftest import write_image
 
@@ -73,7 +73,8 @@ def test_run_gives_every_input_a_row(tmp_path, astronaut_rgb, untrained_model_pa
 def test_oversized_png_is_refused_with_its_size(tmp_path):
     from PIL import Image
 
-    from batchemo.sources import SourceError, read_image
+    from batchemo.sources.images import read_image
+    from batchemo.sources.walk import SourceError
 
     Image.new("L", (4000, 3000), 128).save(tmp_path / "big.png")
     with pytest.raises(SourceError, match=r"too large to decode: 4000x3000 pixels, over the limit of 1,000,000"):
@@ -85,7 +86,7 @@ def test_oversized_png_is_refused_with_its_size(tmp_path):
 
 def _rows(seq, label, conf, folder=".", status="ok"):
     """A photo's ImageResult with one face labelled ``label`` at ``conf`` (or none, for another status)."""
-    from batchemo.records import Faces, ImageResult
+    from batchemo.core.records import Faces, ImageResult
 
     p = np.full(len(CLASSES), (1 - conf) / (len(CLASSES) - 1))
     p[CLASSES.index(label)] = conf
@@ -193,8 +194,8 @@ def test_parquet_table_has_the_json_rows(tmp_path, astronaut_rgb, untrained_mode
 
 def test_a_cached_row_is_stale_once_the_model_card_changes(tmp_path):
     """The card says how a face is read (its TTA): editing it changes every label, so the cache must miss."""
-    from batchemo.cache import ResultCache
-    from batchemo.engine import RunSettings
+    from batchemo.pipeline.cache import ResultCache
+    from batchemo.pipeline.engine import RunSettings
 
     model, photo = tmp_path / "m.keras", tmp_path / "a.jpg"
     model.write_bytes(b"weights")
@@ -202,7 +203,7 @@ def test_a_cached_row_is_stale_once_the_model_card_changes(tmp_path):
     card = tmp_path / "m.card.json"
     card.write_text('{"preprocessing": {"tta": "none"}}')
     settings = RunSettings(model_path=str(model))
-    from batchemo.records import ImageResult
+    from batchemo.core.records import ImageResult
 
     ResultCache(tmp_path / "c", settings).put(str(photo), ImageResult(str(photo), "no_faces"))
     assert ResultCache(tmp_path / "c", settings).get(str(photo)) == ImageResult(str(photo), "no_faces")

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo.datasets import DatasetError, load_csv, load_split
-from batchemo.evaluate import evaluate
-from batchemo.model import CLASSES, FER2013_CSV_ORDER, EmotionModel, ModelCard, load_model
+from batchemo.emotions.evaluate import evaluate
+from batchemo.emotions.model import CLASSES, EmotionModel, ModelCard, load_model
+from batchemo.sources.labelled import FER2013_CSV_ORDER, DatasetError, load_csv, load_split
 from batchemo.training import Recipe, TrainingError, checkpoint_dir, train
 
 from .conftest import copy_run, write_image
+
 
 def _faces(lfw_faces, n):
     import cv2
@@ -48,8 +49,8 @@ def resumed_run(trained_run, tiny_dataset, tmp_path_factory):
 def test_train_checkpoints_and_measures_its_card(trained_run, tiny_dataset):
     """The run leaves its resumable checkpoint, history and curves, and a card whose figures are the
     model's own on the validation split."""
-    from batchemo.calibration import probabilities_ece
-    from batchemo.evaluate import evaluate
+    from batchemo.emotions.calibration import probabilities_ece
+    from batchemo.emotions.evaluate import evaluate
 
     ckpt = checkpoint_dir(trained_run)
     for name in ("last.keras", "best.weights.h5", "state.json", "average.weights.h5"):
@@ -232,13 +233,13 @@ def test_label_smoothing_targets_and_loss():
     from batchemo.training.pipeline import targets
 
     labels = np.array([0, 3])
-    t = targets(labels, Recipe(label_smoothing=0.1)).numpy()
+    t = targets(np.eye(7)[labels], Recipe(label_smoothing=0.1)).numpy()
     assert t.shape == (2, 14) and np.allclose(t[:, 7:], 0)
     assert np.isclose(t[0, 0], 0.9 + 0.1 / 7) and np.isclose(t[0, 1], 0.1 / 7) and np.allclose(t[:, :7].sum(1), 1)
     pred = np.full((2, 7), 0.01, np.float32)
     pred[0, 0] = pred[1, 3] = 0.94
     loss = _loss()
-    plain = float(loss(targets(labels, Recipe()), pred))
+    plain = float(loss(targets(np.eye(7)[labels], Recipe()), pred))
     smooth = float(loss(t, pred))
     assert np.isclose(plain, -np.log(0.94), atol=1e-5)
     # smoothing puts 0.1 of the target on the mean log-probability over all 7 classes: the loss rises
@@ -253,7 +254,7 @@ def test_mixup_mixes_faces_and_targets_alike():
 
     tf.random.set_seed(0)
     x = np.random.default_rng(0).random((6, 48, 48, 1)).astype(np.float32)
-    y = targets(np.arange(6), Recipe())
+    y = targets(np.eye(7)[np.arange(6)], Recipe())
     xm, ym, lam = (v.numpy() for v in mix_batch(x, y, Recipe(mixup=0.4)))
     assert 0.0 < lam < 1.0
     assert np.allclose(xm, lam * x + (1 - lam) * x[::-1], atol=1e-6)
@@ -272,7 +273,7 @@ def test_cutmix_pastes_a_box_and_weights_by_area():
 
     x = np.zeros((4, 48, 48, 1), np.float32)
     x[2:] = 1.0  # faces 0-1 black, 2-3 white: a pixel's value says where it came from
-    y = targets(np.array([0, 1, 2, 3]), Recipe())
+    y = targets(np.eye(7)[[0, 1, 2, 3]], Recipe())
     import tensorflow as tf
 
     for seed in range(3):
@@ -306,7 +307,7 @@ def test_distill_loss_is_kl_to_tempered_teacher():
 
 
 def test_expected_calibration_error():
-    from batchemo.train import expected_calibration_error
+    from batchemo.emotions.calibration import probabilities_ece as expected_calibration_error
 
     labels = np.array([0, 0, 0, 0])
     calibrated = np.tile([[0.75, 0.25]], (4, 1))  # 75% confident, 3 of 4 right
@@ -322,7 +323,7 @@ def distilled_run(tiny_dataset, tmp_path_factory):
     label smoothing): (model path, the two teachers' paths). Tests resume or change copies of it."""
     import keras
 
-    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.emotions.model import DEFAULT_MODEL_PATH
     from batchemo.training import build
 
     root = tmp_path_factory.mktemp("distilled")
@@ -384,7 +385,7 @@ def test_distillation_runs_resumes_and_fills_the_card(distilled_run, folder_data
 
 @pytest.mark.training
 def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, tmp_path):
-    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.emotions.model import DEFAULT_MODEL_PATH
     from batchemo.training.pipeline import datasets
     from batchemo.training.teachers import teacher_views
 
@@ -499,7 +500,7 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, u
     """--init: the first epoch starts from that model's weights; --tta none: chosen and carded without TTA."""
     import keras
 
-    from batchemo.model import DEFAULT_MODEL_PATH
+    from batchemo.emotions.model import DEFAULT_MODEL_PATH
 
     out = tmp_path / "ft.keras"
     logs = []
@@ -659,7 +660,7 @@ def test_fitting_the_read_trains_on_the_mean_of_its_views(mirror_run):
     import keras
     import tensorflow as tf
 
-    from batchemo import tta
+    from batchemo.emotions import tta
     from batchemo.training import build, count_macs
     from batchemo.training.pipeline import read_model, read_views
 

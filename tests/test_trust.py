@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batchemo.records import CLASSES
+from batchemo.core.records import CLASSES
 
 
 def _probs(top: float, label: str = "sad") -> np.ndarray:
@@ -15,7 +15,7 @@ def _probs(top: float, label: str = "sad") -> np.ndarray:
 
 
 def test_uncertain_is_the_measured_threshold():
-    from batchemo.confidence import UNCERTAIN_CONFIDENCE, is_uncertain, uncertain_label
+    from batchemo.emotions.doubt import UNCERTAIN_CONFIDENCE, is_uncertain, uncertain_label
 
     assert uncertain_label(0.39) and uncertain_label(UNCERTAIN_CONFIDENCE - 1e-6)
     assert not uncertain_label(UNCERTAIN_CONFIDENCE) and not uncertain_label(0.99)
@@ -24,7 +24,7 @@ def test_uncertain_is_the_measured_threshold():
 
 
 def test_headline_is_the_mean_probability_or_mixed():
-    from batchemo.confidence import MIXED, headline
+    from batchemo.people.refs import MIXED, headline
 
     # two weak "sad" faces and one strong "happy" one: the mean says happy, not the vote
     mean = np.mean([_probs(0.36, "sad"), _probs(0.34, "sad"), _probs(0.99, "happy")], axis=0)
@@ -34,7 +34,7 @@ def test_headline_is_the_mean_probability_or_mixed():
 
 
 def test_faithfulness_verdicts():
-    from batchemo.confidence import FAITHFULNESS_STRONG, FAITHFULNESS_WEAK, faithfulness_verdict
+    from batchemo.explain.faithfulness import FAITHFULNESS_STRONG, FAITHFULNESS_WEAK, faithfulness_verdict
 
     assert faithfulness_verdict(FAITHFULNESS_WEAK - 0.01) == "weak"
     assert faithfulness_verdict(0.5 * (FAITHFULNESS_WEAK + FAITHFULNESS_STRONG)) == "fair"
@@ -47,7 +47,7 @@ def _overlap(a, b) -> bool:
 
 
 def test_tags_are_placed_clear_of_every_face_box():
-    from batchemo.outputs import place_tags
+    from batchemo.report.pictures import place_tags
 
     # a group photo: three faces edge to edge along the top, so no tag fits above any of them
     boxes = [(5, 2, 100, 120), (110, 2, 100, 120), (215, 2, 100, 120)]
@@ -65,8 +65,8 @@ def test_tags_are_placed_clear_of_every_face_box():
 
 
 def test_annotate_adds_a_strip_for_a_tag_that_fits_nowhere():
-    from batchemo.outputs import annotate
-    from batchemo.records import Box
+    from batchemo.core.records import Box
+    from batchemo.report.pictures import annotate
 
     img = np.zeros((100, 100, 3), np.uint8)
     out = annotate(img, [(Box(0, 0, 100, 100), "sad", 0.4, 0)])
@@ -75,7 +75,7 @@ def test_annotate_adds_a_strip_for_a_tag_that_fits_nowhere():
 
 
 def test_close_cluster_means_are_merged_and_far_ones_kept_apart():
-    from batchemo.people import cluster, merge_close_clusters
+    from batchemo.people.cluster import cluster, merge_close_clusters
 
     rng = np.random.default_rng(0)
     centre = rng.normal(size=128)
@@ -94,7 +94,7 @@ def test_close_cluster_means_are_merged_and_far_ones_kept_apart():
 
 
 def test_summarise_gives_the_mean_probability_headline():
-    from batchemo.people import FaceRef, summarise
+    from batchemo.people.refs import FaceRef, summarise
 
     refs = [FaceRef("a.jpg", "sad", 0.36, _probs(0.36, "sad"), np.zeros(128), face_index=0, person="p"),
             FaceRef("b.jpg", "sad", 0.34, _probs(0.34, "sad"), np.zeros(128), face_index=0, person="p"),
@@ -110,7 +110,7 @@ def test_people_on_the_shared_identities(shared):
     from pathlib import Path
 
     from batchemo import run
-    from batchemo.people import name_people, pairwise_scores
+    from batchemo.people.cluster import name_people, pairwise_scores
 
     folder = shared / "identities"
     if not folder.exists():
@@ -131,7 +131,7 @@ def test_people_on_the_shared_identities(shared):
 
 def test_tolerance_option_is_checked_and_changes_the_grouping(tmp_path, capsys):
     from batchemo.cli import main
-    from batchemo.people import name_people
+    from batchemo.people.cluster import name_people
 
     with pytest.raises(SystemExit) as e:
         main(["run", str(tmp_path), "--csv", str(tmp_path / "x.csv"), "--tolerance", "0.01"])

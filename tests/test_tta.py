@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from batchemo import tta
+from batchemo.emotions import tta
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchemo import sources, video
-from batchemo.records import CLASSES, PROB_COLUMNS, Box
-from batchemo.track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
-from batchemo.video import CSV_COLUMNS, TIMELINE_COLUMNS, analyze_video, video_timeline
+from batchemo.core.records import CLASSES, PROB_COLUMNS, Box
+from batchemo.faces.track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
+from batchemo.pipeline import video
+from batchemo.pipeline.video import CSV_COLUMNS, TIMELINE_COLUMNS, analyze_video, video_timeline
+from batchemo.sources import video as sources
 
 FPS, N_FRAMES, W, H, SIDE, STEP = 8, 24, 480, 256, 240, 10
 
@@ -52,7 +53,7 @@ def blank_video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(untrained_model_path):
-    from batchemo.model import load_model
+    from batchemo.emotions.model import load_model
 
     return load_model(untrained_model_path)
 
@@ -79,7 +80,7 @@ def test_every_frame_one_face_id(astro_video, model):
 def test_every_frame_searched_every_4th_and_followed_between(astro_video, model, monkeypatch):
     """--fps 0 with 2 full searches a second (every 4th frame at 8 fps): the face is in every frame's row, its
     followed box moves with it, one id throughout; smoothing is on by default."""
-    from batchemo.engine import worker_detector
+    from batchemo.pipeline.engine import worker_detector
 
     det = worker_detector("auto", {})
     calls = []
@@ -286,7 +287,7 @@ def test_shot_cuts_close_every_track(astronaut_rgb):
     """A cut (another picture) is told from motion (the same picture shifted), and closes the tracks."""
     from skimage import data
 
-    from batchemo.track import ShotCuts
+    from batchemo.faces.track import ShotCuts
 
     cuts = ShotCuts()
     shifted = np.roll(astronaut_rgb, 12, axis=1)

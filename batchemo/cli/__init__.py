@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .._version import __version__
+from .. import __version__
 from .options import err
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,13 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..datasets import DatasetError
-    from ..detect import DetectorUnavailable
-    from ..model import ModelError
-    from ..people import PeopleUnavailable
-    from .train import TrainingError
-
+    from ..emotions.model import ModelError
+    from ..faces.detect import DetectorUnavailable
+    from ..faces.embed import PeopleUnavailable
+    from ..sources.labelled import DatasetError
     from .options import interrupt_hint
+    from .train import TrainingError
 
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, never a crash
         try:

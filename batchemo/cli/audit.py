@@ -4,14 +4,24 @@ from __future__ import annotations
 import argparse
 
 from .options import (
-    ManualFormatter, add_jobs, add_lime, add_model, add_quiet, check_inputs, check_outputs, err, log, number,
-    report_file, table_file,
+    ManualFormatter,
+    add_jobs,
+    add_lime,
+    add_model,
+    add_quiet,
+    check_inputs,
+    check_outputs,
+    err,
+    log,
+    number,
+    report_file,
+    table_file,
 )
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    from ..audit import audit
-    from ..outputs import write_table
+    from ..outputs.tables import write_table
+    from ..pipeline.audit import audit
 
     if not (a.report or a.csv):
         err("nothing to write: give --report and/or --csv")
@@ -47,7 +57,7 @@ def cmd_audit(a: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from ..columns import AUDIT, help_text
+    from ..outputs.columns import AUDIT, help_text
 
     a = sub.add_parser(
         "audit", help="where the model goes wrong on a labelled set, and why: metrics, mistakes, LIME, calibration",

@@ -7,14 +7,14 @@ from .options import check_inputs, log
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from ..export import export
-    from ..runtime import require_tensorflow
+    from ..core.runtime import require_tensorflow
+    from ..emotions.export import export
 
     require_tensorflow("batchemo export")
     check_inputs([a.model] + ([a.data] if a.data else []))
     faces, name = None, ""
     if a.data:
-        from ..datasets import load_split
+        from ..sources.labelled import load_split
 
         data = load_split(a.data, "validation", split=a.split)
         faces, name = data.images, _data_name(a.data)

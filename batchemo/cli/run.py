@@ -4,11 +4,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..gallery import GALLERY_SIZE
-from ..sources import MAX_PIXELS
+from ..pipeline.gallery import GALLERY_SIZE
+from ..sources.images import MAX_PIXELS
 from .options import (
-    MAX_JOBS, add_cache, add_detector, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
-    ManualFormatter, detector_options, err, log, log_problems, number, report_file, resumable, table_file,
+    MAX_JOBS,
+    ManualFormatter,
+    add_cache,
+    add_detector,
+    add_lime,
+    add_model,
+    add_people,
+    add_quiet,
+    check_inputs,
+    check_outputs,
+    detector_options,
+    err,
+    log,
+    log_problems,
+    number,
+    report_file,
+    resumable,
+    table_file,
 )
 
 
@@ -16,9 +32,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     """Parse, analyse (``analysis.run``: photos and videos, people shared), write the files."""
     import contextlib
 
-    from ..analysis import run
-    from ..outputs import TableWriter, remove_stale_temp_files, write_table
-    from ..rows import RowSink, table_columns
+    from ..core.files import remove_stale_temp_files
+    from ..outputs.rows import RowSink, table_columns
+    from ..outputs.tables import TableWriter, write_table
+    from ..pipeline.run import run
 
     if not (a.report or a.csv or a.json):
         err("nothing to write: give --report, --csv and/or --json")
@@ -55,7 +72,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def run_options(a: argparse.Namespace):
     """The parsed arguments as an ``analysis.RunOptions``."""
-    from ..analysis import RunOptions
+    from ..pipeline.run import RunOptions
 
     return RunOptions(
         model=a.model, detector=a.detector, detector_options=detector_options(a), explain=a.explain,
@@ -94,7 +111,7 @@ def _summary_line(result) -> str:
 
 
 def add_parser(sub) -> None:
-    from ..columns import RUN, help_text
+    from ..outputs.columns import RUN, help_text
 
     r = sub.add_parser(
         "run", help="faces, emotions and LIME heatmaps for photos and videos, in one shareable HTML report",

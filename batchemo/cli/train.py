@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..emotions.tta import WAYS as TTA_WAYS
 from ..training.recipe import TEACHER_TTA, TrainingError  # noqa: F401 (light: keras loads when a model is built)
-from ..tta import WAYS as TTA_WAYS
 from .options import MAX_SEED, add_model, check_inputs, check_outputs, log, number, output_file
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from ..runtime import require_tensorflow
+    from ..core.runtime import require_tensorflow
 
     require_tensorflow("training")
     from ..training import Recipe, train
@@ -45,18 +45,18 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from ..datasets import load_split
-    from ..evaluate import evaluate
+    from ..core.records import CLASSES
+    from ..emotions.evaluate import evaluate
+    from ..emotions.model import load_model
     from ..report.evaluation import save_evaluation
-    from ..model import load_model
-    from ..records import CLASSES
+    from ..sources.labelled import load_split
     check_inputs([a.data, *([a.votes] if a.votes else [])])
     if a.out:
         check_outputs(*(a.out + s for s in (".predictions.csv", ".report.csv", ".confusion.csv", ".confusion.png")),
                       inputs=[a.data, a.model, a.votes])
     data = load_split(a.data, "validation", split=a.split)
     if a.votes:
-        from ..datasets import with_votes
+        from ..sources.labelled import with_votes
 
         data = with_votes(data, a.votes, "votes")
     model = load_model(a.model)
@@ -79,7 +79,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def vote_summary(votes, probabilities) -> str:
     """What ``evaluate --votes`` prints: the model against FER+'s ten people per face."""
-    from ..votes import BAND_MIN_FACES, vote_scores
+    from ..sources.votes import BAND_MIN_FACES, vote_scores
 
     s = vote_scores(votes, probabilities)
     lines = [f"against FER+ votes ({s.faces} faces with emotion votes): majority accuracy {s.majority_accuracy:.4f} "

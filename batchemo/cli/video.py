@@ -3,17 +3,31 @@ from __future__ import annotations
 
 import argparse
 
+from ..sources.walk import printable
 from .options import (
-    add_detector, add_jobs, add_lime, add_model, add_people, add_quiet, check_inputs, check_outputs,
-    ManualFormatter, detector_options, err, log, load_known, number, report_file, table_file,
+    ManualFormatter,
+    add_detector,
+    add_jobs,
+    add_lime,
+    add_model,
+    add_people,
+    add_quiet,
+    check_inputs,
+    check_outputs,
+    detector_options,
+    err,
+    load_known,
+    log,
+    number,
+    report_file,
+    table_file,
 )
-from ..sources import printable
 
 
 def cmd_video(a: argparse.Namespace) -> int:
-    from ..outputs import write_table
-    from ..records import STATUS_FAILED
-    from ..video import analyze_videos, describe, find_videos, timeline_table
+    from ..core.records import STATUS_FAILED
+    from ..outputs.tables import write_table
+    from ..pipeline.video import analyze_videos, describe, find_videos, timeline_table
 
     if not (a.csv or a.json or a.report):
         err("nothing to write: give --csv, --json and/or --report")
@@ -61,7 +75,7 @@ def cmd_video(a: argparse.Namespace) -> int:
 def _with_embeddings(table, results):
     import pandas as pd
 
-    from ..rows import EMBEDDING_COLUMNS
+    from ..outputs.rows import EMBEDDING_COLUMNS
 
     rows = [{"video": t.source, "face_id": t.track, **dict(zip(EMBEDDING_COLUMNS, map(float, t.embedding)))}
             for r in results for t in r.tracks]
@@ -71,8 +85,8 @@ def _with_embeddings(table, results):
 
 
 def add_parser(sub) -> None:
-    from ..columns import TIMELINE, help_text
-    from ..video import DETECT_FPS, SMOOTH
+    from ..outputs.columns import TIMELINE, help_text
+    from ..pipeline.video import DETECT_FPS, SMOOTH
 
     v = sub.add_parser(
         "video", help="an emotion timeline per face for each video (CSV and HTML report)",

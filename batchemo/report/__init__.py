@@ -10,8 +10,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from ..outputs import EMOTION_COLOURS, atomic_write_text
-from ..tta import describe as describe_tta
+from ..core.files import atomic_write_text
+from ..emotions.tta import describe as describe_tta
+from .pictures import EMOTION_COLOURS
 
 _ENV = None
 
@@ -51,7 +52,7 @@ def _bytecode_cache():
     (jinja2's own cache); a folder that cannot be made or written only costs the compile."""
     from jinja2 import FileSystemBytecodeCache
 
-    from ..runtime import cache_root
+    from ..core.runtime import cache_root
 
     class Quiet(FileSystemBytecodeCache):
         def load_bytecode(self, bucket):
@@ -87,7 +88,7 @@ def data_uri(data, mime: str | None = None) -> str:
 def picture(rgb, quality: int = 88) -> str:
     """A uint8 image array (RGB or gray) as a JPEG data URI; "" for None. Records carry arrays; a report
     is the only place they are encoded."""
-    from ..outputs import encode
+    from .pictures import encode
 
     return "" if rgb is None else data_uri(encode(rgb, ".jpg", quality))
 
@@ -95,7 +96,7 @@ def picture(rgb, quality: int = 88) -> str:
 def shot_picture(shot, memo: dict | None = None, quality: int = 80) -> str:
     """A ``records.Shot`` drawn (boxes and tags) and encoded; ``memo`` keeps one URI per shot, since the
     keyframes of one frame share it."""
-    from ..outputs import annotate
+    from .pictures import annotate
 
     if shot is None:
         return ""
@@ -111,7 +112,7 @@ def explanation_pictures(crop, exp) -> tuple[str, str]:
     """(heatmap, superpixel boundaries) of one ``records.Explanation`` as data URIs; ("", "") for None."""
     if exp is None:
         return "", ""
-    from ..outputs import explanation_images
+    from .pictures import explanation_images
 
     heat, bounds = explanation_images(crop, exp)
     return data_uri(heat), data_uri(bounds)
@@ -132,7 +133,7 @@ def plain_model(card: dict, model_file: str | os.PathLike | None = None) -> str:
 
 
 def base_context(model_card: dict, model_file: str | os.PathLike | None = None) -> dict:
-    from .._version import __version__
+    from .. import __version__
 
     return {
         "version": __version__,

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import encode, heatmap_image
-from ..records import CLASSES
-from ..tta import describe as describe_tta
+from ..core.records import CLASSES
+from ..emotions.tta import describe as describe_tta
 from . import base_context, data_uri, render
+from .pictures import encode, heatmap_image
 
 FACE_SIDE = 112  # px, gallery faces and heatmaps
 SAMPLE_SIDE = 96  # px, random-sample faces
@@ -158,7 +158,7 @@ def audit_context(result) -> dict:
 
 def _vote_split(votes: dict[str, int]) -> list[dict]:
     """A mistake's votes, most first, in batchemo's words: [{"name", "count"}] (empty without votes)."""
-    from ..votes import FERPLUS_TO_CLASS
+    from ..sources.votes import FERPLUS_TO_CLASS
 
     names = {**FERPLUS_TO_CLASS, "contempt": "contempt", "unknown": "unknown", "nf": "not a face"}
     return [{"name": names[k], "count": v, "emotion": k in FERPLUS_TO_CLASS}
@@ -167,7 +167,7 @@ def _vote_split(votes: dict[str, int]) -> list[dict]:
 
 def _people(result) -> dict:
     """What the report says against FER+'s votes: accuracy against people and the verdicts' counts."""
-    from ..votes import VERDICTS
+    from ..sources.votes import VERDICTS
 
     if result.votes is None:
         return {"has_votes": False}
@@ -180,7 +180,7 @@ def _people(result) -> dict:
 def write_audit_report(result, out: str | os.PathLike, csv: str | os.PathLike | None = None) -> Path:
     """The audit as one self-contained HTML file, written atomically. ``csv``: the per-face table written
     beside it (``--csv``), which a mistake then cites by line; without one no line is cited."""
-    from ..confidence import GLOSSARY
+    from .glossary import GLOSSARY
 
     ctx = base_context(result.model_card, result.model_name if str(result.model_name).endswith(".keras") else None)
     ctx.update(audit_context(result))

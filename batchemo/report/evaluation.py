@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import atomic_path, write_table
-from ..records import CLASSES
+from ..core.files import atomic_path
+from ..core.records import CLASSES
+from ..outputs.tables import write_table
 
 
 def plot_confusion(ev, path: str | os.PathLike, title: str = "") -> Path:

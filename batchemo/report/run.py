@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..confidence import GLOSSARY, MIXED, faithfulness_verdict, uncertain_label
-from ..records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
-from ..rows import face_cells
+from ..core.records import CLASSES, STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_SKIPPED
+from ..emotions.doubt import uncertain_label
+from ..explain.faithfulness import faithfulness_verdict
+from ..outputs.rows import face_cells
+from ..people.refs import MIXED
 from . import base_context, explanation_pictures, picture, render
+from .glossary import GLOSSARY
 from .video import fmt_time
 
 
@@ -38,7 +41,7 @@ def _face_view(faces, i: int, size: tuple | None = None) -> dict:
     """One face of a gallery card: its cells (rows.face_cells) and its pictures, encoded here. ``size``:
     the photo's (width, height) in pixels, for the box as percentages of the thumbnail the report draws
     it over (``box_pct``; None without it)."""
-    from ..outputs import square
+    from ..sources.images import square
 
     cells = face_cells(faces, i)
     exp = faces.shown_explanation(i)
@@ -170,7 +173,7 @@ def _video_settings(result) -> dict:
 
 def _people(result) -> list[dict]:
     """The People section's people (``people.summarise``), each example a FaceRef or a video keyframe."""
-    from ..people import summarise
+    from ..people.refs import summarise
 
     opts = result.options
     if opts is not None and not opts.people:
@@ -191,7 +194,8 @@ def _people(result) -> list[dict]:
 def _example(ref, kept: dict) -> dict | None:
     """A person's example face: colour from the gallery when its photo was kept, else the 48x48 crop and
     heatmap the FaceRef carries (no second pass over the photos)."""
-    from ..outputs import heatmap_image, square
+    from ..sources.images import square
+    from .pictures import heatmap_image
 
     if ref is None:
         return None

@@ -15,10 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..confidence import GLOSSARY, headline
-from ..outputs import EMOTION_COLOURS
-from ..records import CLASSES
+from ..core.records import CLASSES
+from ..people.refs import headline
 from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
+from .glossary import GLOSSARY
+from .pictures import EMOTION_COLOURS
 
 STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..records import CLASSES, INPUT_SIZE
+from ..core.records import CLASSES, INPUT_SIZE
 
 ARCHITECTURES = ("default", "seed", "wide", "mirror")
 

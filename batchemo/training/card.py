@@ -10,11 +10,11 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..calibration import probabilities_ece
-from ..datasets import LabelledSet
-from ..model import ModelCard
-from ..outputs import atomic_path
-from ..tta import WAYS as TTA_WAYS
+from ..core.files import atomic_path
+from ..emotions.calibration import probabilities_ece
+from ..emotions.model import ModelCard
+from ..emotions.tta import WAYS as TTA_WAYS
+from ..sources.labelled import LabelledSet
 from .architectures import build, count_macs
 from .recipe import Recipe, checkpoint_dir
 from .state import TrainState
@@ -23,7 +23,7 @@ from .state import TrainState
 def finalize(out: Path, state: TrainState, val_set: LabelledSet, log=print, voted: LabelledSet | None = None) -> Path:
     """Write the best weights as ``out`` (no optimizer state: a few MB) with its measured model card.
     ``voted``: validation faces with FER+ votes, on which the card's calibration is fitted and measured."""
-    from ..model import EmotionModel
+    from ..emotions.model import EmotionModel
 
     recipe = Recipe(**state.recipe)
     weights, best_epoch, chosen_on, averaged_from = _kept_weights(state, recipe, checkpoint_dir(out))
@@ -93,7 +93,7 @@ def _card(state: TrainState, recipe: Recipe, model, validation_faces: int, best_
 
 def _measure(card: ModelCard, emotion, val_set: LabelledSet, tta: str) -> None:
     """Fill the card's validation figures: accuracy every way, and with ``tta`` per-class F1, macro F1, ECE."""
-    from ..evaluate import evaluate
+    from ..emotions.evaluate import evaluate
 
     results = {}
     for way in TTA_WAYS:
@@ -115,8 +115,8 @@ def _measure(card: ModelCard, emotion, val_set: LabelledSet, tta: str) -> None:
 def calibrate(card: ModelCard, emotion, voted: LabelledSet) -> None:
     """Fit the card's temperature so that confidence means the share of people who agree (least vote
     cross-entropy on ``voted``), then record the figures against the votes; ``emotion`` reads with it."""
-    from ..evaluate import evaluate
-    from ..votes import fit_temperature, vote_scores
+    from ..emotions.evaluate import evaluate
+    from ..sources.votes import fit_temperature, vote_scores
 
     emotion.temperature = 1.0
     raw = evaluate(emotion, voted).probabilities
@@ -168,7 +168,7 @@ def write_history(state: TrainState, out: Path) -> None:
     """``<out stem>.history.csv`` (one row per epoch) and ``<out stem>.curves.png`` beside the model."""
     import pandas as pd
 
-    from ..outputs import write_table
+    from ..core.files import atomic_write_text
 
-    write_table(pd.DataFrame(state.history), out.with_name(out.stem + ".history.csv"))
+    atomic_write_text(out.with_name(out.stem + ".history.csv"), pd.DataFrame(state.history).to_csv(index=False))
     plot_curves(state.history, out.with_name(out.stem + ".curves.png"))

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets import LabelledSet, load_split, with_votes
-from ..outputs import atomic_path
-from ..records import CLASSES
-from ..tta import WAYS as TTA_WAYS
-from ..tta import passes as tta_passes
-from ..tta import views as tta_views
+from ..core.files import atomic_path
+from ..core.records import CLASSES
+from ..emotions.tta import WAYS as TTA_WAYS
+from ..emotions.tta import passes as tta_passes
+from ..emotions.tta import views as tta_views
+from ..sources.labelled import LabelledSet, load_split, with_votes
 from .architectures import build
 from .card import data_name, finalize, write_history
 from .loss import compile_model, lr_at, register
@@ -311,7 +311,7 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
     """The --init model's own weights (not load_model's batch-norm-folded copy), checked to fit the recipe."""
     import keras
 
-    from ..model import load_keras
+    from ..emotions.model import load_keras
 
     card = load_keras(recipe.init).card  # the same checks as any model file gets
     if card.architecture != recipe.arch or list(card.classes) != list(CLASSES):
@@ -330,8 +330,8 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
             net = build("mirror")
             net.load_weights(weights)
             return net.get_weights()
+    from ..emotions.model import preprocess
     from .mirror import unfold
-    from ..model import preprocess
 
     pick = np.random.default_rng(recipe.seed).permutation(len(train_faces))[:UNFOLD_FACES]
     log(f"no {checkpoint_dir(recipe.init).name}/ beside it: unfolding the shipped layers "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from ..records import CLASSES
+from ..core.records import CLASSES
 from .recipe import Recipe
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..records import CLASSES, INPUT_SIZE
+from ..core.records import CLASSES, INPUT_SIZE
 
 #: ``default``'s stages: output channels per conv, one tuple per resolution (48, 24, 12, 6).
 STAGES = ((32,), (64,), (128, 128), (256, 256))

@@ -10,11 +10,11 @@ import math
 
 import numpy as np
 
-from ..datasets import LabelledSet
-from ..records import CLASSES
-from ..tta import passes as tta_passes
-from ..tta import turn_entries
-from ..tta import views as tta_views
+from ..core.records import CLASSES
+from ..emotions.tta import passes as tta_passes
+from ..emotions.tta import turn_entries
+from ..emotions.tta import views as tta_views
+from ..sources.labelled import LabelledSet
 from .recipe import Recipe
 
 

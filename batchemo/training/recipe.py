@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..tta import WAYS as TTA_WAYS
-from ..tta import passes as tta_passes
+from ..emotions.tta import WAYS as TTA_WAYS
+from ..emotions.tta import passes as tta_passes
 
 
 class TrainingError(Exception):

@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..outputs import atomic_write_text
+from ..core.files import atomic_write_text
 
 
 @dataclass

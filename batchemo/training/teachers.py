@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import LabelledSet
-from ..model import ModelCard
-from ..outputs import atomic_path
-from ..records import CLASSES
+from ..core.files import atomic_path
+from ..core.records import CLASSES
+from ..emotions.model import ModelCard
+from ..sources.labelled import LabelledSet
 from .pipeline import random_affine
 from .recipe import Recipe
 
@@ -36,8 +36,8 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     Un-augmented faces are ones the teachers have largely memorised (training accuracy 0.8-0.9): their
     verdicts there say little more than the label, which is what the views are for. Mixup/cutmix mix these targets with the same lambda as the faces.
     """
-    from ..evaluate import evaluate
-    from ..model import load_model
+    from ..emotions.evaluate import evaluate
+    from ..emotions.model import load_model
 
     k = recipe.teacher_views
     shape = (len(train_set), k, len(CLASSES)) if k else (len(train_set), len(CLASSES))
