@@ -16,8 +16,8 @@ __version__ = "0.1.0"  # the one place (pyproject.toml reads it)
 
 #: public name -> the module that defines it, imported on first use
 _WHERE = {
-    "RunOptions": "pipeline.run", "RunResult": "pipeline.run", "analyze": "pipeline.run", "run": "pipeline.run",
-    "analyze_video": "pipeline.video", "analyze_videos": "pipeline.video", "video_timeline": "pipeline.video",
+    "RunOptions": "pipeline.run", "RunResult": "pipeline.run", "analyze": "outputs.frames", "run": "outputs.frames",
+    "analyze_video": "outputs.frames", "analyze_videos": "pipeline.video", "video_timeline": "pipeline.video",
     "VideoAnalysis": "pipeline.video", "VideoOptions": "pipeline.video", "audit": "pipeline.audit",
     "evaluate": "emotions.evaluate", "EmotionModel": "emotions.model", "ModelError": "emotions.model",
     "load_model": "emotions.model", "train": "training",

@@ -13,9 +13,13 @@ import pytest
 
 from batchemo.core.records import CLASSES, PROB_COLUMNS, Box
 from batchemo.faces.track import SMOOTH_COLUMNS, FaceTracker, smooth_timeline
+from batchemo.outputs.frames import analyze_video, timeline_frame
+from batchemo.outputs.rows import TIMELINE_COLUMNS
 from batchemo.pipeline import video
-from batchemo.pipeline.video import CSV_COLUMNS, TIMELINE_COLUMNS, analyze_video, video_timeline
+from batchemo.pipeline.video import video_timeline
 from batchemo.sources import video as sources
+
+RAW_COLUMNS = [f"raw_{c}" for c in PROB_COLUMNS]
 
 FPS, N_FRAMES, W, H, SIDE, STEP = 8, 24, 480, 256, 240, 10
 
@@ -61,7 +65,7 @@ def model(untrained_model_path):
 # ---------------------------------------------------------------- generated video
 def test_every_frame_one_face_id(astro_video, model):
     result = video_timeline(astro_video, model, fps=0, smooth=None)
-    df, a = result.table(), result.info
+    df, a = timeline_frame([result]), result.info
     assert list(df.columns) == TIMELINE_COLUMNS
     assert a["status"] == "ok" and a["reason"] == "" and a["warnings"] == []
     assert a["frames_decoded"] == a["frames_sampled"] == N_FRAMES
@@ -70,9 +74,9 @@ def test_every_frame_one_face_id(astro_video, model):
     np.testing.assert_allclose(df["time"], np.arange(N_FRAMES) / FPS, atol=1e-3)
     assert df["x"].is_monotonic_increasing and df["x"].iloc[-1] - df["x"].iloc[0] > 150
     np.testing.assert_allclose(df[PROB_COLUMNS].sum(axis=1), 1, atol=1e-4)
-    assert (df[SMOOTH_COLUMNS].to_numpy() == df[PROB_COLUMNS].to_numpy()).all()  # smoothing off: a copy
+    assert (df[RAW_COLUMNS].to_numpy() == df[PROB_COLUMNS].to_numpy()).all()  # smoothing off: the same
     assert a["duration"] == pytest.approx(N_FRAMES / FPS, abs=1e-3)
-    assert 1 <= len(result.filmstrip) <= 12 and result.keyframes and all(k.face_id == 1 for k in result.keyframes)
+    assert 1 <= len(result.filmstrip) <= 12 and {t.track for t in result.tracks} == {1}
     assert (df["score"] > 0).all()  # the detector's confidence for every face
     assert all(isinstance(v, (str, int, float, list, dict, type(None))) for v in a.values())  # plain values only
 
@@ -204,11 +208,12 @@ def test_exponential_smoothing_per_face():
 
 
 def test_filmstrip_is_bounded_and_spread():
-    strip = video._Filmstrip(12)
+    from batchemo.pipeline.clip import Filmstrip
+
+    strip = Filmstrip(12)
     for n in range(1000):
-        if strip.wants(n):
-            strip.add(n, n)
-    kept = [n for n, _ in strip.stills]
+        strip.offer(n, n, n / 2, 1)
+    kept = [n for n, *_ in strip.kept]
     assert 6 <= len(kept) <= 12 and kept[0] == 0 and kept[-1] > 700
 
 
@@ -225,8 +230,8 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     assert rc == 0
     assert f"failed: {missing}: no such file" in err
     df = pd.read_csv(csv)
-    assert list(df.columns) == CSV_COLUMNS
-    raw, smoothed = df[[f"raw_p_{c}" for c in CLASSES]].to_numpy(), df[[f"p_{c}" for c in CLASSES]].to_numpy()
+    assert list(df.columns) == TIMELINE_COLUMNS
+    raw, smoothed = df[RAW_COLUMNS].to_numpy(), df[PROB_COLUMNS].to_numpy()
     np.testing.assert_allclose(raw.sum(1), 1, atol=1e-3)
     np.testing.assert_allclose(smoothed.sum(1), 1, atol=1e-3)
     assert (df["label"] == [CLASSES[i] for i in smoothed.argmax(1)]).all()
@@ -234,15 +239,17 @@ def test_cli_video(astro_video, blank_video, untrained_model_path, tmp_path, cap
     assert set(df["video"]) == {str(astro_video)} and len(df) == 12 and df["face_id"].nunique() == 1
     page = html.read_text()
     assert "time constant 0.5 s" in page  # smoothing itself: test_exponential_smoothing_per_face
-    assert "<h2>People</h2>" in page and "person_1" in page and set(df["person"]) == {"person_1"}
-    assert "Face #1" in page and "LIME: " in page and page.count("data:image/") >= 3
+    assert "<h3>person_1</h3>" in page and set(df["person"]) == {"person_1"}
+    assert "strongest " in page and "faithfulness" in page and page.count("data:image/") >= 3
     assert "No face found" in page and "no such file" in page
+    assert (df["uncertain"] == (df["confidence"] < 0.5)).all()  # the smoothed label's doubt, as shown
     assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave nothing behind
 
-    # nothing processable: non-zero exit, and still a CSV with its header
+    # nothing processable: non-zero exit, and no table at all (not a header-only one)
+    csv.unlink()
     rc = main(["video", str(missing), "--csv", str(csv), "--model", str(untrained_model_path), "-q"])
-    assert rc == 1
-    assert csv.read_text().strip() == ",".join(CSV_COLUMNS)
+    assert rc == 1 and not csv.exists()
+    assert "nothing written" in capsys.readouterr().err
 
 
 def test_a_photo_given_as_a_video_says_so(tmp_path, astronaut_rgb, model):
@@ -311,3 +318,112 @@ def test_every_frame_of_the_real_clip_keeps_the_turning_performer_in_one_track(v
     frames = set(shot.loc[shot["face_id"] == main_id, "frame"])
     assert len(frames) >= 0.95 * 129, len(frames)
     assert df.loc[df["face_id"] == main_id, "frame"].between(82, 210).all()  # no track across the cuts
+
+
+# ---------------------------------------------------------------- long videos: resume, moments
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory, astronaut_rgb):
+    """40 s at 10 fps: the astronaut's face (120 px) gliding back and forth across a 320x200 canvas."""
+    import cv2
+
+    face = cv2.resize(astronaut_rgb, (120, 120), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(400):
+        x = int(100 + 90 * math.sin(i / 25.0))
+        canvas = np.full((200, 320, 3), 40, np.uint8)
+        canvas[40:160, x: x + 120] = face
+        frames.append(canvas)
+    return write_video(tmp_path_factory.mktemp("video") / "long.avi", frames, fps=10)
+
+
+def _video_cli(video, out, model, **popen):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "batchemo.cli", "video", str(video), "--csv", str(out), "--fps", "5", "--model",
+           str(model), "-q"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def whole_timeline(long_video, untrained_model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "whole.csv"
+    proc = _video_cli(long_video, out, untrained_model_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return pd.read_csv(out)
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])
+def test_a_stopped_video_continues_to_the_same_timeline(long_video, untrained_model_path, whole_timeline, tmp_path,
+                                                        stop):
+    """Stopped (Ctrl-C, or killed) after its first checkpoint, the same command continues from it and ends
+    with the timeline of a run that never stopped: the same rows, tracks and people."""
+    import signal
+    import time
+
+    out = tmp_path / "cut.csv"
+    proc = _video_cli(long_video, out, untrained_model_path)
+    resume = tmp_path / ".cut.csv.resume"
+    deadline = time.time() + 120
+    while not list(resume.glob("videos/*/state.pkl")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, stop))
+    _, err = proc.communicate(timeout=60)
+    assert not out.exists()  # nothing half-written
+    if stop == "SIGINT":
+        assert proc.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err
+        assert "interrupted" in err and "run the same command again" in err
+    again = _video_cli(long_video, out, untrained_model_path)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "continued from" in err
+    pd.testing.assert_frame_equal(pd.read_csv(out), whole_timeline)
+    assert not resume.exists()  # removed once the run completes
+
+
+def _fer_face(fer_validation, shared, emotion: str, label: str):
+    """A validation face 9 or 10 of 10 people called ``emotion`` that the shipped model reads as ``label``
+    with at least 0.7, enlarged to 192 px; skipped when there is none."""
+    import cv2
+
+    from batchemo.emotions.model import load_model
+
+    votes = pd.read_csv(shared / "datasets" / "ferplus-votes.csv")
+    model = load_model()
+    for f in votes.loc[votes.file.str.contains("/validation/") & (votes[emotion] >= 9), "file"][:40]:
+        img = cv2.imread(str(fer_validation.parent.parent / f), cv2.IMREAD_GRAYSCALE)
+        p = model.predict(img[None])[0]
+        if CLASSES[int(p.argmax())] == label and p.max() >= 0.7:
+            return cv2.resize(img, (192, 192), interpolation=cv2.INTER_CUBIC)
+    pytest.skip(f"no validation face of {emotion} read as {label} at 0.7")
+
+
+@pytest.mark.slow
+def test_moments_find_a_change_of_expression_at_its_time(fer_validation, shared, tmp_path):
+    """A generated video: a happy face for 5 s, then a surprised one at the same place. The moments are the
+    strongest moment of each emotion and one change of mood, happy -> surprise, at 5.0-6.5 s (smoothing
+    lags about 1 s); the table and the report say so."""
+    from batchemo.cli import main
+
+    happy, surprised = _fer_face(fer_validation, shared, "happiness", "happy"), \
+        _fer_face(fer_validation, shared, "surprise", "surprise")
+    frames = []
+    for i in range(100):  # 10 s at 10 fps
+        canvas = np.full((360, 640), 110, np.uint8)
+        canvas[84:276, 224:416] = happy if i < 50 else surprised
+        frames.append(np.repeat(canvas[..., None], 3, axis=2))
+    clip = write_video(tmp_path / "change.avi", frames, fps=10)
+    moments, report = tmp_path / "moments.csv", tmp_path / "v.html"
+    assert main(["video", str(clip), "--moments", str(moments), "--report", str(report), "-q"]) == 0
+    m = pd.read_csv(moments)
+    changes = m[m["kind"] == "change"]
+    assert len(changes) == 1, m
+    c = changes.iloc[0]
+    assert (c["previous"], c["label"]) == ("happy", "surprise") and 5.0 <= c["time"] <= 6.5
+    peaks = m[m["kind"] == "peak"].set_index("label")
+    assert peaks.loc["happy", "time"] < 5.0 <= peaks.loc["surprise", "time"]
+    page = report.read_text()
+    assert "mood change" in page and "strongest happy" in page and "strongest surprise" in page

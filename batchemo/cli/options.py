@@ -253,14 +253,14 @@ def add_cache(p: argparse.ArgumentParser) -> None:
                    help="keep each image's results in DIR, and keep DIR: later runs reuse them when files, model and "
                    "settings are unchanged (DIR holds each face's identity embedding: keep it as private as the photos)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="without --cache, keep each finished image in .OUTPUT.resume/ beside the first output, so that "
-                   "the same command run again after Ctrl-C or a crash continues where it stopped; removed when the "
-                   "run completes (default: on)")
+                   help="without --cache, keep each finished image, and each video's checkpoints (every 10 s of "
+                   "video), in .OUTPUT.resume/ beside the first output, so that the same command run again after "
+                   "Ctrl-C, a kill or a crash continues where it stopped; removed when the run completes (default: on)")
 
 
 def resumable(command):
-    """Wrap ``run``: a.cache defaults to ``resume_folder`` of the first output (unless --no-resume), removed
-    once the command returns normally; after Ctrl-C, main() says how much is done and how to continue."""
+    """Wrap ``run`` or ``video``: a.cache defaults to ``resume_folder`` of the first output (unless --no-resume),
+    removed once the command returns normally; after Ctrl-C, main() says how much is done and how to continue."""
     import functools
 
     @functools.wraps(command)
@@ -272,7 +272,8 @@ def resumable(command):
             own = resume_folder(first)
             a.cache = str(own)
         if a.cache:
-            _on_interrupt = functools.partial(_resume_line, Path(a.cache), list(a.paths), own is not None)
+            _on_interrupt = functools.partial(_resume_line, Path(a.cache), list(getattr(a, "paths", None) or a.videos),
+                                              own is not None)
         rc = command(a)
         _on_interrupt = None
         if own is not None and rc in (0, 1):
@@ -289,13 +290,18 @@ def _resume_line(cache: Path, paths: list[str], own: bool) -> str:
 
     if not cache.is_dir():
         return "nothing was finished yet; earlier outputs are untouched"
-    images = sum(f.kind == "image" for f in walk(paths))
-    if own:
+    found = walk(paths)
+    images = sum(f.kind == "image" for f in found)
+    videos = sum(f.kind == "video" for f in found)
+    parts = []
+    if images:
         done = sum(1 for _ in cache.glob("*/*.pkl"))
-        return (f"{min(done, images)} of {images} images are done and kept in {printable(str(cache))}: run the same "
-                "command again to continue where it stopped")
-    return (f"the finished images (of {images}) are kept in {printable(str(cache))}: run the same command again "
-            "to continue where it stopped")
+        parts.append(f"{min(done, images)} of {images} images" if own else f"the finished images (of {images})")
+    if videos:
+        parts.append(f"{videos} video{'s' if videos != 1 else ''} up to the last checkpoint")
+    what = " and ".join(parts) or "what was finished"
+    return (f"{what} are kept in {printable(str(cache))}: run the same command again to continue where it "
+            "stopped")
 
 
 def log_problems(problems: list[dict], total: int, where: str) -> None:

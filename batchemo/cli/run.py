@@ -29,12 +29,9 @@ from .options import (
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    """Parse, analyse (``analysis.run``: photos and videos, people shared), write the files."""
-    import contextlib
-
+    """Parse, analyse (``pipeline.run``: photos and videos, people shared), write the files."""
     from ..core.files import remove_stale_temp_files
-    from ..outputs.rows import RowSink, table_columns
-    from ..outputs.tables import TableWriter, write_table
+    from ..outputs.sinks import TableSink
     from ..pipeline.run import run
 
     if not (a.report or a.csv or a.json):
@@ -43,23 +40,24 @@ def cmd_run(a: argparse.Namespace) -> int:
     check_inputs(a.paths)
     prefix = Path(a.report or a.csv or a.json).with_suffix("")
     timeline = prefix.parent / (prefix.name + ".timeline.csv")  # written only if the run has videos
-    for out in check_outputs(a.report, a.csv, a.json, timeline, inputs=a.paths):  # what a killed earlier run left
-        remove_stale_temp_files(out.parent, out.name)
+    for out in check_outputs(a.report, a.csv, a.json, timeline, a.moments, inputs=a.paths):
+        remove_stale_temp_files(out.parent, out.name)  # what a killed earlier run left
     options = run_options(a)
-    embeddings = options.embeddings and options.people
-    with contextlib.ExitStack() as stack:  # the tables replace earlier ones only once complete
-        sinks = [RowSink(stack.enter_context(TableWriter(p, table_columns(embeddings))), embeddings, timeline.name)
-                 for p in (a.csv, a.json) if p]
-        result = run(a.paths, options, sinks=sinks, keep_table=False)
-        for sink in sinks:
-            sink.close(result.person_fill())
-    written = [Path(p) for p in (a.csv, a.json) if p]
-    if result.videos:
-        written.append(write_table(result.timeline, timeline))
+    sink = TableSink([p for p in (a.csv, a.json) if p], options.embeddings and options.people, timeline.name)
+    try:
+        result = run(a.paths, options, sinks=[sink])
+    except BaseException:
+        sink.remove()
+        raise
+    written = sink.close(result) + write_video_tables(result.videos, timeline, a.moments)
     if a.report:
+        from ..pipeline.pictures import pictures_of
         from ..report.run import write_run_report
 
-        written.append(write_run_report(result, a.report, timeline.name if result.videos else ""))
+        pictures_of(result.videos, options.model, options.detector, options.detector_options,
+                    explain=1 if a.explain else 0, lime_samples=a.lime_samples, seed=a.seed)
+        written.append(write_run_report(result, a.report, timeline.name if result.videos else "",
+                                        Path(a.moments).name if a.moments else ""))
     print(_summary_line(result) + (f" -> {', '.join(map(str, written))}" if written else ""))
     # skipped files are counted above and listed in the tables and report; a cut list says where the rest is
     log_problems(result.stats.problems, result.stats.problems_total, a.csv or a.json or a.report)
@@ -68,6 +66,18 @@ def cmd_run(a: argparse.Namespace) -> int:
         err("no images or videos found in " + ", ".join(a.paths))
         return 1
     return 0 if s["images"] - s["failed"] + s["videos"] - s["videos_failed"] > 0 else 1
+
+
+def write_video_tables(videos: list, timeline: Path | None, moments: str | None) -> list[Path]:
+    """The timeline (when there are videos) and the moments table (when asked), people filled."""
+    from ..outputs.sinks import write_moments, write_timeline
+
+    written = []
+    if videos and timeline is not None:
+        written.append(write_timeline(videos, timeline))
+    if moments:
+        written.append(write_moments(videos, moments))
+    return written
 
 
 def run_options(a: argparse.Namespace):
@@ -151,6 +161,9 @@ def add_parser(sub) -> None:
     r.add_argument("--max-pixels", type=number(int, 1, 2_000_000_000), default=MAX_PIXELS, metavar="N",
                    help="refuse PNG/TIFF/... images larger than N pixels, which must be decoded whole (JPEGs of "
                    "any size are decoded reduced) (default: %(default)s)")
+    r.add_argument("--moments", type=table_file, metavar="FILE", help="also write the moments of the videos worth "
+                   "jumping to (per person, the strongest moment of each emotion and each change of mood, with "
+                   "times) as a table: .csv, .json or .parquet")
     add_cache(r)
     add_quiet(r)
     r.set_defaults(func=resumable(cmd_run))

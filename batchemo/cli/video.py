@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..sources.walk import printable
+from ..core.files import printable
 from .options import (
     ManualFormatter,
+    add_cache,
     add_detector,
     add_jobs,
     add_lime,
@@ -20,19 +22,19 @@ from .options import (
     log,
     number,
     report_file,
+    resumable,
     table_file,
 )
 
 
 def cmd_video(a: argparse.Namespace) -> int:
     from ..core.records import STATUS_FAILED
-    from ..outputs.tables import write_table
-    from ..pipeline.video import analyze_videos, describe, find_videos, timeline_table
+    from ..pipeline.video import analyze_videos, describe, find_videos
 
-    if not (a.csv or a.json or a.report):
-        err("nothing to write: give --csv, --json and/or --report")
+    if not (a.csv or a.json or a.report or a.moments):
+        err("nothing to write: give --csv, --json, --report and/or --moments")
         return 2
-    check_outputs(a.csv, a.json, a.report, inputs=a.videos)
+    check_outputs(a.csv, a.json, a.report, a.moments, inputs=a.videos)
     known = load_known(a)
     paths = find_videos(a.videos)
     if not paths:
@@ -44,44 +46,57 @@ def cmd_video(a: argparse.Namespace) -> int:
         explain_keyframes=a.explain_keyframes if a.report else 0,
         detector_options=detector_options(a, video=True), lime_samples=a.lime_samples, seed=a.seed,
         jobs=a.jobs, progress=not a.quiet, people=a.people, known=known, tolerance=a.tolerance,
-        detect_fps=a.detect_fps,
+        detect_fps=a.detect_fps, work=a.cache,
     )
     for r in results:
         if r.status != STATUS_FAILED:
             log(describe(r))
-    written = []
-    table = timeline_table(results)
-    if a.embeddings and a.people:  # each face's mean identity embedding, only when asked
-        table = _with_embeddings(table, results)
-    if a.csv:
-        written.append(write_table(table, a.csv))
-    if a.json:
-        written.append(write_table(table, a.json))
-    if a.report:
-        from ..report.video import write_video_report
-
-        written.append(write_video_report(results, a.report))
     failed = [r.info for r in results if r.status == STATUS_FAILED]
+    written = _write(a, results) if len(failed) < len(results) else []
     faces = sum(r.info["faces"] for r in results)
-    rows = sum(len(r.timeline) for r in results)
+    rows = sum(r.rows for r in results)
     print(f"{len(results)} video{'s' if len(results) != 1 else ''}: {len(results) - len(failed)} analysed, "
           f"{len(failed)} failed, {faces} face{'s' if faces != 1 else ''} tracked, {rows} timeline rows"
           + (f" -> {', '.join(map(str, written))}" if written else ""))
     for f in failed:  # listed last, where a person looks
         log(f"batchemo: failed: {printable(str(f['video']))}: {printable(str(f['reason']))}")
-    return 1 if len(failed) == len(results) else 0
+    if len(failed) == len(results):
+        log("batchemo: no video could be analysed: nothing written (earlier outputs are untouched)")
+        return 1
+    return 0
 
 
-def _with_embeddings(table, results):
-    import pandas as pd
+def _write(a: argparse.Namespace, results: list) -> list:
+    """The tables and the report of ``batchemo video``, people filled, each written once."""
+    from ..outputs.sinks import write_moments, write_timeline
 
+    written = [write_timeline(results, p) for p in (a.csv, a.json) if p]
+    if a.embeddings and a.people:  # each face's mean identity embedding, only when asked
+        written.append(_write_embeddings(results, a.csv or a.json or a.report))
+    if a.moments:
+        written.append(write_moments(results, a.moments))
+    if a.report:
+        from ..pipeline.pictures import pictures_of
+        from ..report.video import write_video_report
+
+        pictures_of(results, a.model, a.detector, detector_options(a, video=True), explain=a.explain_keyframes,
+                    lime_samples=a.lime_samples, seed=a.seed, jobs=a.jobs)
+        timeline = next((p for p in (a.csv, a.json) if p), "")
+        written.append(write_video_report(results, a.report, timeline=str(timeline),
+                                          moments=str(a.moments or "")))
+    return written
+
+
+def _write_embeddings(results: list, first) -> Path:
+    """PREFIX.embeddings.csv: one row per track, its mean identity embedding (they identify people)."""
     from ..outputs.rows import EMBEDDING_COLUMNS
+    from ..outputs.sinks import write_rows
 
-    rows = [{"video": t.source, "face_id": t.track, **dict(zip(EMBEDDING_COLUMNS, map(float, t.embedding)))}
-            for r in results for t in r.tracks]
-    if not rows:
-        return table
-    return table.merge(pd.DataFrame(rows), on=["video", "face_id"], how="left")
+    out = Path(first).with_suffix("")
+    rows = ({"video": t.source, "face_id": t.track, "person": t.person,
+             **dict(zip(EMBEDDING_COLUMNS, map(float, t.embedding)))} for r in results for t in r.tracks)
+    return write_rows(rows, out.parent / (out.name + ".embeddings.csv"), ["video", "face_id", "person",
+                                                                          *EMBEDDING_COLUMNS])
 
 
 def add_parser(sub) -> None:
@@ -124,6 +139,10 @@ def add_parser(sub) -> None:
     add_jobs(v, 2, "keyframe explanations (threads sharing one model)")
     add_detector(v)
     add_model(v)
+    v.add_argument("--moments", type=table_file, metavar="FILE", help="the moments worth jumping to (per person, the "
+                   "strongest moment of each emotion and each change of mood, with times) as a table: .csv, .json "
+                   "or .parquet")
     add_people(v)
+    add_cache(v)
     add_quiet(v)
-    v.set_defaults(func=cmd_video)
+    v.set_defaults(func=resumable(cmd_video))

@@ -197,3 +197,66 @@ class Shot:
         labels, confs = faces.labels, faces.confidences
         ids = range(len(faces)) if ids is None else ids
         return cls(image, scale, [(faces.box(i), labels[i], float(confs[i]), int(k)) for i, k in enumerate(ids)])
+
+
+@dataclass
+class TimelineChunk:
+    """The classified faces of consecutive sampled frames of one video, as columns: row ``i`` is one face in
+    one frame. What a video's analysis streams to its spool, and what its timeline rows are made from.
+
+    ``raw`` holds the CNN's probabilities for each frame alone, ``smoothed`` the face's exponential moving
+    average (``faces.track.Smoother``; equal to ``raw`` when smoothing is off). The person of a face is its
+    track's, known once the whole run is in.
+    """
+
+    video: str
+    frame: np.ndarray  # int64 (n,)
+    time: np.ndarray  # float64 (n,), seconds
+    face_id: np.ndarray  # int64 (n,): the track
+    boxes: np.ndarray  # int64 (n, 4): x, y, w, h in original pixels
+    scores: np.ndarray  # float32 (n,)
+    raw: np.ndarray  # float32 (n, 7), CLASSES order
+    smoothed: np.ndarray  # float32 (n, 7)
+    unreadable: list[str]  # per face, "" or why its emotion cannot be read
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @classmethod
+    def of(cls, video: str, faces: list["Faces"], smoothed: list[np.ndarray]) -> "TimelineChunk":
+        """The chunk of classified, tracked frame records and their smoothed probabilities ((n_i, 7) each)."""
+        rows = [(f, i) for f in faces for i in range(len(f))]
+        if not rows:
+            return cls.empty(video)
+        return cls(
+            video, np.array([f.frame for f, _ in rows], np.int64), np.array([f.time for f, _ in rows], np.float64),
+            np.concatenate([f.track_ids for f in faces if len(f)]).astype(np.int64),
+            np.concatenate([f.boxes for f in faces if len(f)]).astype(np.int64),
+            np.concatenate([f.scores for f in faces if len(f)]).astype(np.float32),
+            np.concatenate([f.probabilities for f in faces if len(f)]).astype(np.float32),
+            np.concatenate([s for s in smoothed if len(s)]).astype(np.float32),
+            [r for f in faces for r in (f.unreadable or [""] * len(f))])
+
+    @classmethod
+    def empty(cls, video: str) -> "TimelineChunk":
+        k = len(CLASSES)
+        return cls(video, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 4), np.int64),
+                   np.zeros(0, np.float32), np.zeros((0, k), np.float32), np.zeros((0, k), np.float32), [])
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A moment of a video worth jumping to: one face's strongest moment of an emotion (``kind`` "peak"), or
+    the time its mood changed (``kind`` "change": ``previous`` held before, ``label`` after), on the
+    smoothed timeline (``pipeline.moments`` says what counts)."""
+
+    video: str
+    face_id: int
+    kind: str  # "peak" or "change"
+    frame: int
+    time: float  # seconds
+    label: str  # the smoothed label at that moment
+    confidence: float  # its smoothed probability
+    box: tuple[int, int, int, int]  # x, y, w, h in original pixels
+    previous: str = ""  # a change: the label held before
+    held: float = 0.0  # seconds the label held (a peak: its run; a change: the new label's run, as far as seen)

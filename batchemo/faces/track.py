@@ -1,6 +1,7 @@
 """Following faces across video frames (a stable id per face), and smoothing each face's probabilities.
 
-Tracking fills a ``Faces`` record's ``track_ids``; smoothing adds ``ps_*`` columns to a timeline table.
+Tracking fills a ``Faces`` record's ``track_ids``; ``Smoother`` averages each face's probabilities over
+time as the frames stream (``smooth_timeline``: the same on a finished table).
 """
 from __future__ import annotations
 
@@ -97,24 +98,48 @@ class FaceTracker:
         return faces
 
 
-def smooth_timeline(df, tau: float | None):
-    """Fill ``ps_*``, ``label_smoothed`` and ``confidence_smoothed``: per face, an exponential moving average.
+class Smoother:
+    """Each face's probabilities smoothed over time as frames come in: an exponential moving average.
 
     The weight of each new sample is 1 - exp(-dt / tau), with dt the time since the face's previous sample,
-    so ``tau`` (seconds) means the same at any sampling rate and a face back after a gap starts afresh.
-    The average is causal (it lags by about ``tau``), like a viewer's impression. tau None or 0: a copy.
+    so ``tau`` (seconds) means the same at any sampling rate. The average is causal (it lags by about
+    ``tau``), like a viewer's impression, so it can be computed as a video streams. A face unseen for a
+    while keeps its state: the next sample's large dt gives it almost all the weight. tau None or 0: off
+    (each sample as it is). Picklable: a video's checkpoint holds it.
     """
+
+    def __init__(self, tau: float | None):
+        self.tau = float(tau) if tau and tau > 0 else 0.0
+        self.state: dict[int, tuple[np.ndarray, float]] = {}  # face id -> (average, time of its last sample)
+
+    def update(self, face_ids: Sequence[int], t: float, probabilities: np.ndarray) -> np.ndarray:
+        """The smoothed (n, 7) float64 probabilities of one frame's faces (ids, time ``t``, raw (n, 7))."""
+        out = np.array(probabilities, np.float64, copy=True).reshape(len(face_ids), len(CLASSES))
+        if not self.tau:
+            return out
+        for i, fid in enumerate(face_ids):
+            prev = self.state.get(int(fid))
+            if prev is not None:
+                a = 1.0 - math.exp(-max(0.0, t - prev[1]) / self.tau)
+                out[i] = prev[0] + a * (out[i] - prev[0])
+            self.state[int(fid)] = (out[i].copy(), t)
+        return out
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the faces not in ``keep`` (closed tracks): memory stays bounded however long the video."""
+        self.state = {k: v for k, v in self.state.items() if k in keep}
+
+
+def smooth_timeline(df, tau: float | None):
+    """Fill ``ps_*``, ``label_smoothed`` and ``confidence_smoothed`` of a timeline table (``p_*`` raw, one row
+    per face per frame, in time order per face) with ``Smoother``: the same numbers a streamed video gets."""
     raw = df[PROB_COLUMNS].to_numpy(np.float64) if len(df) else np.zeros((0, len(CLASSES)))
     out = raw.copy()
-    if tau and tau > 0 and len(df):
-        times = df["time"].to_numpy(np.float64)
-        for idx in df.groupby("face_id", sort=False).indices.values():
-            idx = idx[np.argsort(times[idx], kind="stable")]
-            state, last = raw[idx[0]].copy(), times[idx[0]]
-            for i in idx[1:]:
-                a = 1.0 - math.exp(-max(0.0, times[i] - last) / tau)
-                state += a * (raw[i] - state)
-                out[i], last = state, times[i]
+    if len(df):
+        times, ids = df["time"].to_numpy(np.float64), df["face_id"].to_numpy()
+        smoother = Smoother(tau)
+        for i in np.argsort(times, kind="stable"):
+            out[i] = smoother.update([ids[i]], times[i], raw[i][None])[0]
     df[SMOOTH_COLUMNS] = out
     df["label_smoothed"] = [CLASSES[i] for i in out.argmax(1)] if len(df) else []
     df["confidence_smoothed"] = out.max(1) if len(df) else []

@@ -120,4 +120,7 @@ def serve(stdin=None, stdout=None) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes our stdin
     serve()

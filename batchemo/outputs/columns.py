@@ -1,7 +1,7 @@
 """What every column of batchemo's tables means, in one line each: the words ``--help`` and the README use.
 
-The column *order* lives where the rows are made (``rows.TABLE_COLUMNS``, ``video.CSV_COLUMNS``,
-``evaluate.Evaluation.table``); this module only names their meaning, and the tests check that the three
+The column *order* lives where the rows are made (``rows.TABLE_COLUMNS``, ``rows.TIMELINE_COLUMNS``,
+``rows.MOMENT_COLUMNS``, ``emotions.evaluate.Evaluation.table``); this module only names their meaning, and the tests check that the three
 agree (tests/test_columns.py). ``p_<emotion>`` stands for the 7 columns ``p_angry`` ... ``p_surprise`` in
 ``CLASSES`` order, ``emb_<i>`` for ``emb_0`` ... ``emb_127``.
 """
@@ -34,7 +34,7 @@ RUN = {
     "lime_deletion_auc": "the label's mean probability as the heatmap's regions are hidden, best first (lower "
                          "is better)",
     "lime_insertion_auc": "the same as they are revealed on a hidden face (higher is better)",
-    "person": "person_1, person_2 ... by how often they appear, or a --known-faces name; empty: see reason",
+    "person": "person_1, person_2 ... in order of first appearance, or a --known-faces name; empty: see reason",
     "image_width": "the original image's width, pixels",
     "image_height": "its height, pixels",
     "emb_<i>": "only with --embeddings: the face's 128-number identity embedding (it identifies people)",
@@ -57,8 +57,26 @@ TIMELINE = {
     "p_<emotion>": "the smoothed probability of each emotion",
     "raw_label": "the CNN's own label for this frame alone",
     "raw_confidence": "its probability",
-    "uncertain": "true when raw_confidence is under 0.50",
+    "uncertain": "true when confidence (smoothed) is under 0.50, or the face is too dark, blurred or small to read",
     "raw_p_<emotion>": "the CNN's own probability of each emotion for this frame",
+}
+
+#: ``--moments``: the moments of the videos worth jumping to, one row each, in time order.
+MOMENTS = {
+    "video": "the video file",
+    "person": "whose moment (as in the timeline); empty without people",
+    "face_id": "the track it happened in",
+    "kind": "peak: the person's strongest moment of this emotion; change: their mood changed here",
+    "time": "seconds from the start",
+    "frame": "frame index",
+    "label": "the emotion (smoothed, as the timeline shows it)",
+    "confidence": "its smoothed probability",
+    "previous": "a change: the emotion held before",
+    "held": "seconds the emotion held (a change: after it)",
+    "x": "left edge of the face box, pixels of the frame",
+    "y": "top edge, pixels",
+    "w": "width, pixels",
+    "h": "height, pixels",
 }
 
 #: ``batchemo audit --csv``: one row per labelled face.

@@ -1,8 +1,10 @@
 """Table rows, made at the edge from the records the analysis returns: the one place that knows the schemas.
 
-Workers and the video analysis hand over records (``records.ImageResult``, ``records.Faces``,
-``video.VideoAnalysis``); a sink turns each into rows as it writes it, so no column is filtered by name and
-no image travels in a row. ``RowSink`` adapts any ``write(rows)`` writer (``outputs.TableWriter``) to records.
+Every table batchemo writes has its columns here: the run table (``TABLE_COLUMNS``), the video timeline
+(``TIMELINE_COLUMNS``) and the moments (``MOMENT_COLUMNS``); ``columns`` says what each means. Workers and
+the video analysis hand over records (``core.records.ImageResult``, ``TimelineChunk``, ``Moment``); rows are
+made from them here, with each face's person once the run has named it, so no column is filtered by
+name, no image travels in a row and no row is written twice.
 """
 from __future__ import annotations
 
@@ -10,7 +12,18 @@ import math
 
 import numpy as np
 
-from ..core.records import CLASSES, PROB_COLUMNS, STATUS_FAILED, STATUS_OK, STATUS_VIDEO, Faces, ImageResult, folder_of
+from ..core.records import (
+    CLASSES,
+    PROB_COLUMNS,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_VIDEO,
+    Faces,
+    ImageResult,
+    Moment,
+    TimelineChunk,
+    folder_of,
+)
 from ..emotions.doubt import uncertain_label
 
 #: The run table (``batchemo run --csv``, ``batchemo.analyze``), in order: one row per face, and one per
@@ -25,9 +38,19 @@ TABLE_COLUMNS = [
 EMBEDDING_COLUMNS = [f"emb_{i}" for i in range(128)]
 #: Whole numbers of the run table (nullable: a row without a face has none).
 INT_COLUMNS = ("face_index", "x", "y", "w", "h", "image_width", "image_height")
+#: The video timeline (``batchemo video --csv``, ``PREFIX.timeline.csv`` of ``batchemo run``): one row per
+#: face per sampled frame. ``label``, ``confidence`` and ``p_*`` are smoothed over time; ``raw_*`` are the
+#: CNN's own for that frame alone.
+TIMELINE_COLUMNS = [
+    "video", "frame", "time", "face_id", "person", "x", "y", "w", "h", "score", "label", "confidence",
+    *PROB_COLUMNS, "raw_label", "raw_confidence", "uncertain", *(f"raw_{c}" for c in PROB_COLUMNS),
+]
+#: The moments worth jumping to (``--moments``): one row per moment, in time order (pipeline.moments).
+MOMENT_COLUMNS = ["video", "person", "face_id", "kind", "time", "frame", "label", "confidence", "previous", "held",
+                  "x", "y", "w", "h"]
 #: Columns of text in batchemo's tables (every other column is a number), for typed formats (Parquet).
 TEXT_COLUMNS = frozenset({"path", "folder", "status", "reason", "label", "lime_label", "person", "video",
-                          "label_smoothed"})
+                          "raw_label", "kind", "previous"})
 #: Columns of true/false in batchemo's tables (``uncertain``: the label is below confidence.UNCERTAIN_CONFIDENCE).
 BOOL_COLUMNS = frozenset({"uncertain"})
 
@@ -37,17 +60,20 @@ def table_columns(embeddings: bool = False) -> list[str]:
     return TABLE_COLUMNS + (EMBEDDING_COLUMNS if embeddings else [])
 
 
-def image_rows(rec: ImageResult, embeddings: bool = False) -> list[dict]:
+def image_rows(rec: ImageResult, embeddings: bool = False, person_of: dict | None = None) -> list[dict]:
     """The run table's rows of one input: one per face, or one saying what became of the file.
 
-    ``embeddings``: add each face's EMBEDDING_COLUMNS (NaN where it has none). ``person`` is left empty:
-    it is known only once the whole run is in (``RunResult.person_fill``).
+    ``embeddings``: add each face's EMBEDDING_COLUMNS (NaN where it has none). ``person_of``: (path, face
+    index) -> person, known once the whole run is in (``RunResult.person_of_face``); without it ``person``
+    is empty.
     """
     base = {"path": rec.path, "folder": rec.folder, "status": rec.status, "reason": rec.reason,
             "image_width": rec.width, "image_height": rec.height}
     if rec.status != STATUS_OK or not len(rec):
         return [base]
-    return [dict(base, **face_cells(rec.faces, i, embeddings)) for i in range(len(rec))]
+    person_of = person_of or {}
+    return [dict(base, **face_cells(rec.faces, i, embeddings), person=person_of.get((rec.path, i), ""))
+            for i in range(len(rec))]
 
 
 def face_cells(faces: Faces, i: int, embeddings: bool = False) -> dict:
@@ -89,16 +115,36 @@ def video_row(info: dict, root: str | None, timeline: str = "the timeline table"
             "reason": reason}
 
 
-def timeline_rows(faces: Faces, video: str) -> list[tuple]:
-    """The timeline's raw cells of one classified, tracked frame: one tuple per face, in
-    ``video.TIMELINE_COLUMNS`` order up to the probabilities (smoothing adds the rest)."""
-    out = []
-    for i in range(len(faces)):
-        b, p = faces.box(i), faces.probabilities[i]
-        k = int(np.argmax(p))
-        out.append((video, faces.frame, faces.time, int(faces.track_ids[i]), "", b.x, b.y, b.w, b.h,
-                    float(faces.scores[i]), CLASSES[k], float(p[k]), *map(float, p)))
-    return out
+def timeline_rows(chunk: TimelineChunk, person_of: dict[int, str] | None = None) -> list[dict]:
+    """The timeline's rows of one chunk of a video (TIMELINE_COLUMNS): ``person`` by face id from
+    ``person_of``. ``uncertain`` follows the smoothed confidence the row shows (and a face that cannot be
+    read is always uncertain). Times are rounded to the millisecond and probabilities to 1e-4: the CSV
+    stays readable, and the CNN is not more precise than that."""
+    person_of = person_of or {}
+    rows = []
+    for i in range(len(chunk)):
+        s, r = chunk.smoothed[i], chunk.raw[i]
+        k, kr = int(np.argmax(s)), int(np.argmax(r))
+        x, y, w, h = map(int, chunk.boxes[i])
+        rows.append({
+            "video": chunk.video, "frame": int(chunk.frame[i]), "time": round(float(chunk.time[i]), 3),
+            "face_id": int(chunk.face_id[i]), "person": person_of.get(int(chunk.face_id[i]), ""),
+            "x": x, "y": y, "w": w, "h": h, "score": round(float(chunk.scores[i]), 4), "label": CLASSES[k],
+            "confidence": round(float(s[k]), 4), **{c: round(float(v), 4) for c, v in zip(PROB_COLUMNS, s)},
+            "raw_label": CLASSES[kr], "raw_confidence": round(float(r[kr]), 4),
+            "uncertain": uncertain_label(float(s[k])) or bool(chunk.unreadable[i]),
+            **{f"raw_{c}": round(float(v), 4) for c, v in zip(PROB_COLUMNS, r)},
+        })
+    return rows
+
+
+def moment_rows(moments: list[Moment], person_of: dict[int, str] | None = None) -> list[dict]:
+    """The moments table's rows (MOMENT_COLUMNS) of one video's moments, in time order."""
+    person_of = person_of or {}
+    return [{"video": m.video, "person": person_of.get(m.face_id, ""), "face_id": m.face_id, "kind": m.kind,
+             "time": round(m.time, 3), "frame": m.frame, "label": m.label, "confidence": round(m.confidence, 4),
+             "previous": m.previous, "held": round(m.held, 2), "x": m.box[0], "y": m.box[1], "w": m.box[2],
+             "h": m.box[3]} for m in sorted(moments, key=lambda m: (m.time, m.face_id))]
 
 
 def clean(value):
@@ -108,23 +154,3 @@ def clean(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-class RowSink:
-    """Records to rows to a row writer (``outputs.TableWriter`` or anything with ``write(rows)``).
-
-    ``write(record)`` takes an ``ImageResult`` or a video's ``info`` dict with its ``root`` (see
-    ``write_video``); ``close(fill)`` passes on the cells known only at the end (people).
-    """
-
-    def __init__(self, writer, embeddings: bool = False, timeline: str = "the timeline table"):
-        self.writer, self.embeddings, self.timeline = writer, embeddings, timeline
-
-    def write(self, rec: ImageResult) -> None:
-        self.writer.write(image_rows(rec, self.embeddings))
-
-    def write_video(self, info: dict, root: str | None) -> None:
-        self.writer.write([video_row(info, root, self.timeline)])
-
-    def close(self, fill: dict[int, dict] | None = None):
-        return self.writer.close(fill)

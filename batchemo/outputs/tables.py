@@ -116,85 +116,29 @@ class TableWriter:
         self._parquet.write_table(batch)
         self._pending = []
 
-    def close(self, fill: dict[int, dict] | None = None) -> Path:
-        """Finish the file and move it into place.
-
-        ``fill``: cells known only once every row is in (a face's ``person`` needs the whole run), by row
-        number: the rows are streamed once more through a second temp file, so memory stays flat.
-        """
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
         try:
             with writing(self.path):
-                return self._close(fill)
+                return self._close()
         except BaseException:  # a full disk while finishing: no temp file left, the earlier file untouched
             self.abort()
             raise
 
-    def _close(self, fill: dict[int, dict] | None) -> Path:
+    def _close(self) -> Path:
         if self.format == "parquet":
             self._flush_parquet()
-            self._parquet.close()
+            if self._parquet is not None:
+                self._parquet.close()
         else:
             if self.format == "json":
                 self._fh.write("\n]\n")
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
-        if fill:
-            self._refill(fill)
         os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
         return self.path
-
-    def _refill(self, fill: dict[int, dict]) -> None:
-        import json
-
-        second = make_temp(self.path)
-        try:
-            if self.format == "csv":
-                import csv
-
-                with open(self._tmp, newline="", encoding="utf-8") as src, \
-                        open(second, "w", newline="", encoding="utf-8", errors="batchemo-escape") as dst:
-                    reader, writer = csv.reader(src), csv.writer(dst)
-                    header = next(reader)
-                    writer.writerow(header)
-                    where = {c: header.index(c) for c in {k for v in fill.values() for k in v}}
-                    for i, row in enumerate(reader):
-                        for col, value in fill.get(i, {}).items():
-                            row[where[col]] = "" if value is None else value
-                        writer.writerow(row)
-            elif self.format == "json":
-                with open(self._tmp, encoding="utf-8") as src, open(second, "w", encoding="utf-8", errors="batchemo-escape") as dst:
-                    i = 0
-                    for line in src:
-                        text = line.strip()
-                        if text in ("[", "]", ""):
-                            dst.write(line)
-                            continue
-                        comma = text.endswith(",")
-                        record = json.loads(text[:-1] if comma else text)
-                        record.update(fill.get(i, {}))
-                        dst.write(json.dumps(record, ensure_ascii=False) + ("," if comma else "") + "\n")
-                        i += 1
-            else:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                source = pq.ParquetFile(self._tmp)
-                writer, i = None, 0
-                for batch in source.iter_batches(batch_size=5000):
-                    rows = batch.to_pylist()
-                    for r in rows:
-                        r.update(fill.get(i, {}))
-                        i += 1
-                    table = pa.Table.from_pylist(rows, schema=source.schema_arrow)
-                    writer = writer or pq.ParquetWriter(second, table.schema)
-                    writer.write_table(table)
-                if writer is not None:
-                    writer.close()
-            os.replace(second, self._tmp)
-        finally:
-            second.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop the temp file; the earlier file at ``path``, if any, stays as it was."""

@@ -153,8 +153,10 @@ class KnownFaces:
 def name_people(embeddings: np.ndarray, weights: np.ndarray | None = None, known: KnownFaces | None = None,
                 tolerance: float = TOLERANCE, apart: list[tuple[str, float, float]] | None = None,
                 quality: np.ndarray | None = None) -> list[str]:
-    """A person name per embedding: ``person_1``, ``person_2``, ... by how many faces they have (``weights``
-    counts a video track as its number of samples), or a known person's name; "" for a face without one.
+    """A person name per embedding: ``person_1``, ``person_2``, ... in order of first appearance (the order of
+    ``embeddings``: photos as found, then each video's tracks as they start), so the same media numbers
+    the same people whichever command reads it; or a known person's name; "" for a face without one.
+    ``weights`` (a video track counts its samples) decide which of two clusters keeps a known name.
 
     A cluster takes a known name when its mean embedding is close to that person's photos; two clusters
     matching the same known person share the name (they were one person all along), unless they were seen
@@ -167,17 +169,16 @@ def name_people(embeddings: np.ndarray, weights: np.ndarray | None = None, known
     order = sorted(sizes, key=lambda c: (-sizes[c], int(np.flatnonzero(labels == c)[0])))
     conflicts = cannot_link(apart) if apart is not None else {}
     names: dict[int, str] = {}
-    n = 0
     for c in order:
         named = known.name(embeddings[labels == c].mean(0)) if known is not None else ""
         faces = np.flatnonzero(labels == c)
         rivals = [np.flatnonzero(labels == o) for o, k in names.items() if k == named]
         if named and any(_clash(faces, r, conflicts) for r in rivals):
             named = ""  # seen together with the larger cluster that has this name: someone else
-        if not named:
-            n += 1
-            named = f"person_{n}"
         names[c] = named
+    unnamed = sorted((c for c, k in names.items() if not k), key=lambda c: int(np.flatnonzero(labels == c)[0]))
+    for n, c in enumerate(unnamed, 1):
+        names[c] = f"person_{n}"
     return [names.get(int(c), "") for c in labels]
 
 

@@ -14,12 +14,13 @@ MIXED_MARGIN = 0.15
 MIXED = "mixed"
 
 
-def headline(mean_probabilities: dict[str, float]) -> str:
-    """A person's headline emotion from their mean probability per class: the top class, or MIXED when it
-    leads the next by less than MIXED_MARGIN (nothing dominates)."""
-    if not mean_probabilities:
+def headline(shares: dict[str, float]) -> str:
+    """A person's headline emotion from the share of their faces (or sampled frames) labelled each emotion,
+    the shares a report's bars show: the top label, or MIXED when it leads the next by less than
+    MIXED_MARGIN (nothing dominates). One rule for the headline and the bars, so they never disagree."""
+    if not shares:
         return ""
-    ranked = sorted(mean_probabilities.items(), key=lambda kv: -kv[1])
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
     if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < MIXED_MARGIN:
         return MIXED
     return ranked[0][0]
@@ -84,7 +85,7 @@ def assign(refs: list[FaceRef], known: KnownFaces | None = None, tolerance: floa
 
 def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
     """Per person (the ``top`` most present, most first): counts, emotion shares, mean probabilities and the
-    headline emotion they give (``confidence.headline``: "mixed" when nothing dominates), and the faces worth
+    headline emotion their shares give (``headline``: "mixed" when nothing dominates), and the faces worth
     showing: the most typical (nearest the person's mean embedding), the most and the least confident."""
     from ..core.records import CLASSES
     from ..emotions.doubt import uncertain_label
@@ -107,7 +108,7 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
             "name": name, "faces": len(photos), "photos": len({r.source for r in photos}),
             "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
             "weight": float(weights.sum()), "shares": shares, "mean_probs": mean_probs,
-            "dominant": headline(mean_probs),  # their mean probability's top emotion, or "mixed"
+            "dominant": headline(shares),  # their most frequent label, or "mixed" (the bars' own rule)
             "dominant_uncertain": uncertain_label(max(mean_probs.values())),
             "typical": typical,
             "most": max(photos, key=lambda r: r.confidence) if photos else None,

@@ -16,11 +16,11 @@ import numpy as np
 
 from ..core.records import CLASSES, Explanation
 from ..emotions.calibration import ReliabilityBin, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
+from ..emotions.evaluate import Evaluation
 from ..emotions.model import EmotionModel, ModelError, load_model
 from ..emotions.tta import way as tta_way
 from ..explain.lime import LIME_SAMPLES, LimeSettings
 from ..sources.labelled import LabelledSet, load_split
-from ..emotions.evaluate import Evaluation
 
 
 # ---------------------------------------------------------------- mistakes (pure functions)

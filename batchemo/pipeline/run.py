@@ -2,8 +2,10 @@
 
 ``run`` is what ``batchemo run`` and ``batchemo.analyze`` both do. It walks the inputs once, streams every
 photo's ``ImageResult`` (engine) to the sinks, the running statistics and the bounded gallery, analyses the
-videos (video), then names the people of photos and videos together (people). It returns records; the
-CLI and the reports turn them into files. Nothing here writes a file or encodes an image.
+videos (video: each streams its timeline to a spool), then names the people of photos and videos together
+(people). It returns records; the output edge (``outputs``, ``report``) turns them into tables and
+pictures once every person is named, so no file is written twice. Nothing here writes a table or encodes
+an image.
 """
 from __future__ import annotations
 
@@ -18,9 +20,7 @@ import numpy as np
 from ..core.records import STATUS_OK, ImageResult
 from ..explain.lime import LIME_SAMPLES
 from ..faces.detect import DEFAULT_DETECTOR
-from ..outputs.rows import INT_COLUMNS, RowSink, image_rows, table_columns, video_row
 from ..people.cluster import TOLERANCE
-from ..sources.walk import printable
 from .gallery import GALLERY_SIZE, Gallery, RunStats
 from .video import SMOOTH
 
@@ -107,50 +107,47 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    """A run: the table (when kept), statistics and gallery of the photos, the videos, and the people.
+    """A run, as records: statistics and gallery of the photos, the videos, and the people.
 
-    ``table``: one row per face and per input without one (rows.TABLE_COLUMNS), ``person`` filled; None
-    when the run streamed its rows to sinks only. ``stats``: counts over every photo input. ``gallery``:
-    the ImageResults kept for a report. ``faces``: a people.FaceRef per photo face (``row`` its table row);
-    ``videos``: a video.VideoAnalysis per video; ``info``: settings, model card, counts and timing.
+    ``stats``: counts over every photo input. ``gallery``: the ImageResults kept for a report. ``faces``: a
+    people.refs.FaceRef per photo face (``source`` its file, ``face_index`` its place in it); ``videos``: a
+    video.VideoAnalysis per video; ``info``: settings, model card, counts and timing. ``table``,
+    ``timeline`` and ``moments``: the tables as DataFrames when the run was asked for them
+    (``batchemo.run``, which is ``outputs.frames.run``); None from ``pipeline.run.run``, whose caller writes
+    them from the records.
     """
 
-    table: object
     stats: RunStats
     gallery: Gallery
     info: dict
     faces: list = field(default_factory=list)
     videos: list = field(default_factory=list)
     options: RunOptions | None = None
+    table: object = None
+    timeline: object = None
+    moments: object = None
 
     @property
     def refs(self) -> list:
-        """Every face of the photos and every track of the videos, as people.FaceRef."""
+        """Every face of the photos and every track of the videos, as people.refs.FaceRef."""
         return self.faces + [t for v in self.videos for t in v.tracks]
 
-    @property
-    def timeline(self):
-        """All videos' timelines as one DataFrame (video.CSV_COLUMNS: the smoothed label, confidence and
-        p_*, the CNN's raw_*), ``person`` filled."""
-        from .video import timeline_table
-
-        return timeline_table(self.videos)
-
-    def person_fill(self) -> dict[int, dict]:
-        """Each photo face's ``person`` by table row, for a streamed table's ``close(fill)``."""
-        return {r.row: {"person": r.person} for r in self.faces if r.person}
+    def person_of_face(self) -> dict[tuple[str, int], str]:
+        """(photo path, face index) -> person, for the faces that have one."""
+        return {(r.source, r.face_index): r.person for r in self.faces if r.person}
 
 
 def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOptions | None = None, *,
-        sinks: Sequence = (), keep_table: bool = True, **changes) -> RunResult:
-    """Faces, emotions, explanations and people for every photo and video under ``paths``.
+        sinks: Sequence = (), **changes) -> RunResult:
+    """Faces, emotions, explanations and people for every photo and video under ``paths``, as records.
 
     ``options``: a RunOptions; keyword arguments change single fields. Each photo's record goes, as soon
-    as it is computed and in input order, to every sink (a ``rows.RowSink``, or any ``write(rows)`` writer
-    such as ``outputs.TableWriter``, which is wrapped in one), to the statistics and to the bounded gallery;
-    then each video's row. Only the table is kept, and only with ``keep_table``: memory stays flat. The
-    ``person`` cells of streamed rows are known at the end: close the sinks with ``result.person_fill()``.
-    A missing path raises before any work; a bad file never does (status and reason instead).
+    as it is computed and in input order, to every sink's ``write(record)``, to the statistics and to the
+    bounded gallery; then each video's analysis to ``write_video(analysis, root)``. Nothing else is kept:
+    memory stays flat. People are named at the end (the result's ``refs``), so the sinks write their
+    tables when the caller closes them with the result. With ``options.cache`` a stopped run continues:
+    photos from their cached records, videos from their last checkpoint. A missing path raises before
+    any work; a bad file never does (status and reason instead).
     """
     from ..sources.walk import walk
     from .engine import worker_detector
@@ -161,37 +158,16 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     # fail fast (missing dlib, bad option); 'auto' becomes the detector actually used, for the settings
     opts = replace(opts, detector=worker_detector(opts.detector, dict(opts.detector_options or {})).name)
     known = known_faces(opts)
-    sinks = [s if hasattr(s, "write_video") else RowSink(s, opts.embeddings and opts.people) for s in sinks]
     t0 = time.time()
-    result = _run_photos([f for f in found if f.kind != "video"], opts, sinks, keep_table)
-    result.videos = _run_videos([f for f in found if f.kind == "video"], opts, sinks, result)
+    result = _run_photos([f for f in found if f.kind != "video"], opts, sinks)
+    result.videos = _run_videos([f for f in found if f.kind == "video"], opts, sinks)
     if opts.people:
         from ..people.refs import assign
 
         assign(result.refs, known, opts.tolerance)
-        for v in result.videos:
-            v.fill_people()
-    if result.table is not None:
-        _finish_table(result)
     result.info.update(seconds=time.time() - t0, files=len(found), inputs=[str(p) for p in paths],
                        videos=len(result.videos), people=len({r.person for r in result.refs if r.person}))
-    if result.table is not None:
-        result.table.attrs.update(result.info)
     return result
-
-
-def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOptions | None = None,
-            **changes):
-    """Faces, emotions and (optionally) LIME explanations for every photo and video under ``paths``: a
-    pandas DataFrame, the table ``batchemo run --csv`` writes.
-
-    One row per face, plus one row per input without a face, that failed or that was skipped, and one per
-    video (status ``video``; its per-frame timeline is ``run(...).timeline``), with ``status`` and
-    ``reason``. Columns: rows.TABLE_COLUMNS; ``df.attrs``: settings, model card, counts and timing.
-    ``person``: faces grouped into people over the whole call, photos and videos together. Keyword
-    arguments are RunOptions' fields (any other is a detector option).
-    """
-    return run(paths, replace(RunOptions.of(options, **changes), gallery=0)).table
 
 
 # ---------------------------------------------------------------- the stages of a run
@@ -220,8 +196,8 @@ def _log(opts: RunOptions, line: str) -> None:
         opts.log(line)
 
 
-def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) -> RunResult:
-    """Stream every non-video input through the engine to the sinks, statistics, gallery and table."""
+def _run_photos(found: list, opts: RunOptions, sinks: Sequence) -> RunResult:
+    """Stream every non-video input through the engine to the sinks, statistics and gallery."""
     from tqdm.auto import tqdm
 
     from ..emotions.model import model_card
@@ -243,20 +219,16 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
     if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work; else the
         worker_model(settings.model_path)  # workers load it, and the card is all this process needs
     client = dask_client(opts.scheduler) if opts.backend == "dask" else None
-    kept, refs, row_no = [], [], 0
+    refs = []
     try:
         with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
             for seq, rec in enumerate(image_records(found, settings, store, jobs, opts.backend)):
                 if opts.people and rec.status == STATUS_OK:
-                    refs += _face_refs(rec, row_no)
+                    refs += _face_refs(rec)
                 for sink in sinks:
                     sink.write(rec)
                 stats.add(rec)
                 shown.offer(seq, rec)
-                rows = image_rows(rec, opts.embeddings and opts.people)
-                row_no += len(rows)
-                if keep_table:
-                    kept += rows
                 bar.update(1)
     finally:
         if client is not None:
@@ -266,10 +238,10 @@ def _run_photos(found: list, opts: RunOptions, sinks: list, keep_table: bool) ->
                 detector_options=dict(opts.detector_options or {}), explain=opts.explain,
                 lime_samples=opts.lime_samples, jobs=jobs, backend=opts.backend, cached=cached,
                 gallery=opts.gallery)
-    return RunResult(kept if keep_table else None, stats, shown, info, refs, options=opts)
+    return RunResult(stats, shown, info, refs, options=opts)
 
 
-def _face_refs(rec: ImageResult, row_no: int) -> list:
+def _face_refs(rec: ImageResult) -> list:
     """A people.FaceRef per face of one photo, with what can still show it once the photo is gone: its
     48x48 crop and int8 heatmap (4.6 KB a face)."""
     from ..faces.embed import EMBED_DIM
@@ -282,46 +254,23 @@ def _face_refs(rec: ImageResult, row_no: int) -> list:
         emb = faces.embeddings[i] if faces.embeddings is not None else np.full(EMBED_DIM, np.nan, np.float32)
         refs.append(FaceRef(
             source=rec.path, label=labels[i], confidence=float(confs[i]), probabilities=faces.probabilities[i],
-            embedding=np.asarray(emb, np.float32), row=row_no + i, face_index=i, crop=faces.crops[i],
+            embedding=np.asarray(emb, np.float32), face_index=i, crop=faces.crops[i],
             side=float(min(faces.box(i).w, faces.box(i).h)),
             heatmap=None if exp is None else quantise(exp.heatmap), lime_label="" if exp is None else exp.label))
     return refs
 
 
-def _run_videos(found: list, opts: RunOptions, sinks: list, result: RunResult) -> list:
-    """Every video's analysis (people named later, with the photos'); one table row each, to the sinks and
-    the kept table."""
+def _run_videos(found: list, opts: RunOptions, sinks: Sequence) -> list:
+    """Every video's analysis (people named later, with the photos'), handed to the sinks in order. With a
+    cache folder, each video keeps its checkpoints there: a stopped run continues where it stopped."""
     if not found:
         return []
     from .video import analyze_videos
 
     clips = analyze_videos([f.path for f in found], opts.model, opts.video_options(), log=opts.log,
-                           name_people=False)
+                           name_people=False, work=opts.cache)
     for f, clip in zip(found, clips):
         root = str(f.root) if f.root is not None else None
         for sink in sinks:
-            sink.write_video(clip.info, root)
-        if result.table is not None:
-            result.table.append(video_row(clip.info, root))
+            sink.write_video(clip, root)
     return clips
-
-
-def _finish_table(result: RunResult) -> None:
-    """The kept rows as a DataFrame: typed columns, ``person`` filled."""
-    import pandas as pd
-
-    opts = result.options
-    rows = result.table
-    for r in result.faces:
-        if r.person:
-            rows[r.row]["person"] = r.person
-    for row in rows:  # a file name that is not UTF-8 is kept escaped: pandas refuses lone surrogates
-        for col in ("path", "folder", "reason"):
-            if isinstance(row.get(col), str):
-                row[col] = printable(row[col])
-    table = pd.DataFrame(rows, columns=table_columns(opts.embeddings and opts.people))
-    for col in INT_COLUMNS:
-        table[col] = table[col].astype("Int64")
-    table["reason"] = table["reason"].fillna("")
-    table["person"] = table["person"].astype(object).where(table["person"].notna(), "")
-    result.table = table

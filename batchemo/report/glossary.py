@@ -10,7 +10,7 @@ from ..people.refs import MIXED_MARGIN
 GLOSSARY = {
     "uncertain": f"the model gives this label less than {UNCERTAIN_CONFIDENCE:.0%} probability; such labels "
                  "were right only 41% of the time on held-out faces (77% for the others): read it as a guess",
-    "mixed": f"no emotion leads this person's average by {MIXED_MARGIN:.0%} or more",
+    "mixed": f"no emotion leads this person's share of faces by {MIXED_MARGIN:.0%} or more",
     "faithfulness": "how much better than random regions the heatmap explains the label: "
                     f"weak below {FAITHFULNESS_WEAK}, strong from {FAITHFULNESS_STRONG}",
     "LIME": "an explanation method: it hides parts of the face and sees how the label changes",
@@ -27,6 +27,8 @@ GLOSSARY = {
     "F1": "one number for precision and recall together (their harmonic mean)",
     "support": "how many faces of this class the set holds",
     "keyframe": "a sampled moment of a face worth showing: its most confident frames of each emotion",
+    "moment": "a time in a video worth jumping to: a person's strongest moment of an emotion, or a change of their "
+              "mood (each emotion held at least a second and a half, on the smoothed timeline)",
     "smoothed": "probabilities averaged over the last seconds of a face, so a single odd frame does not flip its label",
     "face_id": "one face followed from frame to frame: the same number while the tracker keeps it",
 }

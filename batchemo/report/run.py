@@ -123,11 +123,11 @@ def run_context(result) -> dict:
     )
 
 
-def write_run_report(result, out: str | os.PathLike, timeline: str = "") -> Path:
-    """The report of ``batchemo run`` (an ``analysis.RunResult``), photos and videos in one file: summary,
-    statistics, people, failures, the photo gallery, and per video its filmstrip, per tracked face its
-    chart and keyframes (report.video's sections). ``timeline``: the timeline CSV's name, to link to.
-    Embeddings never reach the report.
+def write_run_report(result, out: str | os.PathLike, timeline: str = "", moments: str = "") -> Path:
+    """The report of ``batchemo run`` (a ``pipeline.run.RunResult``, its videos' ``pictures`` decoded),
+    photos and videos in one file: summary, statistics, people, failures, the photo gallery, and per video
+    its filmstrip and per person a chart and their moments (report.video's sections). ``timeline`` and
+    ``moments``: the tables' names, to point to. Embeddings never reach the report.
     """
     from .video import video_context
 
@@ -143,16 +143,10 @@ def write_run_report(result, out: str | os.PathLike, timeline: str = "") -> Path
     ctx["person_counts"] = {p["name"]: sum(f["person"] == p["name"] for c in ctx["cards"] for f in c["faces"])
                             for p in ctx["people"]}
     ctx["people_total"] = max(int(result.info.get("people") or 0), len(ctx["people"]))
-    ctx["videos"] = [video_context(v, i, keyframes_per_face=KEYFRAMES_PER_FACE)
-                     for i, v in enumerate(result.videos, 1)]
+    ctx["videos"] = [video_context(v, i, timeline, moments) for i, v in enumerate(result.videos, 1)]
     ctx.update(timeline=timeline, classes=list(CLASSES), clock=fmt_time, video_settings=_video_settings(result),
-               keyframes_per_face=KEYFRAMES_PER_FACE, what=_what(ctx["summary"]))
+               what=_what(ctx["summary"]))
     return render("run.html.j2", ctx, out)
-
-
-#: Keyframes shown per tracked face in a run report (the peaks first): the report stays small enough to
-#: e-mail however long the videos.
-KEYFRAMES_PER_FACE = 4
 
 
 def _what(s: dict) -> str:
@@ -210,18 +204,21 @@ def _example(ref, kept: dict) -> dict | None:
 
 
 def _video_example(videos, track) -> dict | None:
-    moments = [k for v in videos if v.info["video"] == track.source for k in v.keyframes if k.face_id == track.track]
+    moments = [k for v in videos if v.info["video"] == track.source and v.pictures is not None
+               for k in v.pictures.keyframes if k.moment.face_id == track.track]
     if not moments:
         return None
-    best = max(moments, key=lambda k: k.confidence)
-    return {"source": track.source, "label": best.label, "confidence": best.confidence,
+    best = max(moments, key=lambda k: k.moment.confidence)
+    return {"source": track.source, "label": best.label, "confidence": best.moment.confidence,
             "face_jpg": picture(best.face, 90), "heatmap_img": ""}
 
 
 def _track_anchor(videos, track) -> str:
+    """The person's section of the video the track is in."""
     for i, v in enumerate(videos, 1):
         if v.info["video"] == track.source:
-            return f"video-{i}-face-{track.track}"
+            key = track.person or f"face #{track.track}"
+            return f"video-{i}-{key.replace(' ', '-').replace('#', '')}"
     return ""
 
 

@@ -1,14 +1,16 @@
-"""The video report: per video a filmstrip and, per face, an emotion timeline chart, the dominant emotion per
-segment, a summary, keyframes and LIME heatmaps. Same look as ``batchemo run``'s (extends base.html.j2).
+"""The video report: per video a filmstrip and, per person, their emotion over time, the share of time per
+emotion and the moments worth seeing (each with its frame, its face and, for the first, LIME's heatmap),
+in the words and marks of the photo cards. Same look as ``batchemo run``'s (extends base.html.j2).
 
-Everything is computed from the ``video.VideoAnalysis`` records ``video.analyze_videos`` returns; nothing
-here runs a model.
-Charts are matplotlib PNGs drawn without pyplot (no global state, safe in any thread).
+Its size does not grow with a video's length: charts summarise (the timeline binned to at most
+``CHART_BINS`` points), at most ``PEOPLE_SHOWN`` people and ``TRACKS_LISTED`` tracks are shown per video,
+and the pictures are the fixed budget ``pipeline.pictures`` decoded; the report says what it left out and
+where the full timeline is. Nothing here runs a model; charts are matplotlib PNGs drawn without pyplot
+(no global state, safe in any thread).
 """
 from __future__ import annotations
 
 import io
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -16,72 +18,114 @@ from typing import Sequence
 import numpy as np
 
 from ..core.records import CLASSES
+from ..explain.faithfulness import faithfulness_verdict
 from ..people.refs import headline
 from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
 from .glossary import GLOSSARY
 from .pictures import EMOTION_COLOURS
 
 STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
-_NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+#: Points per chart, people and tracks shown per video: what keeps a video's section the same size
+#: whatever its length (the timeline table has every sampled frame).
+CHART_BINS, PEOPLE_SHOWN, TRACKS_LISTED = 160, 12, 20
 
 
-def segment_length(duration: float, sample_period: float, max_segments: int = 20) -> float:
-    """A round segment length (1, 2, 5, 10 s ...) giving at most ``max_segments`` segments, each holding
-    at least two samples, so that 'dominant emotion' is about a moment, not a single noisy frame."""
-    for step in _NICE_STEPS:
-        if step * 1.01 >= 2 * sample_period and duration / step <= max_segments:
-            return float(step)
-    return float(math.ceil(duration / max_segments / 3600) * 3600) or 3600.0
+def video_context(analysis, index: int, timeline: str = "", moments: str = "") -> dict:
+    """Everything a video's section shows, from a ``pipeline.video.VideoAnalysis`` (its people named, its
+    ``pictures`` decoded). ``timeline``/``moments``: the tables' file names, where the report points to."""
+    a = analysis.info
+    duration = float(a.get("duration") or 0.0)
+    min_samples = int(a.get("min_face_samples") or 3)
+    series = person_series(analysis, duration)
+    memo: dict = {}
+    pics = analysis.pictures
+    people = sorted(series.values(), key=lambda p: -p["samples"])
+    shown = [p for p in people if p["samples"] >= min_samples][:PEOPLE_SHOWN]
+    for p in shown:
+        p["chart"] = data_uri(emotion_chart(p["bins"], p["counts"], duration))
+        p["moments"] = [_keyframe_view(k, memo) for k in (pics.keyframes if pics else []) if _key(k) == p["key"]]
+        p["dominant"] = headline(p["shares"])
+    tracks = sorted(analysis.tracks, key=lambda t: -t.weight)
+    status = a.get("status", "failed")
+    return {
+        "anchor": f"video-{index}", "name": a.get("name") or os.path.basename(str(a.get("video", ""))),
+        "path": str(a.get("video", "")), "status": status, "status_text": STATUS_TEXT.get(status, status),
+        "reason": a.get("reason") or "", "warnings": list(a.get("warnings", [])), "resumed_at": a.get("resumed_at"),
+        "duration": duration, "width": a.get("width") or 0, "height": a.get("height") or 0,
+        "fps_nominal": a.get("fps_nominal") or 0.0, "frames_decoded": a.get("frames_decoded") or 0,
+        "frames_sampled": a.get("frames_sampled") or 0, "sample_period": float(a.get("sample_period") or 0.0),
+        "seconds": a.get("seconds") or 0.0, "rows": analysis.rows, "people": shown,
+        "people_total": len(people), "tracks": [_track_view(t) for t in tracks[:TRACKS_LISTED]],
+        "tracks_total": len(tracks), "min_face_samples": min_samples,
+        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo)}
+                      for s in (pics.filmstrip if pics else [])],
+        "moments_found": pics.moments_found if pics else len(analysis.moments),
+        "moments_shown": len(pics.keyframes) if pics else 0, "timeline": timeline, "moments_file": moments,
+        "main": _main_emotions(people),
+    }
 
 
-def dominant_segments(face, seg: float, n_segments: int, col_prefix: str = "ps_") -> list[str]:
-    """Per segment, the emotion with the highest mean probability while the face was there ('' if absent)."""
-    out = [""] * n_segments
-    if not len(face):
-        return out
-    probs = face[[f"{col_prefix}{c}" for c in CLASSES]].to_numpy(np.float64)
-    which = np.minimum((face["time"].to_numpy(np.float64) // seg).astype(int), n_segments - 1)
-    for s in np.unique(which):
-        out[int(s)] = CLASSES[int(probs[which == s].mean(0).argmax())]
+def _key(k) -> str:
+    """Who a keyframe is about: its person, or its track when it has none."""
+    return k.person or f"face #{k.moment.face_id}"
+
+
+def person_series(analysis, duration: float, bins: int = CHART_BINS) -> dict[str, dict]:
+    """Per person (a track without one: per track) of one video, from its timeline spool in one pass: the
+    smoothed probabilities binned over the video's time (``bins`` points), the share of samples per
+    smoothed label, the mean probabilities, samples, tracks and time span."""
+    person_of = analysis.person_of()
+    period = float(analysis.info.get("sample_period") or 0.0)
+    if period > 0:  # no bin narrower than a sample: a chart's line joins its samples
+        bins = max(1, min(bins, int(duration / period)))
+    width = max(duration, 1e-6) / bins
+    out: dict[str, dict] = {}
+    for chunk in analysis.chunks():
+        which = np.minimum((chunk.time / width).astype(int), bins - 1)
+        for i in range(len(chunk)):
+            fid = int(chunk.face_id[i])
+            key = person_of.get(fid) or f"face #{fid}"
+            p = out.setdefault(key, {"key": key, "name": key, "bins": np.zeros((bins, len(CLASSES))),
+                                     "counts": np.zeros(bins), "labels": np.zeros(len(CLASSES)), "samples": 0,
+                                     "tracks": set(), "first": float(chunk.time[i]), "last": 0.0})
+            p["bins"][which[i]] += chunk.smoothed[i]
+            p["counts"][which[i]] += 1
+            p["labels"][int(np.argmax(chunk.smoothed[i]))] += 1
+            p["samples"] += 1
+            p["tracks"].add(fid)
+            p["first"], p["last"] = min(p["first"], float(chunk.time[i])), max(p["last"], float(chunk.time[i]))
+    for p in out.values():
+        n = max(1, p["samples"])
+        p["shares"] = {c: float(p["labels"][k] / n) for k, c in enumerate(CLASSES)}
+        p["mean"] = {c: float(p["bins"][:, k].sum() / n) for k, c in enumerate(CLASSES)}
+        p["on_screen"] = p["samples"] * period
+        p["tracks"] = len(p["tracks"])
     return out
 
 
-def timeline_chart(face, duration: float, seg: float, segments: Sequence[str], gap: float, smoothed: bool) -> bytes:
-    """PNG: the 7 probabilities of one face over the video's time axis, a band of dominant emotions on top.
-
-    Lines break where the face was off screen for more than ``gap`` seconds; with smoothing, the smoothed
-    probabilities are the lines and the raw ones a faint trace behind them.
-    """
+def emotion_chart(bins: np.ndarray, counts: np.ndarray, duration: float) -> bytes:
+    """PNG: one person's 7 smoothed probabilities over the video (the mean per bin; gaps where absent),
+    with the dominant emotion of each bin as a band on top."""
     from matplotlib.figure import Figure
 
     colours = {c: tuple(v / 255 for v in rgb) for c, rgb in EMOTION_COLOURS.items()}
-    fig = Figure(figsize=(11.0, 2.7), dpi=100)
+    n = len(counts)
+    t = (np.arange(n) + 0.5) * max(duration, 1e-6) / n
+    mean = np.where(counts[:, None] > 0, bins / np.maximum(counts, 1)[:, None], np.nan)
+    fig = Figure(figsize=(11.0, 2.5), dpi=90)
     band, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 6], "hspace": 0.08})
-    fig.subplots_adjust(left=0.05, right=0.995, top=0.97, bottom=0.16)
-    end = max(duration, float(face["time"].max()) if len(face) else 0.0, 1e-3)
-    for i, label in enumerate(segments):
-        if label:
-            x0, x1 = i * seg, min((i + 1) * seg, end)
-            band.axvspan(x0, x1, color=colours[label], lw=0)
-            if (x1 - x0) / end > 0.045:
-                band.text((x0 + x1) / 2, 0.5, label, ha="center", va="center", fontsize=7.5, color="white",
-                          clip_on=True)
+    fig.subplots_adjust(left=0.05, right=0.995, top=0.97, bottom=0.17)
+    step = max(duration, 1e-6) / n
+    for i in np.flatnonzero(counts > 0):
+        band.axvspan(i * step, (i + 1) * step, color=colours[CLASSES[int(np.nanargmax(mean[i]))]], lw=0)
     band.set_yticks([])
     band.set_ylim(0, 1)
     for s in ("top", "right", "left", "bottom"):
         band.spines[s].set_visible(False)
-    t = face["time"].to_numpy(np.float64)
-    breaks = np.flatnonzero(np.diff(t) > gap) + 1
-
-    def broken(y):
-        return np.insert(t, breaks, np.nan), np.insert(y, breaks, np.nan)
-
-    for c in CLASSES:
-        if smoothed:
-            ax.plot(*broken(face[f"p_{c}"].to_numpy(np.float64)), color=colours[c], lw=0.8, alpha=0.25)
-        ax.plot(*broken(face[f"ps_{c}"].to_numpy(np.float64)), color=colours[c], lw=1.7, label=c,
-                marker="o" if len(t) < 40 else None, ms=2.5)
-    ax.set_xlim(0, end)
+    for k, c in enumerate(CLASSES):
+        ax.plot(t, mean[:, k], color=colours[c], lw=1.6, label=c, marker="o" if (counts > 0).sum() < 30 else None,
+                ms=2.5)
+    ax.set_xlim(0, max(duration, 1e-3))
     ax.set_ylim(0, 1)
     ax.set_yticks([0, 0.5, 1])
     ax.set_ylabel("probability", fontsize=8)
@@ -95,137 +139,59 @@ def timeline_chart(face, duration: float, seg: float, segments: Sequence[str], g
     return buf.getvalue()
 
 
-def _face_context(fid, face, a: dict, keyframes: list, layout: dict, charts: bool) -> dict:
-    """One tracked face's section. ``layout``: seg (segment length, s), n_seg, memo (shot pictures already
-    encoded), limit (keyframes shown at most, peaks of its main emotions first; None: all)."""
-    seg, n_seg, memo = layout["seg"], layout["n_seg"], layout["memo"]
-    period = float(a.get("sample_period") or 0.0)
-    col = "label_smoothed"
-    n = len(face)
-    shares = {c: float((face[col] == c).mean()) for c in CLASSES}
-    segments = dominant_segments(face, seg, n_seg)
-    gap = max(1.0, 3 * period)
-    kfs = [k for k in keyframes if k.face_id == fid]
-    if layout.get("limit") is not None:
-        kfs = sorted(kfs, key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), -k.confidence))
-        kfs = [k for k in kfs if k.explanation is not None] + [k for k in kfs if k.explanation is None]
-        kfs = kfs[: layout["limit"]]
-    kfs.sort(key=lambda k: k.time)
-    best = max((k for k in kfs if k.kind == "peak"), key=lambda k: k.confidence, default=None)
-    return {
-        "id": int(fid), "person": str(face["person"].iloc[0]) if "person" in face and n else "", "samples": n,
-        "first": float(face["time"].min()), "last": float(face["time"].max()),
-        "on_screen": n * period, "shares": shares, "mean_probs": {c: float(face[f"ps_{c}"].mean()) for c in CLASSES},
-        "dominant": max(shares, key=shares.get),
-        "thumb": picture(best.face, 90) if best else "",
-        "segments": [{"start": i * seg, "end": (i + 1) * seg, "label": lb} for i, lb in enumerate(segments)],
-        "chart": data_uri(timeline_chart(face, float(a.get("duration") or 0), seg, segments, gap,
-                                         bool(a.get("smooth")))) if charts else "",
-        "keyframes": [{
-            "time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence, "kind": k.kind,
-            "frame_jpg": shot_picture(k.shot, memo), "face_jpg": picture(k.face, 90),
-        } for k in kfs],
-        "explained": [_explained(k) for k in sorted(
-            (k for k in kfs if k.explanation is not None),
-            key=lambda k: (k.kind != "peak", -shares.get(k.label, 0.0), k.time))],
-    }
-
-
-def _explained(k) -> dict:
+def _keyframe_view(k, memo: dict) -> dict:
+    """A moment as the photo cards show a face (``macros.face_block``), with its frame and what it is."""
     heatmap, lime = explanation_pictures(k.crop, k.explanation)
-    return {"time": k.time, "frame": k.frame, "label": k.label, "confidence": k.confidence,
-            "face_jpg": picture(k.face, 90), "heatmap_img": heatmap, "lime_img": lime,
-            "lime_score": k.lime_score, "lime_faithfulness": k.lime_faithfulness, "probs": k.probabilities}
-
-
-def video_context(result, index: int, min_face_samples: int | None = None,
-                  keyframes_per_face: int | None = None) -> dict:
-    """Everything video.html.j2 (and the run report's video sections) show for one video (a
-    ``video.VideoAnalysis``); ``keyframes_per_face`` bounds the keyframes per face (None: all kept)."""
-    df, a = result.timeline, result.info
-    if min_face_samples is None:
-        min_face_samples = int(a.get("min_face_samples") or 3)
-    duration = float(a.get("duration") or 0.0)
-    period = float(a.get("sample_period") or 0.0)
-    seg = segment_length(duration, period)
-    n_seg = max(1, math.ceil(duration / seg - 1e-9)) if duration else 1
-    faces, brief = [], []
-    keyframes = list(result.keyframes)
-    memo: dict = {}
-    if len(df):
-        for fid, face in df.groupby("face_id", sort=True):
-            face = face.sort_values("time")
-            long_enough = len(face) >= min_face_samples
-            layout = {"seg": seg, "n_seg": n_seg, "memo": memo, "limit": keyframes_per_face}
-            ctx = _face_context(fid, face, a, keyframes, layout, long_enough)
-            (faces if long_enough else brief).append(ctx)
-    faces.sort(key=lambda f: -f["samples"])
-    status = a.get("status", "failed")
+    m = k.moment
+    exp = k.explanation
+    faith = None if exp is None or exp.faithfulness != exp.faithfulness else float(exp.faithfulness)
     return {
-        "anchor": f"video-{index}", "name": a.get("name") or os.path.basename(str(a.get("video", ""))),
-        "path": str(a.get("video", "")), "status": status, "status_text": STATUS_TEXT.get(status, status),
-        "reason": a.get("reason") or "", "warnings": list(a.get("warnings", [])),
-        "duration": duration, "width": a.get("width") or 0, "height": a.get("height") or 0,
-        "fps_nominal": a.get("fps_nominal") or 0.0, "frames_decoded": a.get("frames_decoded") or 0,
-        "frames_sampled": a.get("frames_sampled") or 0, "sample_period": period, "seconds": a.get("seconds") or 0.0,
-        "rows": len(df), "segment": seg, "faces": faces, "brief": brief, "min_face_samples": min_face_samples,
-        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo)}
-                      for s in result.filmstrip],
+        "face_index": m.face_id, "label": m.label, "confidence": m.confidence, "uncertain": k.uncertain,
+        "person": k.person, "kind": m.kind, "previous": m.previous, "held": m.held, "time": m.time,
+        "frame": m.frame, "x": m.box[0], "y": m.box[1], "w": m.box[2], "h": m.box[3], "score": None,
+        "probs": k.probabilities, "face_jpg": picture(k.face, 90), "crop_jpg": picture(k.crop, 90),
+        "heatmap_img": heatmap, "lime_img": lime, "lime_label": exp.label if exp else "",
+        "lime_score": None if exp is None else float(exp.score), "lime_faithfulness": faith,
+        "faithfulness_verdict": faithfulness_verdict(faith), "frame_jpg": shot_picture(k.shot, memo),
+        "unreadable": "",
     }
 
 
-def write_video_report(results: Sequence, out: str | os.PathLike, min_face_samples: int | None = None) -> Path:
-    """The report of ``batchemo video`` (and of the videos of ``batchemo run``), written atomically.
+def _track_view(t) -> dict:
+    return {"id": t.track, "person": t.person, "first": t.time, "last": t.end, "samples": int(t.weight),
+            "label": t.label}
 
-    ``results``: the VideoAnalysis records of ``video.analyze_videos``. Faces seen in fewer than
-    ``min_face_samples`` sampled frames (often detector false positives; default: the analysis' setting) are
-    listed without a chart.
-    """
-    videos = [video_context(df, i, min_face_samples) for i, df in enumerate(results, 1)]
+
+def _main_emotions(people: list[dict]) -> dict[str, float]:
+    """Share of all sampled faces per smoothed label, over the video's people."""
+    total = sum(p["samples"] for p in people)
+    return {c: sum(p["shares"][c] * p["samples"] for p in people) / total for c in CLASSES} if total else {}
+
+
+def write_video_report(results: Sequence, out: str | os.PathLike, timeline: str = "", moments: str = "") -> Path:
+    """The report of ``batchemo video`` (and the video sections of ``batchemo run``'s), written atomically,
+    from ``pipeline.video.VideoAnalysis`` records with their people named and ``pictures`` decoded.
+    ``timeline``/``moments``: the tables written beside it, named where the report leaves rows out."""
+    videos = [video_context(r, i, os.path.basename(timeline), os.path.basename(moments))
+              for i, r in enumerate(results, 1)]
     first = next((r.info for r in results if r.info.get("model")), {})
     ctx = base_context(first.get("model", {}))
-    ctx["glossary"] = {k: v for k, v in GLOSSARY.items()
-                       if k in ("LIME", "heatmap", "keyframe", "smoothed", "face_id", "confidence", "detector score")}
+    ctx["glossary"] = {k: v for k, v in GLOSSARY.items() if k in (
+        "LIME", "heatmap", "superpixels", "keyframe", "smoothed", "face_id", "confidence", "uncertain",
+        "faithfulness", "LIME fit R²", "moment")}
     done = [v for v in videos if v["status"] != "failed"]
     ctx.update(
-        videos=videos, people=people_context(videos),
+        videos=videos,
         summary={
-            "videos": len(videos), "with_faces": sum(1 for v in videos if v["faces"] or v["brief"]),
-            "faces": sum(len(v["faces"]) + len(v["brief"]) for v in videos),
-            "failed": len(videos) - len(done), "duration": sum(v["duration"] for v in done),
-            "seconds": sum(v["seconds"] for v in videos),
+            "videos": len(videos), "with_faces": sum(1 for v in videos if v["tracks"]),
+            "faces": sum(v["tracks_total"] for v in videos), "failed": len(videos) - len(done),
+            "duration": sum(v["duration"] for v in done), "seconds": sum(v["seconds"] for v in videos),
         },
         settings={k: first.get(k) for k in ("fps", "smooth", "detector", "detector_options", "explain_keyframes",
                                              "lime_samples")},
         classes=list(CLASSES), clock=fmt_time,
     )
     return render("video.html.j2", ctx, out)
-
-
-def people_context(videos: list[dict]) -> list[dict]:
-    """Per person across the videos: their tracked faces, time on screen, emotion mix and mean probabilities
-    (sample-weighted), and the headline emotion those give."""
-    people: dict[str, dict] = {}
-    for v in videos:
-        for f in v["faces"] + v["brief"]:
-            if not f["person"]:
-                continue
-            p = people.setdefault(f["person"], {"name": f["person"], "thumb": "", "samples": 0, "on_screen": 0.0,
-                                                "mix": dict.fromkeys(CLASSES, 0.0), "mean": dict.fromkeys(CLASSES, 0.0),
-                                                "faces": []})
-            p["samples"] += f["samples"]
-            p["on_screen"] += f["on_screen"]
-            for c in CLASSES:
-                p["mix"][c] += f["shares"][c] * f["samples"]
-                p["mean"][c] += f["mean_probs"][c] * f["samples"]
-            p["thumb"] = p["thumb"] or f["thumb"]
-            p["faces"].append({"video": v["name"], "anchor": f"{v['anchor']}-face-{f['id']}" if f["chart"] else v["anchor"],
-                               "id": f["id"]})
-    for p in people.values():
-        p["mix"] = {c: x / p["samples"] for c, x in p["mix"].items()} if p["samples"] else p["mix"]
-        p["mean"] = {c: x / p["samples"] for c, x in p["mean"].items()} if p["samples"] else p["mean"]
-        p["dominant"] = headline(p["mean"])  # the mean probability's top emotion, or "mixed" (confidence.py)
-    return sorted(people.values(), key=lambda p: (-p["samples"], p["name"]))
 
 
 def fmt_time(seconds: float) -> str:

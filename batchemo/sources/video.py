@@ -139,12 +139,15 @@ class VideoStream:
     ``warnings``. Opening raises SourceError; so does iterating a video of which no frame decodes.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 2.0, max_side: int = 1280):
+    def __init__(self, path: str | os.PathLike, fps: float = 2.0, max_side: int = 1280, skip: int = 0):
+        """``skip``: sampled frames to pass over without decoding them whole (a resumed analysis has done
+        them); they count in ``frames_sampled`` and keep the sampling grid exactly as an unbroken read."""
         if not (fps >= 0 and math.isfinite(fps)):
             raise ValueError(f"sampling rate must be a number >= 0 (0: every frame), got {fps}")
         self.path = Path(path)
         self.fps = float(fps)
         self.max_side = max_side
+        self.skip = int(skip)
         self._cap, self.info = open_video(path)
         self.warnings: list[str] = []
         if self.info.fps <= 0:
@@ -221,13 +224,16 @@ class VideoStream:
                 self.first_time = t
             if next_due is not None and t < next_due - _TOLERANCE:
                 continue
+            if period:
+                origin = t if origin is None else origin
+                next_due = origin + (math.floor((t - origin + _TOLERANCE) / period) + 1) * period
+            if self.frames_sampled < self.skip:  # done before a resume: on the grid, not decoded whole
+                self.frames_sampled += 1
+                continue
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
                 self.stopped = f"frame {index} ({t:.2f} s) could not be decoded"
                 break
-            if period:
-                origin = t if origin is None else origin
-                next_due = origin + (math.floor((t - origin + _TOLERANCE) / period) + 1) * period
             self.frames_sampled += 1
             yield self._frame(index, t, bgr)
         if self.frames_decoded == 0:
