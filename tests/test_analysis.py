@@ -67,12 +67,20 @@ def test_no_worker_output_holds_an_encoded_image(tmp_path, astronaut_rgb, untrai
     assert where == [] and arrays >= 8  # boxes, crops, colour, probabilities, heatmap, ... and the thumbnail
     assert rec.thumbnail.dtype == np.uint8 and max(rec.thumbnail.shape[:2]) <= 400
 
-    clip = video_timeline(_video_of(astronaut_rgb, tmp_path / "v.avi", 4), str(untrained_model_path), fps=0,
-                          explain_keyframes=1, lime_samples=20, progress=False)
-    assert clip.status == "ok" and clip.keyframes and clip.filmstrip
-    assert any(k.explanation is not None for k in clip.keyframes)
-    where, arrays = _encoded([clip.keyframes, clip.filmstrip, clip.tracks, clip.info])
-    assert where == [] and arrays >= 3 * len(clip.keyframes)
+    from batchemo.people.refs import assign
+    from batchemo.pipeline.pictures import pictures_of
+
+    clip = video_timeline(_video_of(astronaut_rgb, tmp_path / "v.avi", 24), str(untrained_model_path), fps=0,
+                          lime_samples=20, progress=False)
+    assert clip.status == "ok" and clip.filmstrip and clip.typical  # an untrained model's labels: no moment
+    where, arrays = _encoded([clip.tracks, clip.moments, clip.filmstrip, clip.info, list(clip.chunks())])
+    assert where == [] and arrays >= 8  # numbers only: the analysis keeps no picture
+    assign(clip.tracks)
+    pictures_of([clip], untrained_model_path, explain=1, lime_samples=20)
+    pics = clip.pictures
+    assert pics.keyframes and pics.filmstrip and any(k.explanation is not None for k in pics.keyframes)
+    where, arrays = _encoded([pics.keyframes, pics.filmstrip])
+    assert where == [] and arrays >= 3 * len(pics.keyframes)
 
 
 def test_photos_and_videos_in_one_run_share_people(tmp_path, astronaut_rgb, untrained_model_path):
@@ -132,7 +140,7 @@ def test_a_run_of_videos_alone_reports_the_videos(tmp_path, astronaut_rgb, untra
                  "--no-explain", "-q"]) == 0
     html = (out / "r.html").read_text()
     assert "Emotions in 1 video<" in html and "images scanned" not in html and "<h2>Images</h2>" not in html
-    assert 'id="video-1-face-1"' in html and "faces tracked in videos" in html
+    assert 'id="video-1-person_1"' in html and "faces tracked in videos" in html
     assert (out / "r.timeline.csv").exists() and not list(out.glob("*.videos.html"))
 
 

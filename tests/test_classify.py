@@ -85,15 +85,16 @@ def test_run_takes_the_one_road(tmp_path, astronaut_rgb, untrained_model_path, c
 
 
 def test_video_takes_the_one_road(tmp_path, astronaut_rgb, model, calls):
-    from batchemo.pipeline.video import analyze_video
+    from batchemo.pipeline.pictures import pictures_of
+    from batchemo.pipeline.video import video_timeline
 
     from .test_video import write_video
 
     frames = [np.pad(astronaut_rgb[::2, ::2], ((10, 10), (10 + 8 * k, 90 - 8 * k), (0, 0))) for k in range(6)]
-    df = analyze_video(write_video(tmp_path / "v.avi", frames), model, fps=0, explain_keyframes=1,
-                       lime_samples=60, progress=False)
-    assert len(df) == 6
-    assert calls[0] == (6, False, None)  # the frames' faces, batched
+    clip = video_timeline(write_video(tmp_path / "v.avi", frames), model, fps=0, progress=False)
+    assert clip.rows == 6
+    assert calls == [(6, False, None)]  # the frames' faces, batched
+    pictures_of([clip], model, explain=1, lime_samples=60)
     assert calls[-1][1] is True  # the keyframe explained through the same road
 
 

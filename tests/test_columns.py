@@ -6,17 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from batchemo.outputs.columns import AUDIT, RUN, TIMELINE, expand, help_text
+from batchemo.outputs.columns import AUDIT, MOMENTS, RUN, TIMELINE, expand, help_text
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_run_and_timeline_meanings_follow_the_written_order():
-    from batchemo.outputs.rows import table_columns
-    from batchemo.pipeline.video import CSV_COLUMNS
+    from batchemo.outputs.rows import MOMENT_COLUMNS, TIMELINE_COLUMNS, table_columns
 
     assert expand(RUN) == table_columns(embeddings=True)
-    assert expand(TIMELINE) == CSV_COLUMNS
+    assert expand(TIMELINE) == TIMELINE_COLUMNS
+    assert expand(MOMENTS) == MOMENT_COLUMNS
 
 
 def test_audit_meanings_follow_the_audit_table():
@@ -62,4 +62,5 @@ def _readme_table(heading: str) -> list[str]:
 def test_readme_documents_every_column_of_every_table():
     assert _readme_table("### The run table") == list(RUN)
     assert _readme_table("### The video timeline") == list(TIMELINE)
+    assert _readme_table("### The moments") == list(MOMENTS)
     assert _readme_table("### The audit table") == list(AUDIT)

@@ -90,7 +90,7 @@ def made_up_report(tmp_path_factory) -> Path:
             refs.append(FaceRef(source=f"/photos/{name}", label=f[4], confidence=f[5], probabilities=_probs(f[4], f[5]),
                                 embedding=np.zeros(128), face_index=i, person=f[6],
                                 crop=np.full((48, 48), 120, np.uint8)))
-    result = RunResult(None, stats, gallery, {"inputs": ["/photos"], "gallery": 10, "explain": False}, refs)
+    result = RunResult(stats, gallery, {"inputs": ["/photos"], "gallery": 10, "explain": False}, refs)
     return write_run_report(result, tmp_path_factory.mktemp("report") / "run.html")
 
 

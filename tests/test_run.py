@@ -324,7 +324,7 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     html = (out / "r.html").read_text()  # one report holds both: the photo's card and the video's section
     assert not (out / "r.videos.html").exists()
     assert "Emotions in 1 image and 1 video" in html and 'href="#video-1"' in html and 'id="video-1"' in html
-    assert 'class="card"' in html and 'id="video-1-face-1"' in html and "r.timeline.csv" in html
+    assert 'class="card"' in html and 'id="video-1-person_1"' in html and "r.timeline.csv" in html
 
 
 def test_cache_resumes_and_recomputes_what_changed(tmp_path, astronaut_rgb, untrained_model_path, monkeypatch):

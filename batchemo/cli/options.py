@@ -286,6 +286,7 @@ def resumable(command):
 
 
 def _resume_line(cache: Path, paths: list[str], own: bool) -> str:
+    """What a stopped run keeps and how to continue it: "3 of 24 images are done and kept in DIR: ..."."""
     from ..sources.walk import walk
 
     if not cache.is_dir():
@@ -293,15 +294,17 @@ def _resume_line(cache: Path, paths: list[str], own: bool) -> str:
     found = walk(paths)
     images = sum(f.kind == "image" for f in found)
     videos = sum(f.kind == "video" for f in found)
-    parts = []
+    what = []
     if images:
         done = sum(1 for _ in cache.glob("*/*.pkl"))
-        parts.append(f"{min(done, images)} of {images} images" if own else f"the finished images (of {images})")
+        what.append(f"{min(done, images)} of {images} images are done" if own else
+                    f"the finished images (of {images}) are kept")
     if videos:
-        parts.append(f"{videos} video{'s' if videos != 1 else ''} up to the last checkpoint")
-    what = " and ".join(parts) or "what was finished"
-    return (f"{what} are kept in {printable(str(cache))}: run the same command again to continue where it "
-            "stopped")
+        what.append(f"{videos} video{' is' if videos == 1 else 's are'} analysed up to "
+                    f"{'its' if videos == 1 else 'their'} last checkpoint")
+    text = " and ".join(what) or "what was finished is kept"
+    return (f"{text}{' and kept' if own or videos else ''} in {printable(str(cache))}: run the same command "
+            "again to continue where it stopped")
 
 
 def log_problems(problems: list[dict], total: int, where: str) -> None:

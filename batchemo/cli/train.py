@@ -108,6 +108,14 @@ def add_parsers(sub) -> None:
     t.add_argument("--batch-size", type=number(int, 1, 65_536), help="batch size (default recipe 64, seed recipe 512)")
     t.add_argument("--lr", type=number(float, 0, 10, above=True), help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
     t.add_argument("--schedule", choices=["cosine", "plateau"], help="learning-rate schedule")
+    _add_regularisation(t)
+    _add_distillation(t)
+    _add_reading(t)
+    t.set_defaults(func=cmd_train)
+    _add_evaluate(sub)
+
+
+def _add_regularisation(t) -> None:
     t.add_argument("--patience", type=number(int, 0, 10_000), help="early stopping: epochs without a better validation accuracy")
     t.add_argument("--seed", type=number(int, 0, MAX_SEED), help="random seed")
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
@@ -118,6 +126,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--cutmix", type=number(float, 0, 100), help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
     t.add_argument("--mix-prob", type=number(float, 0, 1), help="probability that a batch is mixed (default 1)")
     t.add_argument("--erase", type=number(float, 0, 1), help="random-erasing probability (default 0)")
+
+
+
+def _add_distillation(t) -> None:
     t.add_argument("--teacher", nargs="+", metavar="MODEL", help="distil from these .keras models (mean flip-TTA "
                    "probabilities, computed once per run)")
     t.add_argument("--distill-alpha", type=number(float, 0, 1), help="weight of the teachers' term (default 0.9)")
@@ -129,6 +141,10 @@ def add_parsers(sub) -> None:
                    "with the mirror image; default), auto (a mirror-symmetric teacher the mean of two 5-degree "
                    "turns, any other the flip) or turns (a mirror-symmetric teacher the mean of five turns, 0, 5 "
                    "and 10 degrees each way: 2.5x the passes of auto)")
+
+
+
+def _add_reading(t) -> None:
     t.add_argument("--tta", choices=list(TTA_WAYS), help="test-time augmentation the model card asks for: hflip "
                    "(the mean with the mirror image, 2 passes per face; default), rot5 (the mean of the face turned "
                    "5 degrees each way, 2 passes; default for --arch mirror), turns (five turns, 5 passes) or none (1 pass)")
@@ -147,8 +163,9 @@ def add_parsers(sub) -> None:
                    "unreadable (darkened, blurred, reduced to 8x8 pixels or the lower face covered) and taught a "
                    "flattened target, so that such faces get doubtful answers (default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed beside --out")
-    t.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser(
         "evaluate", help="accuracy, confusion matrix and classification report on a labelled set",
         description="Score a model on a labelled folder (<class>/ folders, or a folder holding validation/) "

@@ -57,6 +57,7 @@ class _Face:
     peaks: dict = field(default_factory=dict)  # label index -> Moment
     changes: list = field(default_factory=list)
     change_open: Moment | None = None  # the latest change, its ``held`` still growing
+    typical: Moment | None = None  # its most confident sample of all, a picture for a face without a moment
 
 
 class MomentFinder:
@@ -81,6 +82,8 @@ class MomentFinder:
                 self._close_run(face_id, face, run)
             run = face.run = _Run(k, time, frame, box, time)
         run.last = time
+        if face.typical is None or p > face.typical.confidence:
+            face.typical = Moment(self.video, int(face_id), "typical", frame, time, CLASSES[k], p, box)
         if p > run.best:
             run.best, run.best_at = p, (frame, time, box)
         if run.held >= self.hold:
@@ -129,16 +132,29 @@ class MomentFinder:
         out = [m for f in self.faces.values() for m in (*f.peaks.values(), *f.changes)]
         return sorted(out, key=lambda m: (m.face_id, m.time, m.kind))
 
+    def typical(self) -> list[Moment]:
+        """Each face's most confident sample (kind "typical"): not a moment, a picture of the face."""
+        return [f.typical for _, f in sorted(self.faces.items()) if f.typical is not None]
 
-def strongest(moments: list[Moment], person_of: dict[int, str], per_person: int = 12) -> list[Moment]:
+
+def strongest(moments: list[Moment], person_of: dict[int, str], per_person: int = 12,
+              typical: list[Moment] = ()) -> list[Moment]:
     """The moments a report shows: per person (faces merged by ``person_of``: face id -> person, "" for a
     face without one, kept as its own), the strongest peak of each emotion, then the changes held longest,
-    at most ``per_person``; in time order."""
+    at most ``per_person``; in time order. A person with no moment (always uncertain, say) is shown by
+    their most confident sample among ``typical``."""
     by: dict[str, list[Moment]] = {}
     for m in moments:
         by.setdefault(person_of.get(m.face_id) or f"face {m.face_id}", []).append(m)
+    for m in sorted(typical, key=lambda m: -m.confidence):
+        who = person_of.get(m.face_id) or f"face {m.face_id}"
+        if who not in by:
+            by[who] = [m]
     chosen = []
     for ms in by.values():
+        if ms[0].kind == "typical":
+            chosen.append(ms[0])
+            continue
         peaks: dict[str, Moment] = {}
         for m in ms:
             if m.kind == "peak" and (m.label not in peaks or m.confidence > peaks[m.label].confidence):

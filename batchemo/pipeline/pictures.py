@@ -67,7 +67,7 @@ def video_pictures(analysis, model=None, detector=None, explain: int = 1, lime_s
     strongest), with ``model``; ``detector`` re-finds each face's landmarks for its aligned crop."""
     from .moments import strongest
 
-    chosen = strongest(analysis.moments, analysis.person_of(), per_person)[:MAX_KEYFRAMES]
+    chosen = strongest(analysis.moments, analysis.person_of(), per_person, analysis.typical)[:MAX_KEYFRAMES]
     wanted = {m.frame for m in chosen} | {f for f, _, _ in analysis.filmstrip}
     at = _faces_at(analysis.chunks(), wanted)
     frames = _decode(analysis.info["video"], sorted(wanted))
@@ -193,14 +193,15 @@ def _explain(keyframes: list[Keyframe], model, per_person: int, lime_samples: in
 def pictures_of(videos: list, model=None, detector: str | object = "auto", detector_options: dict | None = None,
                 explain: int = 1, lime_samples: int = 300, seed: int = 0, jobs: int = 2) -> None:
     """``video_pictures`` for every video analysed (not failed), with this process's model and detector
-    (``model``: a path or None for the shipped one; ``detector``: a name, as the run used)."""
+    (``model``: an EmotionModel, a path or None for the shipped one; ``detector``: a name, as the run used,
+    or a detector)."""
     from ..core.records import STATUS_FAILED
     from .engine import worker_detector, worker_model
 
     todo = [v for v in videos if v.status != STATUS_FAILED]
     if not todo:
         return
-    em = worker_model(str(model) if model else None)
+    em = model if hasattr(model, "predict") else worker_model(str(model) if model else None)
     det = worker_detector(detector, dict(detector_options or {})) if isinstance(detector, str) else detector
     for v in todo:
         video_pictures(v, em, det, explain, lime_samples, seed, jobs)

@@ -265,10 +265,11 @@ def _run_videos(found: list, opts: RunOptions, sinks: Sequence) -> list:
     cache folder, each video keeps its checkpoints there: a stopped run continues where it stopped."""
     if not found:
         return []
-    from .video import analyze_videos
+    from .video import each_video, resolve_detector, resolve_model
 
-    clips = analyze_videos([f.path for f in found], opts.model, opts.video_options(), log=opts.log,
-                           name_people=False, work=opts.cache)
+    vopts = opts.video_options()
+    vopts = replace(vopts, detector=resolve_detector(vopts.detector, vopts.detector_options))
+    clips = each_video([f.path for f in found], resolve_model(opts.model), vopts, opts.log, opts.cache)
     for f, clip in zip(found, clips):
         root = str(f.root) if f.root is not None else None
         for sink in sinks:

@@ -113,6 +113,7 @@ class VideoAnalysis:
     spool: Path | None = None
     filmstrip: list = field(default_factory=list)
     pictures: object = None
+    typical: list[Moment] = field(default_factory=list)  # each face's most confident sample (moments.typical)
 
     @property
     def status(self) -> str:
@@ -132,7 +133,7 @@ class VideoAnalysis:
         return int(self.info.get("rows") or 0)
 
 
-def _resolve_model(model):
+def resolve_model(model):
     from ..emotions.model import EmotionModel
 
     if isinstance(model, EmotionModel):
@@ -142,7 +143,7 @@ def _resolve_model(model):
     return worker_model(str(model) if model else None)
 
 
-def _resolve_detector(detector, options: dict | None):
+def resolve_detector(detector, options: dict | None):
     if not isinstance(detector, str):
         return detector
     from .engine import worker_detector
@@ -233,8 +234,8 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
     """
     opts = VideoOptions.of(options, **changes)
     opts.check()
-    em = _resolve_model(model)
-    det = _resolve_detector(opts.detector, opts.detector_options)
+    em = resolve_model(model)
+    det = resolve_detector(opts.detector, opts.detector_options)
     t_start = _clock.time()
     info = _start_info(path, opts, em, det)
     if is_image(Path(path)):
@@ -255,7 +256,7 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
     state, failure = _scan(stream, em, det, opts, folder, state)
     info.update(_outcome(stream, state, failure, opts.fps), seconds=_clock.time() - t_start)
     result = VideoAnalysis(info, _track_refs(state), state.moments.moments(), folder / SPOOL_FILE,
-                           [k[1:] for k in state.film.kept])
+                           [k[1:] for k in state.film.kept], typical=state.moments.typical())
     if info["status"] != STATUS_FAILED:
         atomic_write_bytes(folder / DONE_FILE, pickle.dumps(replace(result, spool=None)))
         (folder / STATE_FILE).unlink(missing_ok=True)
@@ -428,33 +429,37 @@ def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def analyze_videos(paths: Iterable[str | os.PathLike], model=None, options: VideoOptions | None = None,
-                   log: Callable[[str], None] | None = None, known=None, name_people: bool = True,
-                   tolerance: float | None = None, work: str | os.PathLike | None = None,
-                   **changes) -> list[VideoAnalysis]:
+                   log: Callable[[str], None] | None = None, known=None, tolerance: float | None = None,
+                   work: str | os.PathLike | None = None, **changes) -> list[VideoAnalysis]:
     """``video_timeline`` for each path, with the model and detector loaded once; one VideoAnalysis each.
 
     ``options``: a VideoOptions, keyword arguments changing single fields; ``work``: the folder that makes
     a stopped run continue (``video_timeline``). A video that fails is recorded (status ``failed``,
     ``reason``) and the others go on; ``log`` receives one line per video as it finishes. Model and
-    detector errors raise: no video could use them. With ``name_people`` the faces of all the videos are
-    grouped into one set of people (``known``: a people.KnownFaces to name them; ``tolerance``:
-    people.TOLERANCE unless given); a caller that also has photos does it itself, over everything
-    (``pipeline.run``).
+    detector errors raise: no video could use them. With ``options.people`` the faces of all the videos
+    are grouped into one set of people (``known``: a people.KnownFaces to name them; ``tolerance``:
+    people.TOLERANCE unless given); a run with photos too names them over everything (``pipeline.run``).
     """
     opts = VideoOptions.of(options, **changes)
-    em = _resolve_model(model)
-    opts = replace(opts, detector=_resolve_detector(opts.detector, opts.detector_options))
-    results = []
-    for p in paths:
-        result = video_timeline(p, em, opts, work)
-        results.append(result)
-        if log:
-            log(describe(result))
-    if name_people and opts.people:
+    em = resolve_model(model)
+    opts = replace(opts, detector=resolve_detector(opts.detector, opts.detector_options))
+    results = each_video(paths, em, opts, log, work)
+    if opts.people:
         from ..people.cluster import TOLERANCE
         from ..people.refs import assign
 
         assign([t for r in results for t in r.tracks], known, TOLERANCE if tolerance is None else tolerance)
+    return results
+
+
+def each_video(paths: Iterable[str | os.PathLike], model, opts: VideoOptions, log: Callable[[str], None] | None,
+               work: str | os.PathLike | None = None) -> list[VideoAnalysis]:
+    """``video_timeline`` of each path with one model and detector (resolved), people left unnamed."""
+    results = []
+    for p in paths:
+        results.append(video_timeline(p, model, opts, work))
+        if log:
+            log(describe(results[-1]))
     return results
 
 

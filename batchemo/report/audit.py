@@ -112,25 +112,7 @@ def audit_context(result) -> dict:
         ]}
         for i, t in enumerate(CLASSES)
     ]
-    gallery, others = [], []
-    for g in result.groups:
-        if not g.shown:
-            others.append({"true": g.true, "predicted": g.predicted, "count": g.count})
-            continue
-        items = []
-        for m in g.shown:
-            pe, te = m.explanations.get(m.predicted), m.explanations.get(m.true)
-            items.append({
-                "name": _name(m.source), "source": m.source, "row": m.index,
-                "p_predicted": m.p_predicted, "p_true": m.p_true, "face": _jpeg(m.face, FACE_SIDE),
-                "heat_predicted": _heatmap(m.face, pe) if pe else "", "heat_true": _heatmap(m.face, te) if te else "",
-                "score_predicted": _finite(pe.score) if pe else None, "score_true": _finite(te.score) if te else None,
-                "faith_predicted": _finite(pe.faithfulness) if pe else None,
-                "faith_true": _finite(te.faithfulness) if te else None,
-                "votes": _vote_split(m.votes), "verdict": m.verdict,
-            })
-        gallery.append({"true": g.true, "predicted": g.predicted, "count": g.count, "support": g.support,
-                        "rate": g.count / g.support if g.support else 0.0, "shown": items, "disputed": g.disputed})
+    gallery, others = _gallery(result)
     sample = [
         {"name": _name(s.source), "source": s.source, "true": s.true, "predicted": s.predicted,
          "confidence": s.confidence, "correct": s.correct, "face": _jpeg(s.face, SAMPLE_SIDE)}
@@ -154,6 +136,30 @@ def audit_context(result) -> dict:
         "settings": result.settings, "seconds": result.timings.get("total", 0.0),
         **_people(result),
     }
+
+
+def _gallery(result) -> tuple[list[dict], list[dict]]:
+    """(the confused pairs with explained mistakes, each mistake's pictures and votes; the other pairs)."""
+    gallery, others = [], []
+    for g in result.groups:
+        if not g.shown:
+            others.append({"true": g.true, "predicted": g.predicted, "count": g.count})
+            continue
+        items = []
+        for m in g.shown:
+            pe, te = m.explanations.get(m.predicted), m.explanations.get(m.true)
+            items.append({
+                "name": _name(m.source), "source": m.source, "row": m.index,
+                "p_predicted": m.p_predicted, "p_true": m.p_true, "face": _jpeg(m.face, FACE_SIDE),
+                "heat_predicted": _heatmap(m.face, pe) if pe else "", "heat_true": _heatmap(m.face, te) if te else "",
+                "score_predicted": _finite(pe.score) if pe else None, "score_true": _finite(te.score) if te else None,
+                "faith_predicted": _finite(pe.faithfulness) if pe else None,
+                "faith_true": _finite(te.faithfulness) if te else None,
+                "votes": _vote_split(m.votes), "verdict": m.verdict,
+            })
+        gallery.append({"true": g.true, "predicted": g.predicted, "count": g.count, "support": g.support,
+                        "rate": g.count / g.support if g.support else 0.0, "shown": items, "disputed": g.disputed})
+    return gallery, others
 
 
 def _vote_split(votes: dict[str, int]) -> list[dict]:

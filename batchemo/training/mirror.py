@@ -29,8 +29,12 @@ def custom_layers():
     """The two custom layers, defined (and registered with keras, so that a checkpoint of the trainable
     network reloads) on first use: importing batchemo does not import keras."""
     global MirrorConv2D, PairedBatchNorm
-    if "MirrorConv2D" in globals():
-        return MirrorConv2D, PairedBatchNorm
+    if "MirrorConv2D" not in globals():
+        MirrorConv2D, PairedBatchNorm = _mirror_conv(), _paired_batch_norm()
+    return MirrorConv2D, PairedBatchNorm
+
+
+def _mirror_conv():
     import keras
     from keras import ops
 
@@ -67,6 +71,13 @@ def custom_layers():
         def get_config(self):
             return {**super().get_config(), "filters": self.filters, "first": self.first, "l2": self.l2}
 
+    return MirrorConv2D
+
+
+def _paired_batch_norm():
+    import keras
+    from keras import ops
+
     @keras.saving.register_keras_serializable("batchemo")
     class PairedBatchNorm(keras.layers.Layer):
         """Batch norm with one set of statistics and parameters per mirrored pair of channels."""
@@ -87,7 +98,7 @@ def custom_layers():
         def compute_output_shape(self, input_shape):
             return input_shape
 
-    return MirrorConv2D, PairedBatchNorm
+    return PairedBatchNorm
 
 
 def build(dropout: float = 0.4):
@@ -176,7 +187,21 @@ def unfold(plain, x: np.ndarray, tol: float = 1e-5):
     if len(pconvs) != len(convs) or len(dense) != 1:
         raise ValueError(f"{len(pconvs)} convolutions and {len(dense)} dense layers, not the mirror "
                          f"network's {len(convs)} and 1: not a mirror model")
-    halves = []  # each conv's free half of kernels, and its full bias
+    halves = _free_halves(convs, pconvs, tol)
+    sums = _pre_bias_moments(plain, pconvs, halves, x)
+    for (n, s, q), c, b, (k, bias) in zip(sums, convs, bns, halves):
+        _set_pair(c, b, k, bias, n, s, q)
+    w, bias = dense[0].get_weights()
+    half = w.shape[0] // 2
+    if _differ(w[:half], w[half:], tol):
+        raise ValueError("its classifier weighs a mirrored pair unequally; not a mirror model")
+    net.layers[-1].set_weights([2.0 * w[:half], bias])
+    return net
+
+
+def _free_halves(convs, pconvs, tol: float) -> list:
+    """Each folded conv's free half of kernels and its full bias, checked to be a mirror pair."""
+    halves = []
     for c, layer in zip(convs, pconvs):
         weights = layer.get_weights()
         if len(weights) != 2 or weights[0].shape[-1] != c.filters or layer.get_config()["activation"] != "linear":
@@ -189,6 +214,13 @@ def unfold(plain, x: np.ndarray, tol: float = 1e-5):
         if _differ(bias[:half], bias[half:], tol):
             raise ValueError(f"{layer.name}'s biases are not mirror pairs; not a mirror model")
         halves.append((kernel[..., :half], bias))
+    return halves
+
+
+def _pre_bias_moments(plain, pconvs, halves, x: np.ndarray) -> list:
+    """Per conv, (count, sum, sum of squares) of its pre-bias output over ``x``, pooled per mirror pair."""
+    import keras
+
     probe = keras.Model(plain.input, [layer.output for layer in pconvs])  # each conv's output, before its ReLU
     sums = None
     for start in range(0, len(x), 256):  # pooled moments, a batch at a time (the early maps are large)
@@ -200,23 +232,22 @@ def unfold(plain, x: np.ndarray, tol: float = 1e-5):
             z = z.reshape(-1, 2, z.shape[-1] // 2)  # the pair's two halves: one set of statistics
             moments.append((z.shape[0] * 2, z.sum((0, 1)), (z * z).sum((0, 1))))
         sums = moments if sums is None else [(n + a, s + b, q + c) for (n, s, q), (a, b, c) in zip(sums, moments)]
-    for (n, s, q), c, b, (k, bias) in zip(sums, convs, bns, halves):
-        he_rms = np.sqrt(2.0 / (9 * k.shape[2]))
-        scale = np.sqrt((k.astype(np.float64) ** 2).mean((0, 1, 2))) / he_rms  # kernel = k / scale
-        scale = np.where(scale > 0, scale, 1.0)
-        mean, var = s / n / scale, np.maximum(q / n - (s / n) ** 2, 0.0) / scale ** 2  # of conv(x, k / scale)
-        eps = b.bn.epsilon
-        c.kernel.assign((k / scale).astype(np.float32))
-        b.bn.gamma.assign((scale * np.sqrt(var + eps)).astype(np.float32))  # gamma / sqrt(var + eps) = scale
-        b.bn.beta.assign((bias[:k.shape[-1]] + mean * scale).astype(np.float32))  # beta - mean * scale = bias
-        b.bn.moving_mean.assign(mean.astype(np.float32))
-        b.bn.moving_variance.assign(var.astype(np.float32))
-    w, bias = dense[0].get_weights()
-    half = w.shape[0] // 2
-    if _differ(w[:half], w[half:], tol):
-        raise ValueError("its classifier weighs a mirrored pair unequally; not a mirror model")
-    net.layers[-1].set_weights([2.0 * w[:half], bias])
-    return net
+    return sums
+
+
+def _set_pair(c, b, k: np.ndarray, bias: np.ndarray, n, s, q) -> None:
+    """A mirror conv ``c`` and its batch norm ``b`` set to compute the folded pair (kernel half ``k``,
+    ``bias``) with He-sized kernels, batch norm undoing the measured statistics (count, sum, squares)."""
+    he_rms = np.sqrt(2.0 / (9 * k.shape[2]))
+    scale = np.sqrt((k.astype(np.float64) ** 2).mean((0, 1, 2))) / he_rms  # kernel = k / scale
+    scale = np.where(scale > 0, scale, 1.0)
+    mean, var = s / n / scale, np.maximum(q / n - (s / n) ** 2, 0.0) / scale ** 2  # of conv(x, k / scale)
+    eps = b.bn.epsilon
+    c.kernel.assign((k / scale).astype(np.float32))
+    b.bn.gamma.assign((scale * np.sqrt(var + eps)).astype(np.float32))  # gamma / sqrt(var + eps) = scale
+    b.bn.beta.assign((bias[:k.shape[-1]] + mean * scale).astype(np.float32))  # beta - mean * scale = bias
+    b.bn.moving_mean.assign(mean.astype(np.float32))
+    b.bn.moving_variance.assign(var.astype(np.float32))
 
 
 __all__ = ["build", "plain_copy", "unfold", "custom_layers", "STAGES"]
