@@ -141,9 +141,32 @@ def trained_run(tmp_path_factory, tiny_dataset) -> Path:
     out = tmp_path_factory.mktemp("trained") / "m.keras"
     logs: list[str] = []
     train(tiny_dataset, out, recipe=Recipe(arch="default", epochs=2, batch_size=16, lr=1e-3, patience=50,
-                                           average_from=2), log=logs.append)
+                                           average_from=2, votes=str(tiny_votes(tiny_dataset)), unreadable=0.2),
+          log=logs.append)
     (out.parent / "train.log").write_text("\n".join(logs))
     return out
+
+
+def tiny_votes(root: Path) -> Path:
+    """FER+-style votes for every face of ``tiny_dataset``: 7 of 10 people give its folder's class (so the
+    majority is its label), the other 3 the next classes, one each."""
+    import csv
+
+    from batchemo.sources.votes import FERPLUS_COLUMNS, FERPLUS_TO_CLASS
+
+    column = {c: name for name, c in FERPLUS_TO_CLASS.items()}
+    path = root / "votes.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", *FERPLUS_COLUMNS])
+        for img in sorted(root.glob("*/*/*.jpg")):
+            k = CLASSES.index({"natural": "neutral"}.get(img.parent.name.lower(), img.parent.name.lower()))
+            votes = dict.fromkeys(FERPLUS_COLUMNS, 0)
+            votes[column[CLASSES[k]]] = 7
+            for j in (1, 2, 3):
+                votes[column[CLASSES[(k + j) % len(CLASSES)]]] += 1
+            w.writerow([str(img.relative_to(root)), *votes.values()])
+    return path
 
 
 def copy_run(out: Path, folder: Path) -> Path:

@@ -282,3 +282,62 @@ def test_real_validation_split_reproduces_evaluate(fer_validation, default_model
     assert r.accuracy == pytest.approx(ev.accuracy, abs=1e-9)
     np.testing.assert_array_equal(r.evaluation.confusion, ev.confusion)
     assert 0 <= r.ece < 0.5 and len(r.explained) == 2
+
+
+# ---------------------------------------------------------------- FER+ votes: who is wrong, the model or the label
+def _write_votes(root: Path, path: Path) -> Path:
+    """A votes CSV for ``build_set``'s faces: where the stub model errs by one class, 8 of 10 people side with
+    the model (a disputed label); where it reads happy as sad, 9 side with the data set (a model error)."""
+    import csv
+
+    from batchemo.sources.votes import FERPLUS_COLUMNS, FERPLUS_TO_CLASS
+
+    column = {c: name for name, c in FERPLUS_TO_CLASS.items()}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", *FERPLUS_COLUMNS])
+        for n, (t, p, c) in enumerate(_plan()):
+            votes = dict.fromkeys(FERPLUS_COLUMNS, 0)
+            if p != t and (t, p) != (3, 5):
+                votes[column[CLASSES[p]]], votes[column[CLASSES[t]]] = 8, 2
+            else:
+                votes[column[CLASSES[t]]], votes["unknown"] = 9, 1
+            w.writerow([f"ferplus/validation/{CLASSES[t]}/{n:02d}.png", *votes.values()])
+    return path
+
+
+def test_votes_tell_disputed_labels_from_model_errors(labelled, tmp_path):
+    votes = _write_votes(labelled, tmp_path / "votes.csv")
+    r = audit(labelled, MarkerModel(), votes=votes, max_explanations=3, sample=0, lime_samples=30, progress=False)
+    assert r.verdict_counts() == {"disputed_label": 7, "model_error": 2, "other": 0, "no_majority": 0}
+    assert r.accuracy == pytest.approx(14 / 23) and r.people_accuracy == pytest.approx(21 / 23)
+    table = r.table()
+    disputed = table[table["verdict"] == "disputed_label"]
+    assert (disputed["people_label"] == disputed["predicted_label"]).all()
+    assert (disputed["people_agree_predicted"] == 0.8).all() and (disputed["votes_unknown"] == 0).all()
+    errors = table[table["verdict"] == "model_error"]
+    assert (errors["true_label"] == "happy").all() and (errors["predicted_label"] == "sad").all()
+    assert (table.loc[table["correct"], "verdict"] == "").all()
+    shown = [m for m in r.explained if m.verdict]
+    assert shown and all(sum(m.votes.values()) == 10 for m in shown)
+    page = write_audit_report(r, tmp_path / "a.html").read_text()
+    assert "Who is wrong: the model or the label?" in page and "disputed label" in page
+    assert "accuracy against most people (FER+)" in page
+
+
+def test_cli_audit_with_votes(labelled, tmp_path, untrained_model_path, capsys):
+    from batchemo.cli import main
+
+    votes = _write_votes(labelled, tmp_path / "votes.csv")
+    out = tmp_path / "a.csv"
+    assert main(["audit", str(labelled), "--votes", str(votes), "--csv", str(out), "--model", str(untrained_model_path),
+                 "--max-explanations", "0", "-q"]) == 0
+    assert "against the FER+ majority: accuracy" in capsys.readouterr().out
+    import pandas as pd
+
+    assert {"verdict", "people_label", "votes_nf"} <= set(pd.read_csv(out).columns)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,neutral\nx.png,3\n")
+    assert main(["audit", str(labelled), "--votes", str(bad), "--csv", str(out), "--model",
+                 str(untrained_model_path), "-q"]) == 2
+    assert "bad.csv: no column(s) happiness" in capsys.readouterr().err

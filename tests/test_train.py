@@ -70,6 +70,13 @@ def test_train_checkpoints_and_measures_its_card(trained_run, tiny_dataset):
     assert card.per_class_f1 == {c: round(f, 4) for c, f in ev.per_class_f1().items()}
     assert card.macro_f1 == round(ev.macro_f1, 4)
     assert card.ece == round(probabilities_ece(ev.probabilities, ev.labels), 4)
+    # trained on FER+-style votes (tests/conftest.tiny_votes): calibrated on them, measured against them
+    assert card.recipe["votes"].endswith("votes.csv") and card.recipe["unreadable"] == 0.2
+    assert 0.25 <= card.calibration["temperature"] <= 4 and model.temperature == card.calibration["temperature"]
+    f = card.ferplus
+    assert f["faces"] == f["majority_faces"] == 2 * len(CLASSES) and f["majority_accuracy"] == card.validation_accuracy
+    assert f["floor"] == pytest.approx(-(0.7 * np.log(0.7) + 3 * 0.1 * np.log(0.1)), abs=1e-3)
+    assert f["cross_entropy"] >= f["floor"] and f["fer2013_accuracy"] == card.validation_accuracy
 
 
 @pytest.mark.training

@@ -53,19 +53,20 @@ def read_votes(path: str | os.PathLike) -> "tuple[dict[str, np.ndarray] | None, 
     counts = _counts(df, path)
     if "file" not in df.columns:
         return None, counts
-    names = [_key(str(f)) for f in df["file"]]
-    by_name = dict(zip(names, counts))
-    if len(by_name) != len(names):
-        raise VotesError(f"{path}: the same class folder and file name are listed twice, so faces cannot be "
-                         f"matched by name")
-    return by_name, None
+    for depth in (2, 3):  # class folder and file name; with the split folder too where those repeat
+        names = [_key(str(f), depth) for f in df["file"]]
+        by_name = dict(zip(names, counts))
+        if len(by_name) == len(names):
+            return by_name, None
+    raise VotesError(f"{path}: the same split, class folder and file name are listed twice, so faces cannot be "
+                     f"matched by name")
 
 
-def _key(path: str) -> str:
-    """A face's name for matching: its class folder and file name, lower case (FER2013 reuses a few file
-    names across classes, never within one)."""
+def _key(path: str, depth: int = 2) -> str:
+    """A face's name for matching: its last ``depth`` path parts, lower case: the class folder and file name
+    (FER2013 reuses a few file names across classes, never within one), with the split folder at depth 3."""
     parts = path.replace("\\", "/").lower().split("/")
-    return "/".join(parts[-2:])
+    return "/".join(parts[-depth:])
 
 
 def _counts(df, path: Path) -> np.ndarray:
@@ -88,7 +89,8 @@ def match(sources: list[str], path: str | os.PathLike) -> np.ndarray:
     out = np.zeros((len(sources), len(FERPLUS_COLUMNS)), np.int16)
     for i, src in enumerate(sources):
         if by_name is not None:
-            found = by_name.get(_key(src))
+            depth = len(next(iter(by_name), "").split("/"))
+            found = by_name.get(_key(src, depth))
         else:
             head, _, line = src.rpartition(":")
             row = int(line) - 2 if head and line.isdigit() else -1
