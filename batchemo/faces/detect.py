@@ -334,10 +334,13 @@ class YunetDetector(_Detector):
     NATIVE = 20
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
-    def __init__(self, min_size: int = 20, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True):
+    def __init__(self, min_size: int = 20, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
+                 flip: bool = False, zoom: float = 1.0):
         from .yunet import YuNet
 
-        self._net = YuNet(score_threshold=max(min_score, 0.05))  # a lower score floods the NMS with every cell
+        # a lower score floods the NMS with every grid cell
+        self._net = YuNet(score_threshold=max(min_score, 0.05), flip=flip, zoom=zoom)
+        self.flip, self.zoom = flip, zoom
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def working_scale(self, shape: tuple[int, ...]) -> float:

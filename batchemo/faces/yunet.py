@@ -37,14 +37,37 @@ class YuNet:
     last two), so frames or tiles of one size cost no reallocation.
     """
 
-    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1):
+    def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1,
+                 flip: bool = False, zoom: float = 1.0):
+        """``flip``: search the mirror image too (test-time flip); ``zoom``: search a copy enlarged this
+        many times too (small faces), both merged by one NMS."""
         self.score_threshold, self.nms_threshold, self.threads = float(score_threshold), float(nms_threshold), threads
+        self.flip, self.zoom = bool(flip), float(zoom)
         self._interps: dict[tuple[int, int], tuple] = {}
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
-        """Every face of an RGB uint8 (H, W, 3) image. Beyond TILE pixels: the whole image shrunk to TILE
-        (its large faces) and TILE-sized tiles at full size (its small ones; a box on a tile's inner edge is
-        left to the neighbour that holds its face whole), one NMS over all."""
+        """Every face of an RGB uint8 (H, W, 3) image, with the flip and zoom searches asked for."""
+        import cv2
+
+        found = [self._search(rgb)]
+        if self.flip:
+            mirrored = self._search(np.ascontiguousarray(rgb[:, ::-1]))
+            w = rgb.shape[1]
+            mirrored[:, _XS] = w - mirrored[:, _XS]
+            mirrored[:, 0] -= mirrored[:, 2]  # the box's left edge was its right one
+            mirrored[:, 4:14] = mirrored[:, [6, 7, 4, 5, 8, 9, 12, 13, 10, 11]]  # eyes and mouth corners swap
+            found.append(mirrored)
+        if self.zoom > 1:
+            big = cv2.resize(rgb, None, fx=self.zoom, fy=self.zoom, interpolation=cv2.INTER_LINEAR)
+            zoomed = self._search(big)
+            zoomed[:, :14] /= self.zoom
+            found.append(zoomed)
+        return self._nms(np.concatenate(found)) if len(found) > 1 else found[0]
+
+    def _search(self, rgb: np.ndarray) -> np.ndarray:
+        """One search of an image. Beyond TILE pixels: the whole image shrunk to TILE (its large faces) and
+        TILE-sized tiles at full size (its small ones; a box on a tile's inner edge is left to the neighbour
+        that holds its face whole), one NMS over all."""
         import cv2
 
         h, w = rgb.shape[:2]
