@@ -370,13 +370,14 @@ def explain_faces(
     n_jobs: int = 2,
     shown: Sequence[int] | None = None,
 ) -> list[dict[str, Explanation]]:
-    """Explain many faces in parallel with joblib threads; ``labels[i]`` names the classes to explain for face i,
+    """Explain many faces on ``n_jobs`` threads; ``labels[i]`` names the classes to explain for face i,
     ``shown[i]`` (optional) is the index of the class it is labelled with.
 
     Threads, not processes: TensorFlow (and TensorFlow Lite) release the GIL during a forward pass, so two
-    explanations overlap on two cores while sharing one loaded model.
+    explanations overlap on two cores while sharing one loaded model. A plain thread pool, not joblib's:
+    inside a Dask worker joblib hands its batches to Dask, which cannot serialise them, and the run hangs.
     """
-    from joblib import Parallel, delayed
+    from concurrent.futures import ThreadPoolExecutor
 
     labels = labels or [None] * len(crops)
     shown = [None] * len(crops) if shown is None else [int(k) for k in shown]
@@ -388,9 +389,8 @@ def explain_faces(
         from ..emotions.fastpath import quantized_forward
 
         quantized_forward(model)  # build it once, before the threads race for it
-    return Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(explain_face)(model, c, lb, settings, k) for c, lb, k in zip(crops, labels, shown)
-    )
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        return list(pool.map(lambda c, lb, k: explain_face(model, c, lb, settings, k), crops, labels, shown))
 
 
 __all__ = ["LimeSettings", "explain_face", "explain_faces", "explained_classifier", "CLASSES"]

@@ -78,7 +78,6 @@ def shipped_file(filename: str) -> str | None:
     """Where face-recognition-models keeps one of its files, found without importing it (its ``__init__``
     imports pkg_resources: ~0.25 s of every start-up); None when the package is not installed."""
     import importlib.util
-    import os
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
@@ -88,7 +87,6 @@ def shipped_file(filename: str) -> str | None:
 
 def model_file(kind: str) -> str:
     """The path of one of dlib's model files shipped by face-recognition-models; raises if it is absent."""
-    import os
 
     filename, what = _MODEL_FILES[kind]
     path = shipped_file(filename)

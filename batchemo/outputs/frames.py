@@ -10,17 +10,18 @@ from .rows import INT_COLUMNS, MOMENT_COLUMNS, TIMELINE_COLUMNS, moment_rows, ta
 from .sinks import RowSpool
 
 
-def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options=None, **changes):
+def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options=None, *, sinks=(), **changes):
     """``pipeline.run.run`` with its tables as DataFrames: a RunResult whose ``table`` (one row per face and
     per input without one), ``timeline`` (one row per face per sampled video frame) and ``moments`` are
-    filled, ``person`` included. Keyword arguments are RunOptions' fields (any other is a detector option)."""
+    filled, ``person`` included. ``sinks``: more receivers of the records as they come (``pipeline.run``).
+    Keyword arguments are RunOptions' fields (any other is a detector option)."""
     from ..pipeline.run import RunOptions
     from ..pipeline.run import run as run_records
 
     opts = RunOptions.of(options, **changes)
     sink = RowSpool(opts.embeddings and opts.people)
     try:
-        result = run_records(paths, opts, sinks=[sink])
+        result = run_records(paths, opts, sinks=[sink, *sinks])
         result.table = run_frame(sink.rows(result.person_of_face()), table_columns(opts.embeddings and opts.people))
     finally:
         sink.remove()

@@ -123,17 +123,18 @@ def _failure(e: Exception) -> str:
     return f"analysis failed ({type(e).__name__}: {text})"
 
 
-def process_image(path: str, settings: RunSettings, root: str | None = None) -> ImageResult:
+def process_image(path: str, settings: RunSettings, root: str | None = None, data: bytes | None = None) -> ImageResult:
     """Everything batchemo does to one image file: an ``ImageResult`` (status ok, no_faces or failed, with
-    a reason). Never raises for a bad file; model errors do raise (no image could use the model)."""
+    a reason). ``data``: the file's bytes when they come from elsewhere (a cluster's client). Never raises
+    for a bad file; model errors do raise (no image could use the model)."""
     from ..explain.classify import classify_faces
     from ..sources.images import fit, read_image
     from ..sources.walk import SourceError
 
     rec = ImageResult(path, STATUS_FAILED, root=root)
-    detector = worker_detector(settings.detector, settings.detector_options)  # first: its child starts while we decode
+    detector = worker_detector(settings.detector, settings.detector_options)
     try:
-        rgb, scale = read_image(path, settings.max_side, settings.max_pixels)
+        rgb, scale = read_image(path, settings.max_side, settings.max_pixels, data)
     except SourceError as e:
         return replace(rec, reason=e.reason)
     except MemoryError:
@@ -157,27 +158,23 @@ def process_image(path: str, settings: RunSettings, root: str | None = None) -> 
 
 
 # ---------------------------------------------------------------- many work items
-def iter_results(
-    items: Sequence[tuple[str, str | None]],
-    settings: RunSettings,
-    jobs: int = 1,
-    backend: str = "loky",
-) -> Iterator[ImageResult]:
-    """An ImageResult for each (path, root) item, in order, computed on ``jobs`` workers."""
-    if jobs == 1 and backend == "loky":
+def iter_results(items: Sequence[tuple[str, str | None]], settings: RunSettings, jobs: int = 1,
+                 client=None) -> Iterator[ImageResult]:
+    """An ImageResult for each (path, root) item, in order: on a Dask ``client``'s cluster (``cluster``),
+    else on ``jobs`` local worker processes (joblib's loky), else here."""
+    if client is not None:
+        from .cluster import cluster_records
+
+        yield from cluster_records(items, settings, client)
+        return
+    if jobs == 1:
         for path, root in items:
             yield process_image(path, settings, root)
         return
-    import contextlib
+    from joblib import Parallel, delayed
 
-    from joblib import Parallel, delayed, parallel_config
-
-    if backend == "dask":  # joblib registers its dask backend on first use through parallel_config
-        ctx, n_jobs, backend_arg = parallel_config(backend="dask"), -1, None
-    else:
-        settings = replace(settings, threads_per_worker=max(1, (os.cpu_count() or 1) // jobs))
-        ctx, n_jobs, backend_arg = contextlib.nullcontext(), jobs, backend
-    with ctx, Parallel(n_jobs=n_jobs, backend=backend_arg, return_as="generator", batch_size=1) as parallel:
+    settings = replace(settings, threads_per_worker=max(1, (os.cpu_count() or 1) // jobs))
+    with Parallel(n_jobs=jobs, backend="loky", return_as="generator", batch_size=1) as parallel:
         yield from parallel(delayed(process_image)(p, settings, r) for p, r in items)
 
 
@@ -197,10 +194,10 @@ def auto_jobs(items: int, cores: int | None = None) -> int:
 
 
 def image_records(found: Sequence, settings: RunSettings, store=None, jobs: int | None = 1,
-                  backend: str = "loky") -> Iterator[ImageResult]:
+                  client=None) -> Iterator[ImageResult]:
     """One ImageResult per file ``sources.walk`` found (videos excluded), in order: skipped and unreadable
     files as they were found, images from ``store`` (a ``cache.ResultCache``) or computed on ``jobs`` workers
-    (None: ``auto_jobs``).
+    (None: ``auto_jobs``) or on a Dask ``client``'s cluster.
 
     A stored result is named as this run found its file (path, root); fresh ones are stored, failures not
     (a failure may pass: it is retried next time). Memory stays flat: entries are loaded one by one.
@@ -210,7 +207,7 @@ def image_records(found: Sequence, settings: RunSettings, store=None, jobs: int 
     todo = [item for item, done in zip(items, listed) if not done]
     jobs = auto_jobs(len(todo)) if jobs is None else jobs  # None (the CLI's default): what pays here
     stored = iter(listed)
-    fresh = iter_results(todo, settings, jobs, backend) if todo else iter([])
+    fresh = iter_results(todo, settings, jobs, client) if todo else iter([])
     for f in found:
         path, root = str(f.path), _root(f)
         if f.kind != "image":

@@ -218,11 +218,11 @@ def _run_photos(found: list, opts: RunOptions, sinks: Sequence) -> RunResult:
     jobs = auto_jobs(images - cached) if opts.jobs is None else opts.jobs  # None: what pays here
     if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work; else the
         worker_model(settings.model_path)  # workers load it, and the card is all this process needs
-    client = dask_client(opts.scheduler) if opts.backend == "dask" else None
+    client = dask_client(opts.scheduler) if opts.backend == "dask" and images > cached else None
     refs = []
     try:
         with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
-            for seq, rec in enumerate(image_records(found, settings, store, jobs, opts.backend)):
+            for seq, rec in enumerate(image_records(found, settings, store, jobs, client)):
                 if opts.people and rec.status == STATUS_OK:
                     refs += _face_refs(rec)
                 for sink in sinks:

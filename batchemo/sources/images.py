@@ -41,19 +41,25 @@ MAX_SIDE = 2048
 MAX_PIXELS = 60_000_000
 
 
-def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
+def read_image(path: str | os.PathLike, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS,
+               data: bytes | None = None) -> tuple[np.ndarray, float]:
     """Decode an image as upright RGB uint8, at most ``max_side`` pixels long.
 
     Returns (rgb, scale) where scale = decoded size / original size, so boxes can be mapped back to the
     original pixels. EXIF orientation is applied, transparency is composited on white, 16-bit and
-    grayscale images are converted; JPEGs are decoded directly at reduced size (``draft``).
+    grayscale images are converted; JPEGs are decoded directly at reduced size (``draft``). ``data``: the
+    file's bytes, read elsewhere (a cluster's client sends them: its workers need not see ``path``, which
+    then only names the image in errors).
     """
+    import io
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    check_regular(path)
+    if data is None:
+        check_regular(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             orig_w, orig_h = im.size
             if orig_w == 0 or orig_h == 0:
                 raise SourceError(path, "empty image (0 pixels)")
