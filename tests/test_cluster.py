@@ -82,16 +82,30 @@ def photos(tmp_path, astronaut_rgb):
     return folder
 
 
+@pytest.fixture
+def clip(photos, astronaut_rgb):
+    """A 3 s video beside the photos (the astronaut sliding), which the workers cannot read either."""
+    from .test_video import write_video
+
+    frames = []
+    for k in range(24):
+        f = np.zeros((300, 420, 3), np.uint8)
+        f[20:276, 4 * k: 256 + 4 * k] = astronaut_rgb[::2, ::2]
+        frames.append(f)
+    return write_video(photos / "clip.avi", frames)
+
+
 def _table(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop(columns=[]).reset_index(drop=True)
 
 
-def test_the_default_analysis_on_a_real_cluster_survives_a_lost_worker(photos, tmp_path):
-    """Explanations on, photos hidden from the workers, one worker killed after the third photo: every row
-    equals a local run's."""
+def test_the_default_analysis_on_a_real_cluster_survives_a_lost_worker(photos, clip, tmp_path):
+    """Explanations on, photos and a video hidden from the workers, one worker killed after the third photo:
+    every row of the table and the timeline equals a local run's."""
     import batchemo
 
-    local = batchemo.analyze(photos, progress=False)
+    here = batchemo.run(photos, progress=False)
+    local = here.table
     cluster = Cluster(photos)
     try:
         seen = []
@@ -110,7 +124,10 @@ def test_the_default_analysis_on_a_real_cluster_survives_a_lost_worker(photos, t
     finally:
         cluster.close()
     remote = result.table
-    assert len(seen) == 11 and remote["status"].value_counts().to_dict() == {"ok": 10, "failed": 1}
+    assert len(seen) == 11 and remote["status"].value_counts().to_dict() == {"ok": 10, "failed": 1, "video": 1}
+    assert len(result.timeline) == 6 and set(result.timeline["video"]) == {str(clip)}  # 3 s at 2 fps
+    pd.testing.assert_frame_equal(result.timeline.drop(columns=["score"]), here.timeline.drop(columns=["score"]),
+                                  atol=1e-4)
     assert (remote["lime_faithfulness"].notna() == (remote["status"] == "ok")).all()  # explained on the workers
     text = [c for c in local.columns if local[c].dtype == object] + ["face_index", "x", "y", "w", "h"]
     pd.testing.assert_frame_equal(remote[text], local[text])

@@ -94,3 +94,70 @@ def _result(fut, path: str, root: str | None) -> ImageResult:
         why = ("it stopped every worker it was given (a decoder crash, or memory blown)" if kind == "KilledWorker"
                else f"{kind}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}")
         return ImageResult(path, STATUS_FAILED, f"analysis failed on the cluster: {why}", root)
+
+
+def video_task(path: str, data: bytes, options, model_path: str | None):
+    """What a worker does with one video: its analysis from the bytes the client sent (written to a temp
+    file there), returned with its timeline chunks (the worker's spool does not outlive the task)."""
+    import tempfile
+    from pathlib import Path
+
+    from .video import video_timeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(path).name
+        local.write_bytes(data)
+        result = video_timeline(local, model_path, options)
+        return result, list(result.chunks()), str(local)
+
+
+def cluster_videos(paths: Sequence, options, model_path: str | None, client, log=None, work=None) -> list:
+    """One ``video.VideoAnalysis`` per video, each video one task on ``client``'s cluster (its bytes sent by
+    the client, one video per worker thread at a time), its timeline written to a spool of the client's
+    (under ``work`` when given), its names mapped back to the client's path."""
+    import tempfile
+    from pathlib import Path
+
+    from .spool import Spool
+    from .video import describe
+
+    threads = max(1, sum(client.nthreads().values()))
+    out, futures, todo = [], [], list(enumerate(paths))
+    folder = Path(work) / "videos" if work is not None else Path(tempfile.mkdtemp(prefix="batchemo-videos-"))
+    while todo or futures:
+        while todo and len(futures) < threads:
+            i, p = todo.pop(0)
+            data = client.scatter(Path(p).read_bytes()) if Path(p).is_file() else b""
+            futures.append((i, p, client.submit(video_task, str(p), data, options, model_path, pure=False,
+                                                retries=RETRIES)))
+        i, p, fut = futures.pop(0)
+        analysis = _local(fut, str(p), Spool(folder / f"cluster-{i}.spool"))
+        out.append(analysis)
+        if log:
+            log(describe(analysis))
+    return out
+
+
+def _local(fut, path: str, spool) -> object:
+    """A worker's video analysis made the client's: chunks to the client's spool, names its path's."""
+    from dataclasses import replace as rep
+
+    from ..core.files import printable
+    from ..core.records import STATUS_FAILED
+    from .video import VideoAnalysis
+
+    name = printable(path)
+    try:
+        result, chunks, remote = fut.result()
+    except Exception as e:  # the video took its workers down, or the task failed
+        return VideoAnalysis({"video": name, "name": name.rsplit("/", 1)[-1], "status": STATUS_FAILED,
+                              "reason": f"analysis failed on the cluster: {type(e).__name__}", "warnings": [],
+                              "faces": 0, "rows": 0, "duration": 0.0, "seconds": 0.0})
+    for c in chunks:
+        spool.append(rep(c, video=name))
+    info = dict(result.info, video=name, name=name.rsplit("/", 1)[-1],
+                reason=result.info.get("reason", "").replace(remote, name))
+    for t in result.tracks:
+        t.source = name
+    return rep(result, info=info, spool=spool.path, moments=[rep(m, video=name) for m in result.moments],
+               typical=[rep(m, video=name) for m in result.typical])

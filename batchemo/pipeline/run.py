@@ -159,8 +159,17 @@ def run(paths: str | os.PathLike | Iterable[str | os.PathLike], options: RunOpti
     opts = replace(opts, detector=worker_detector(opts.detector, dict(opts.detector_options or {})).name)
     known = known_faces(opts)
     t0 = time.time()
-    result = _run_photos([f for f in found if f.kind != "video"], opts, sinks)
-    result.videos = _run_videos([f for f in found if f.kind == "video"], opts, sinks)
+    client = None
+    if opts.backend == "dask":
+        from .engine import dask_client
+
+        client = dask_client(opts.scheduler)
+    try:
+        result = _run_photos([f for f in found if f.kind != "video"], opts, sinks, client)
+        result.videos = _run_videos([f for f in found if f.kind == "video"], opts, sinks, client)
+    finally:
+        if client is not None:
+            client.close()
     if opts.people:
         from ..people.refs import assign
 
@@ -196,12 +205,13 @@ def _log(opts: RunOptions, line: str) -> None:
         opts.log(line)
 
 
-def _run_photos(found: list, opts: RunOptions, sinks: Sequence) -> RunResult:
-    """Stream every non-video input through the engine to the sinks, statistics and gallery."""
+def _run_photos(found: list, opts: RunOptions, sinks: Sequence, client=None) -> RunResult:
+    """Stream every non-video input through the engine (on ``client``'s cluster, when given) to the sinks,
+    statistics and gallery."""
     from tqdm.auto import tqdm
 
     from ..emotions.model import model_card
-    from .engine import auto_jobs, dask_client, image_records, worker_model
+    from .engine import auto_jobs, image_records, worker_model
 
     settings = opts.settings()
     # before the cache keys on the card: a .keras without flatbuffers is converted here, once (its card
@@ -218,21 +228,16 @@ def _run_photos(found: list, opts: RunOptions, sinks: Sequence) -> RunResult:
     jobs = auto_jobs(images - cached) if opts.jobs is None else opts.jobs  # None: what pays here
     if jobs == 1 and opts.backend == "loky":  # loaded once here, reused by the in-process work; else the
         worker_model(settings.model_path)  # workers load it, and the card is all this process needs
-    client = dask_client(opts.scheduler) if opts.backend == "dask" and images > cached else None
     refs = []
-    try:
-        with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
-            for seq, rec in enumerate(image_records(found, settings, store, jobs, client)):
-                if opts.people and rec.status == STATUS_OK:
-                    refs += _face_refs(rec)
-                for sink in sinks:
-                    sink.write(rec)
-                stats.add(rec)
-                shown.offer(seq, rec)
-                bar.update(1)
-    finally:
-        if client is not None:
-            client.close()
+    with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
+        for seq, rec in enumerate(image_records(found, settings, store, jobs, client)):
+            if opts.people and rec.status == STATUS_OK:
+                refs += _face_refs(rec)
+            for sink in sinks:
+                sink.write(rec)
+            stats.add(rec)
+            shown.offer(seq, rec)
+            bar.update(1)
     info = dict(images=images, model=dict(card.__dict__), model_file=str(model_path or ""),
                 detector=opts.detector,
                 detector_options=dict(opts.detector_options or {}), explain=opts.explain,
@@ -260,16 +265,23 @@ def _face_refs(rec: ImageResult) -> list:
     return refs
 
 
-def _run_videos(found: list, opts: RunOptions, sinks: Sequence) -> list:
-    """Every video's analysis (people named later, with the photos'), handed to the sinks in order. With a
-    cache folder, each video keeps its checkpoints there: a stopped run continues where it stopped."""
+def _run_videos(found: list, opts: RunOptions, sinks: Sequence, client=None) -> list:
+    """Every video's analysis (people named later, with the photos'), handed to the sinks in order: one
+    task each on ``client``'s cluster, else here. With a cache folder, each video analysed here keeps its
+    checkpoints there: a stopped run continues where it stopped."""
     if not found:
         return []
     from .video import each_video, resolve_detector, resolve_model
 
     vopts = opts.video_options()
-    vopts = replace(vopts, detector=resolve_detector(vopts.detector, vopts.detector_options))
-    clips = each_video([f.path for f in found], resolve_model(opts.model), vopts, opts.log, opts.cache)
+    if client is not None:
+        from .cluster import cluster_videos
+
+        clips = cluster_videos([f.path for f in found], replace(vopts, progress=False),
+                               str(opts.model) if opts.model else None, client, opts.log, opts.cache)
+    else:
+        vopts = replace(vopts, detector=resolve_detector(vopts.detector, vopts.detector_options))
+        clips = each_video([f.path for f in found], resolve_model(opts.model), vopts, opts.log, opts.cache)
     for f, clip in zip(found, clips):
         root = str(f.root) if f.root is not None else None
         for sink in sinks:
