@@ -137,6 +137,12 @@ class MomentFinder:
         return [f.typical for _, f in sorted(self.faces.items()) if f.typical is not None]
 
 
+def who(face_id: int, person_of: dict[int, str]) -> str:
+    """Whose a face is, for grouping its moments and a report's sections: its person, or the face itself
+    ("face #12") when it has none."""
+    return person_of.get(face_id) or f"face #{face_id}"
+
+
 def strongest(moments: list[Moment], person_of: dict[int, str], per_person: int = 12,
               typical: list[Moment] = ()) -> list[Moment]:
     """The moments a report shows: per person (faces merged by ``person_of``: face id -> person, "" for a
@@ -145,11 +151,11 @@ def strongest(moments: list[Moment], person_of: dict[int, str], per_person: int 
     their most confident sample among ``typical``."""
     by: dict[str, list[Moment]] = {}
     for m in moments:
-        by.setdefault(person_of.get(m.face_id) or f"face {m.face_id}", []).append(m)
+        by.setdefault(who(m.face_id, person_of), []).append(m)
     for m in sorted(typical, key=lambda m: -m.confidence):
-        who = person_of.get(m.face_id) or f"face {m.face_id}"
-        if who not in by:
-            by[who] = [m]
+        key = who(m.face_id, person_of)
+        if key not in by:
+            by[key] = [m]
     chosen = []
     for ms in by.values():
         if ms[0].kind == "typical":

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..core.records import CLASSES, Box, Explanation, Moment, Shot, TimelineChunk
 
-#: Moments shown per person (then per video, at most MAX_KEYFRAMES): a report's size stays bounded.
+#: People shown per video, moments per person (then per video, at most MAX_KEYFRAMES): a report's size
+#: stays bounded however long the video.
+PEOPLE_SHOWN = 12
 PER_PERSON = 8
 MAX_KEYFRAMES = 48
 #: Long side of a frame kept for the report, pixels.
@@ -65,14 +67,16 @@ def video_pictures(analysis, model=None, detector=None, explain: int = 1, lime_s
     """Decode the frames a report shows of ``analysis`` (a ``video.VideoAnalysis`` whose tracks are named),
     fill ``analysis.pictures`` and return it. ``explain``: LIME for that many moments per person (their
     strongest), with ``model``; ``detector`` re-finds each face's landmarks for its aligned crop."""
-    from .moments import strongest
+    from .moments import strongest, who
 
-    chosen = strongest(analysis.moments, analysis.person_of(), per_person, analysis.typical)[:MAX_KEYFRAMES]
+    shown = shown_people(analysis)
+    person_of = analysis.person_of()
+    chosen = strongest([m for m in analysis.moments if who(m.face_id, person_of) in shown], person_of, per_person,
+                       [m for m in analysis.typical if who(m.face_id, person_of) in shown])[:MAX_KEYFRAMES]
     wanted = {m.frame for m in chosen} | {f for f, _, _ in analysis.filmstrip}
     at = _faces_at(analysis.chunks(), wanted)
     frames = _decode(analysis.info["video"], sorted(wanted))
     pics = VideoPictures(moments_found=len(analysis.moments), unreadable_frames=len(wanted - set(frames)))
-    person_of = analysis.person_of()
     for frame, time, n in analysis.filmstrip:
         rgb = frames.get(frame)
         pics.filmstrip.append(Still(frame, time, n, _shot(rgb, at.get(frame, [])) if rgb is not None else None))
@@ -84,6 +88,21 @@ def video_pictures(analysis, model=None, detector=None, explain: int = 1, lime_s
         _explain(pics.keyframes, model, explain, lime_samples, seed, jobs)
     analysis.pictures = pics
     return pics
+
+
+def shown_people(analysis, top: int = PEOPLE_SHOWN) -> set[str]:
+    """Who a report shows of a video: the ``top`` people (a track without a person counts as its own, "face
+    N") seen longest, each in at least ``min_face_samples`` sampled frames (shorter ones are often false)."""
+    from .moments import who
+
+    person_of = analysis.person_of()
+    samples: dict[str, float] = {}
+    for t in analysis.tracks:
+        k = who(t.track, person_of)
+        samples[k] = samples.get(k, 0.0) + t.weight
+    least = int(analysis.info.get("min_face_samples") or 3)
+    ranked = sorted((k for k, n in samples.items() if n >= least), key=lambda k: -samples[k])
+    return set(ranked[:top])
 
 
 def _faces_at(chunks, frames: set[int]) -> dict[int, list[tuple]]:
@@ -178,9 +197,9 @@ def _explain(keyframes: list[Keyframe], model, per_person: int, lime_samples: in
     seen: dict[str, int] = {}
     chosen = []
     for k in sorted(keyframes, key=lambda k: (k.moment.kind != "peak", -k.moment.confidence)):
-        who = k.person or f"face {k.moment.face_id}"
-        if seen.get(who, 0) < per_person:
-            seen[who] = seen.get(who, 0) + 1
+        key = k.person or f"face #{k.moment.face_id}"
+        if seen.get(key, 0) < per_person:
+            seen[key] = seen.get(key, 0) + 1
             chosen.append(k)
     if not chosen:
         return

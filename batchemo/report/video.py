@@ -20,14 +20,15 @@ import numpy as np
 from ..core.records import CLASSES
 from ..explain.faithfulness import faithfulness_verdict
 from ..people.refs import headline
+from ..pipeline.pictures import PEOPLE_SHOWN
 from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
 from .glossary import GLOSSARY
 from .pictures import EMOTION_COLOURS
 
 STATUS_TEXT = {"ok": "faces tracked", "no_faces": "no face found", "partial": "partly readable", "failed": "failed"}
-#: Points per chart, people and tracks shown per video: what keeps a video's section the same size
-#: whatever its length (the timeline table has every sampled frame).
-CHART_BINS, PEOPLE_SHOWN, TRACKS_LISTED = 160, 12, 20
+#: Points per chart and tracks listed per video (and pipeline.pictures.PEOPLE_SHOWN people): what keeps a
+#: video's section the same size whatever its length (the timeline table has every sampled frame).
+CHART_BINS, TRACKS_LISTED = 160, 20
 
 
 def video_context(analysis, index: int, timeline: str = "", moments: str = "") -> dict:
