@@ -158,15 +158,9 @@ def process_image(path: str, settings: RunSettings, root: str | None = None, dat
 
 
 # ---------------------------------------------------------------- many work items
-def iter_results(items: Sequence[tuple[str, str | None]], settings: RunSettings, jobs: int = 1,
-                 client=None) -> Iterator[ImageResult]:
-    """An ImageResult for each (path, root) item, in order: on a Dask ``client``'s cluster (``cluster``),
-    else on ``jobs`` local worker processes (joblib's loky), else here."""
-    if client is not None:
-        from .cluster import cluster_records
-
-        yield from cluster_records(items, settings, client)
-        return
+def iter_results(items: Sequence[tuple[str, str | None]], settings: RunSettings, jobs: int = 1) -> Iterator[ImageResult]:
+    """An ImageResult for each (path, root) item, in order: on ``jobs`` local worker processes (joblib's
+    loky), or here."""
     if jobs == 1:
         for path, root in items:
             yield process_image(path, settings, root)
@@ -194,10 +188,10 @@ def auto_jobs(items: int, cores: int | None = None) -> int:
 
 
 def image_records(found: Sequence, settings: RunSettings, store=None, jobs: int | None = 1,
-                  client=None) -> Iterator[ImageResult]:
+                  compute=None) -> Iterator[ImageResult]:
     """One ImageResult per file ``sources.walk`` found (videos excluded), in order: skipped and unreadable
     files as they were found, images from ``store`` (a ``cache.ResultCache``) or computed on ``jobs`` workers
-    (None: ``auto_jobs``) or on a Dask ``client``'s cluster.
+    (None: ``auto_jobs``), or by ``compute`` (items -> records in order: ``cluster.cluster_records``).
 
     A stored result is named as this run found its file (path, root); fresh ones are stored, failures not
     (a failure may pass: it is retried next time). Memory stays flat: entries are loaded one by one.
@@ -207,7 +201,7 @@ def image_records(found: Sequence, settings: RunSettings, store=None, jobs: int 
     todo = [item for item, done in zip(items, listed) if not done]
     jobs = auto_jobs(len(todo)) if jobs is None else jobs  # None (the CLI's default): what pays here
     stored = iter(listed)
-    fresh = iter_results(todo, settings, jobs, client) if todo else iter([])
+    fresh = (compute(todo) if compute else iter_results(todo, settings, jobs)) if todo else iter([])
     for f in found:
         path, root = str(f.path), _root(f)
         if f.kind != "image":

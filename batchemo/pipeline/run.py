@@ -230,7 +230,7 @@ def _run_photos(found: list, opts: RunOptions, sinks: Sequence, client=None) -> 
         worker_model(settings.model_path)  # workers load it, and the card is all this process needs
     refs = []
     with tqdm(total=len(found), unit="file", desc="batchemo", disable=not opts.progress, file=sys.stderr) as bar:
-        for seq, rec in enumerate(image_records(found, settings, store, jobs, client)):
+        for seq, rec in enumerate(image_records(found, settings, store, jobs, _on_cluster(settings, client))):
             if opts.people and rec.status == STATUS_OK:
                 refs += _face_refs(rec)
             for sink in sinks:
@@ -244,6 +244,15 @@ def _run_photos(found: list, opts: RunOptions, sinks: Sequence, client=None) -> 
                 lime_samples=opts.lime_samples, jobs=jobs, backend=opts.backend, cached=cached,
                 gallery=opts.gallery)
     return RunResult(stats, shown, info, refs, options=opts)
+
+
+def _on_cluster(settings, client):
+    """items -> records on ``client``'s cluster (``cluster.cluster_records``), or None without one."""
+    if client is None:
+        return None
+    from .cluster import cluster_records
+
+    return lambda items: cluster_records(items, settings, client)
 
 
 def _face_refs(rec: ImageResult) -> list:
