@@ -202,3 +202,31 @@ def test_real_run_report_in_a_browser(browser, photos, tmp_path):
     hits = browser.execute_script("return Array.from(document.querySelectorAll('.card:not(.hidden) .face.hit'))"
                                   ".map(f => f.getAttribute('data-label'))")
     assert hits and set(hits) == {label}
+
+
+@pytest.mark.slow
+def test_statistics_bars_read_on_one_scale_and_the_heatmap_legend_is_beside_the_first_heatmap(browser, photos,
+                                                                                                tmp_path):
+    """A bar is as long as its share (happy at 47% fills 47% of its track, not the whole bar), and the
+    legend of the heatmaps' colours is shown, not folded, in the card of the first heatmap."""
+    out = tmp_path / "run.html"
+    r = subprocess.run([sys.executable, "-m", "batchemo.cli", "run", str(photos), "--report", str(out),
+                        "--lime-samples", "60", "-q"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    browser.get(out.as_uri())
+    bars = browser.execute_script("""
+        var panel = Array.from(document.querySelectorAll('.panel')).find(p => p.textContent.includes('Predicted emotion'));
+        return Array.from(panel.querySelectorAll('.bar')).map(function (b) {
+          var track = b.querySelector('.track').getBoundingClientRect().width, fill = 0;
+          b.querySelectorAll('.fill').forEach(function (f) { fill += f.getBoundingClientRect().width; });
+          return [b.querySelector('.val').textContent, fill / track];
+        });""")
+    assert len(bars) == 7 and any(share > 0 for _, share in bars)
+    for text, share in bars:
+        assert share == pytest.approx(float(text.rstrip("%")) / 100, abs=0.01), (text, share)
+    legend = browser.find_element("css selector", "#heatmap-legend")
+    assert legend.is_displayed() and "green" in legend.text and "red" in legend.text
+    first = browser.execute_script("""
+        var img = document.querySelector('#cards img[alt="LIME heatmap"]');
+        return img && img.closest('.card') === document.getElementById('heatmap-legend').closest('.card');""")
+    assert first
