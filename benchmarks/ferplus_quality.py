@@ -81,6 +81,21 @@ def _report(name: str, p: np.ndarray, data, note: str = "") -> None:
     if flag.any():
         print(f"uncertain: {flag.mean():.1%} of faces; majority accuracy {right[clear & ~flag].mean():.1%} of the "
               f"others, {right[clear & flag].mean():.1%} of the uncertain")
+    _doubt_table(p, data.votes)
+
+
+def _doubt_table(p: np.ndarray, votes: np.ndarray) -> None:
+    """Where to draw 'uncertain': for confidence thresholds, the share of faces under it, the mean share of
+    people who chose the label there and above, and how often most people chose another label under it."""
+    from batchemo.sources.votes import agreement, distribution
+
+    has = distribution(votes).sum(1) > 0
+    conf, agree = p.max(1)[has], agreement(votes, p.argmax(1))[has]
+    print(f"{'threshold':>9s} {'marked':>7s} {'people agree, marked':>21s} {'unmarked':>9s} {'most disagree, marked':>22s}")
+    for t in (0.4, 0.45, 0.5, 0.55, 0.6):
+        low = conf < t
+        print(f"{t:9.2f} {low.mean():7.1%} {agree[low].mean() if low.any() else float('nan'):21.3f} "
+              f"{agree[~low].mean():9.3f} {(agree[low] < 0.5).mean() if low.any() else float('nan'):22.1%}")
 
 
 def main() -> None:

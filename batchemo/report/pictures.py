@@ -26,13 +26,15 @@ def encode(rgb: np.ndarray, fmt: str = ".jpg", quality: int = 85) -> bytes:
 
 
 def annotate(img: np.ndarray, marks, scale: float = 1.0) -> np.ndarray:
-    """Boxes and '#i label 87%' tags drawn on a copy of ``img`` (already at display size).
+    """Boxes and '#i label 87%' tags drawn on a copy of ``img`` (already at display size), every tag inside
+    the picture.
 
     ``marks`` holds (Box in original pixels, label, confidence, face index); ``scale`` maps original pixels
-    to ``img`` pixels. An uncertain label (``confidence.uncertain_label``) ends in '?'. Tags are sized for
+    to ``img`` pixels. An uncertain label (``emotions.doubt.uncertain_label``) ends in '?'. Tags are sized for
     the picture as displayed (about 1/28 of its width, never below a readable 11 px) and placed clear of
     every face box and earlier tag (``place_tags``): above or below their box, beside it, else the free spot
-    nearest it; a tag with no free spot on the picture goes to a strip added under it.
+    nearest it. A tag with no free spot shrinks to its number ('#7') in its box's corner; a report lists
+    every face's label beside the picture, so none is lost (a crowded frame never grows a strip of tags).
     """
     import cv2
 
@@ -45,25 +47,28 @@ def annotate(img: np.ndarray, marks, scale: float = 1.0) -> np.ndarray:
     size = max(0.42, w / 700)
     boxes = [tuple(int(round(v * scale)) for v in (m[0].x, m[0].y, m[0].w, m[0].h)) for m in marks]
     texts = [f"#{idx} {label} {conf:.0%}" + ("?" if uncertain_label(conf) else "") for _, label, conf, idx in marks]
-    sizes = []
-    for text in texts:
-        (tw, tht), base = cv2.getTextSize(text, font, size, th)
-        sizes.append((tw + 6, tht + base + 6, tht))
+    sizes = [_tag_size(t, font, size, th) for t in texts]
     spots = place_tags(boxes, [(tw, tag_h) for tw, tag_h, _ in sizes], w, h)
-    spill = [k for k, s in enumerate(spots) if s is None]
-    if spill:  # a strip under the picture for the tags that fit nowhere on it
-        strip_h = sum(sizes[k][1] + 2 for k in spill)
-        out = np.concatenate([out, np.full((strip_h, w) + out.shape[2:], 255, out.dtype)])
-        top = h
-        for k in spill:
-            spots[k] = (0, top)
-            top += sizes[k][1] + 2
+    for k, spot in enumerate(spots):
+        if spot is None:  # no room for the whole tag: its number, in its box's corner, inside the picture
+            texts[k] = f"#{marks[k][3]}"
+            sizes[k] = _tag_size(texts[k], font, size, th)
+            x, y, bw, bh = boxes[k]
+            spots[k] = (min(max(0, x), max(0, w - sizes[k][0])), min(max(0, y), max(0, h - sizes[k][1])))
     for (x, y, bw, bh), (_, label, _, _), text, (tw, tag_h, tht), (left, top) in zip(boxes, marks, texts, sizes, spots):
         colour = EMOTION_COLOURS.get(label, (255, 255, 0))
         cv2.rectangle(out, (x, y), (x + bw, y + bh), colour, th + 1)
         cv2.rectangle(out, (left, top), (left + tw, top + tag_h), colour, -1)
         cv2.putText(out, text, (left + 3, top + tht + 3), font, size, (255, 255, 255), th, cv2.LINE_AA)
     return out
+
+
+def _tag_size(text: str, font, size: float, th: int) -> tuple[int, int, int]:
+    """(width, height, text height) of a tag, pixels."""
+    import cv2
+
+    (tw, tht), base = cv2.getTextSize(text, font, size, th)
+    return tw + 6, tht + base + 6, tht
 
 
 def place_tags(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, int]], width: int,

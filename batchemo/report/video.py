@@ -58,10 +58,11 @@ def video_context(analysis, index: int, timeline: str = "", moments: str = "") -
         "seconds": a.get("seconds") or 0.0, "rows": analysis.rows, "people": shown,
         "people_total": len(people), "tracks": [_track_view(t) for t in tracks[:TRACKS_LISTED]],
         "tracks_total": len(tracks), "min_face_samples": min_samples,
-        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo)}
-                      for s in (pics.filmstrip if pics else [])],
+        "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo),
+                       "marks": _marks(s.shot)} for s in (pics.filmstrip if pics else [])],
         "moments_found": pics.moments_found if pics else len(analysis.moments),
-        "moments_shown": len(pics.keyframes) if pics else 0, "timeline": timeline, "moments_file": moments,
+        "moments_shown": sum(k.moment.kind != "typical" for k in pics.keyframes) if pics else 0,
+        "timeline": timeline, "moments_file": moments,
         "main": _main_emotions(people),
     }
 
@@ -154,8 +155,17 @@ def _keyframe_view(k, memo: dict) -> dict:
         "heatmap_img": heatmap, "lime_img": lime, "lime_label": exp.label if exp else "",
         "lime_score": None if exp is None else float(exp.score), "lime_faithfulness": faith,
         "faithfulness_verdict": faithfulness_verdict(faith), "frame_jpg": shot_picture(k.shot, memo),
+        "frame_marks": _marks(k.shot),
         "unreadable": "",
     }
+
+
+def _marks(shot) -> list[dict]:
+    """The faces boxed on a frame, listed beside it (a crowded frame's tags shrink to their number)."""
+    from ..emotions.doubt import uncertain_label
+
+    return [] if shot is None else [{"id": idx, "label": label, "confidence": conf, "uncertain": uncertain_label(conf)}
+                                    for _, label, conf, idx in sorted(shot.marks, key=lambda m: m[3])]
 
 
 def _track_view(t) -> dict:
