@@ -108,7 +108,10 @@ class ClipState:
             self.moments.add(fid, int(faces.frame), t, smoothed, box)
 
     def _forget_closed(self) -> None:
-        """Smoothing state only for open tracks: memory bounded by the faces on screen."""
+        """Smoothing and moment state only for open tracks: memory bounded by the faces on screen (a
+        closed track keeps its summary and its moments, a few hundred bytes)."""
         open_ids = {tr.face_id for tr in self.tracker.tracks}
         self.smoother.forget(open_ids)
         self.embedded = {k: v for k, v in self.embedded.items() if k in open_ids}
+        for fid in [f for f in self.moments.faces if f not in open_ids]:
+            self.moments.close(fid)

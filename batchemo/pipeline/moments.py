@@ -68,7 +68,9 @@ class MomentFinder:
 
     def __init__(self, video: str, hold: float = HOLD, min_confidence: float = MIN_CONFIDENCE):
         self.video, self.hold, self.min_confidence = video, float(hold), float(min_confidence)
-        self.faces: dict[int, _Face] = {}
+        self.faces: dict[int, _Face] = {}  # the faces on screen
+        self.done: list[Moment] = []  # the moments of faces gone
+        self.done_typical: list[Moment] = []
 
     def add(self, face_id: int, frame: int, time: float, smoothed: np.ndarray, box) -> None:
         """One sample of one face: its (7,) smoothed probabilities and box (x, y, w, h, original pixels)."""
@@ -127,14 +129,26 @@ class MomentFinder:
         if face.change_open is not None and face.change_open.label == CLASSES[run.label]:
             face.change_open = None  # its run is over: its held time is final
 
+    def close(self, face_id: int) -> None:
+        """A face that is gone (its track closed): its last run settled, its moments kept, its state freed."""
+        face = self.faces.pop(int(face_id), None)
+        if face is None:
+            return
+        if face.run is not None:
+            self._close_run(face_id, face, face.run)
+        self.done += [*face.peaks.values(), *face.changes]
+        if face.typical is not None:
+            self.done_typical.append(face.typical)
+
     def moments(self) -> list[Moment]:
         """Every peak and change found, by face and time."""
-        out = [m for f in self.faces.values() for m in (*f.peaks.values(), *f.changes)]
+        out = self.done + [m for f in self.faces.values() for m in (*f.peaks.values(), *f.changes)]
         return sorted(out, key=lambda m: (m.face_id, m.time, m.kind))
 
     def typical(self) -> list[Moment]:
         """Each face's most confident sample (kind "typical"): not a moment, a picture of the face."""
-        return [f.typical for _, f in sorted(self.faces.items()) if f.typical is not None]
+        out = self.done_typical + [f.typical for f in self.faces.values() if f.typical is not None]
+        return sorted(out, key=lambda m: m.face_id)
 
 
 def who(face_id: int, person_of: dict[int, str]) -> str:
