@@ -280,3 +280,21 @@ def test_export_rebuilds_the_shipped_flatbuffer(tmp_path, astronaut_rgb):
     rebuilt = TFLiteForward(out.read_bytes(), threads=1)(chip)
     shipped = TFLiteForward(FLATBUFFER.read_bytes(), threads=1)(chip)
     np.testing.assert_allclose(rebuilt, shipped, atol=1e-6)
+
+
+def test_many_tracks_are_clustered_on_a_nearest_neighbour_graph_with_the_same_people(monkeypatch):
+    """Above KNN_ABOVE faces (an hour of video's tracks) each face links only its nearest neighbours: the
+    same people as the full graph, without its million links."""
+    from batchemo.people import cluster as C
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(9, 128))
+    centres = 0.6 * centres / np.linalg.norm(centres, axis=1, keepdims=True)
+    who = rng.integers(0, 9, 900)
+    emb = (centres[who] + rng.normal(scale=0.012, size=(900, 128))).astype(np.float32)
+    apart = [("v", float(i), float(i) + 0.5) for i in range(900)]
+    full = C.name_people(emb, apart=apart)
+    monkeypatch.setattr(C, "KNN_ABOVE", 100)
+    edges = C._near_edges(emb, C.TOLERANCE)
+    assert len(edges) <= 900 * (C.KNN + 1)
+    assert C.name_people(emb, apart=apart) == full and len(set(full)) == 9
