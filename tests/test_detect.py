@@ -183,15 +183,19 @@ def test_without_dlib_hog_says_how_to_install_and_haar_still_works(monkeypatch, 
         detect._hog_model.cache_clear()
 
 
-def _annotated(shared: Path):
-    """(rgb, face boxes, ignore boxes) for every item of tests/data/faces.json."""
+def _annotated(shared: Path | None, which: str = "real"):
+    """(path, rgb, face boxes, ignore boxes) for the items of tests/data/faces.json: the shared media
+    ("real") or the project's own hard set ("hard", tests/data/hard/)."""
     import cv2
 
     from batchemo.sources.images import read_image
 
     frames = {}
     for item in json.loads(ANNOTATIONS.read_text())["items"]:
-        path = shared / item["path"]
+        hard = item["path"].startswith("tests/")
+        if hard != (which == "hard"):
+            continue
+        path = (ANNOTATIONS.parent.parent.parent if hard else shared) / item["path"]
         if "frame" in item:
             if path not in frames:
                 cap, frames[path] = cv2.VideoCapture(str(path)), []

@@ -322,30 +322,39 @@ class YunetDetector(_Detector):
 
     ``box`` is YuNet's own box, from the hairline to the chin (about 0.8 times as wide as tall), in original
     pixels; dlib's landmark model is run on a square framed like dlib's CNN box derived from it
-    (LANDMARK_BOX), and the crop the emotion network reads is aligned by those landmarks. Faces from about
-    14 px are found (score ~0.8), and a 20-px face searched at 0.6x is often lost, so the search copy is
-    scaled for ``min_size`` (full size for the default 20 px, 0.5x for 40 px) and never
-    longer than ``max_side``; a big one is searched in tiles (``faces.yunet``).
+    (LANDMARK_BOX), and the crop the emotion network reads is aligned by those landmarks.
+
+    Settings chosen on the shared media and the project's hard set (``benchmarks/detect_quality.py``,
+    docs/detection.md): faces from ``min_size`` 10 px, searched at full size (a 20-px face searched at 0.6x
+    is often lost) and on the mirror image too (``flip``: two more hard faces of 62, at twice the cost of
+    one search); a box kept from ``min_score`` 0.6, or ``small_score`` 0.75 when it is under ``small_side``
+    24 px (hands, backs of heads and phones were all small boxes scoring 0.5-0.78, most small faces 0.8 or
+    more). ``zoom`` searches a copy enlarged that many times too (more small faces, more false ones).
     """
 
     name = "yunet"
-    NATIVE = 20
+    NATIVE = 10
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
-    def __init__(self, min_size: int = 20, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
-                 flip: bool = False, zoom: float = 1.0):
+    def __init__(self, min_size: int = 10, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
+                 flip: bool = True, zoom: float = 1.0, small_score: float = 0.75, small_side: int = 24):
         from .yunet import YuNet
 
         # a lower score floods the NMS with every grid cell
         self._net = YuNet(score_threshold=max(min_score, 0.05), flip=flip, zoom=zoom)
-        self.flip, self.zoom = flip, zoom
+        self.flip, self.zoom, self.small_score, self.small_side = flip, zoom, float(small_score), int(small_side)
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def working_scale(self, shape: tuple[int, ...]) -> float:
         return min(1.0, super().working_scale(shape))
 
     def _raw(self, img):
-        return [(f[0], f[1], f[2], f[3], f[14]) for f in self._net.detect(np.ascontiguousarray(img))]
+        out = []
+        for f in self._net.detect(np.ascontiguousarray(img)):
+            small = min(f[2], f[3]) < self.small_side * self.working_scale(img.shape)
+            if not small or f[14] >= max(self.small_score, self.min_score):
+                out.append((f[0], f[1], f[2], f[3], f[14]))
+        return out
 
     def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
         h = w / 0.8 if h is None else h
