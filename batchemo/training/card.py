@@ -85,6 +85,9 @@ def _card(state: TrainState, recipe: Recipe, model, validation_faces: int, best_
     card.recipe = {**state.recipe, "epochs_run": state.epoch}
     card.recipe["teachers"] = [Path(t).name for t in recipe.teachers]  # names only, not this machine's paths
     card.recipe["init"] = Path(recipe.init).name if recipe.init else ""
+    card.recipe["votes"] = Path(recipe.votes).name if recipe.votes else ""
+    if recipe.votes:
+        card.training_data += f" with FER+ votes ({Path(recipe.votes).name})"
     if state.teacher_ensemble_accuracy is not None:
         card.recipe["teacher_ensemble_validation_accuracy"] = state.teacher_ensemble_accuracy
     card.preprocessing = {**card.preprocessing, "tta": recipe.tta}
