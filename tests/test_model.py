@@ -145,16 +145,23 @@ def test_shipped_model_gives_a_face_and_its_mirror_image_one_answer(default_mode
 
 
 @pytest.mark.slow
-def test_shipped_model_beats_fer_on_validation(default_model, fer_validation):
-    """The whole FER2013 validation split: above the `fer` package's 65.2%, and as the card says."""
+def test_shipped_model_beats_fer_on_validation(default_model, fer_validation, shared):
+    """The whole FER2013 validation split scored against what ten people said of each face (FER+): above
+    the `fer` package (66.2% majority, 1.29 nats; benchmarks/ferplus_quality.py), and as the card says."""
     from batchemo.emotions.evaluate import evaluate
+    from batchemo.sources import votes as fv
     from batchemo.sources.labelled import load_folder
 
     data = load_folder(fer_validation)
     assert len(data) == 3589
     ev = evaluate(default_model, data)
-    assert ev.accuracy > 0.652
-    assert abs(ev.accuracy - default_model.card.validation_accuracy) < 0.002
+    scores = fv.vote_scores(fv.match(data.sources, shared / "datasets" / "ferplus-votes.csv"), ev.probabilities)
+    card = default_model.card.ferplus
+    assert scores.majority_accuracy > 0.662 and scores.cross_entropy < 1.287
+    assert abs(scores.majority_accuracy - card["majority_accuracy"]) < 0.002
+    assert abs(scores.cross_entropy - card["cross_entropy"]) < 0.01 and scores.worst_gap < 0.05
+    # FER2013's own labels: people's majority agrees with them on only 65% of these faces (docs/model.md)
+    assert abs(ev.accuracy - card["fer2013_accuracy"]) < 0.002
     # confident and mostly right on the first 50 validation faces of each of the two clearest classes
     for cls in ("happy", "surprise"):
         idx = np.flatnonzero(data.labels == CLASSES.index(cls))[:50]
@@ -243,8 +250,9 @@ def test_reports_say_how_the_shipped_model_was_trained():
 
     card = json.loads(ModelCard.path_for(DEFAULT_MODEL_PATH).read_text())
     line = training_summary(card)
-    assert line.startswith("trained on fer2013/, best epoch ")
+    assert line.startswith("trained on fer2013/ with FER+ votes (ferplus-votes.csv), best epoch ")
     assert f"best epoch {card['epochs']} of {card['recipe']['epochs_run']}" in line
-    assert f"fine-tuned from {card['recipe']['init']}" in line and f"taught by {len(card['teachers'])} teachers" in line
+    assert f"fine-tuned from {card['recipe']['init']}" in line
+    assert ("taught by" in line) == bool(card["teachers"])
     assert training_summary({"training_data": "x/", "epochs": 5, "recipe": {"epochs_run": 5}}) == "trained on x/, 5 epochs"
     assert training_summary({}) == ""

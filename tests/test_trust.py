@@ -64,14 +64,17 @@ def test_tags_are_placed_clear_of_every_face_box():
     assert place_tags([(0, 0, 100, 100)], [(60, 14)], 100, 100) == [None]
 
 
-def test_annotate_adds_a_strip_for_a_tag_that_fits_nowhere():
+def test_a_tag_that_fits_nowhere_shrinks_to_its_number_inside_the_picture():
+    """A crowded frame never grows a strip of tags: the tag becomes '#7' in its box's corner, same size picture."""
     from batchemo.core.records import Box
     from batchemo.report.pictures import annotate
 
     img = np.zeros((100, 100, 3), np.uint8)
-    out = annotate(img, [(Box(0, 0, 100, 100), "sad", 0.4, 0)])
-    assert out.shape[0] > 100 and out.shape[1] == 100
-    assert out[100:].mean() > 100  # the strip holds the tag, on white
+    out = annotate(img, [(Box(0, 0, 100, 100), "sad", 0.4, 7)])
+    assert out.shape == img.shape
+    lit = out.max(2) > 100
+    assert lit[3:20, 3:30].mean() > 0.7  # the corner tag '#7', filled with sad's colour
+    assert not lit[3:97, 3:97][:, 30:].any() and not lit[25:97, 3:97].any()  # short: no 'sad 40%' beside it
 
 
 def test_close_cluster_means_are_merged_and_far_ones_kept_apart():
