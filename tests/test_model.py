@@ -256,3 +256,15 @@ def test_reports_say_how_the_shipped_model_was_trained():
     assert ("taught by" in line) == bool(card["teachers"])
     assert training_summary({"training_data": "x/", "epochs": 5, "recipe": {"epochs_run": 5}}) == "trained on x/, 5 epochs"
     assert training_summary({}) == ""
+
+
+def test_reports_say_what_the_model_is_measured_against():
+    """A card measured against FER+ votes reads as agreement with ten people; an older card as accuracy."""
+    from batchemo.report import plain_model
+
+    card = json.loads(ModelCard.path_for(DEFAULT_MODEL_PATH).read_text())
+    line = plain_model(card, DEFAULT_MODEL_PATH)
+    assert f"most of ten people chose on {card['ferplus']['majority_accuracy'] * 100:.1f}%" in line
+    assert line.endswith("details in its card, default.card.json")
+    old = plain_model({"architecture": "mirror", "validation_accuracy": 0.7113, "validation_faces": 3589})
+    assert "labels 71.1% of 3,589 held-out FER2013 faces right" in old and "people" not in old

@@ -24,8 +24,9 @@ RUN = {
     "h": "height of the face box, pixels",
     "score": "the detector's confidence in the face (yunet: 0-1)",
     "label": "the emotion: the highest of the p_ columns",
-    "confidence": "its probability, 0-1",
-    "uncertain": "true when confidence is under 0.50: such labels were right 41% of the time on held-out faces",
+    "confidence": "its probability, 0-1: about the share of people who would give the face this label",
+    "uncertain": "true when confidence is under 0.50 (fewer than half of people would agree), or the face is too "
+                 "dark, blurred or small to read",
     "p_<emotion>": "probability of each of the 7 emotions (angry ... surprise); they sum to 1",
     "lime_label": "the emotion the LIME heatmap explains (the label)",
     "lime_score": "LIME fit R²: how well LIME's linear model reproduces the classifier around this face, 0-1",

@@ -123,7 +123,11 @@ def plain_model(card: dict, model_file: str | os.PathLike | None = None) -> str:
     training lineage (teachers, fine-tuning) stays in the card."""
     acc, n = card.get("validation_accuracy"), card.get("validation_faces")
     parts = [f"emotion model ({card.get('architecture') or 'unknown design'})"]
-    if acc:
+    if card.get("ferplus"):  # measured against ten people per face
+        f = card["ferplus"]
+        parts.append(f"gives the label most of ten people chose on {f['majority_accuracy'] * 100:.1f}% of "
+                     f"{f['majority_faces']:,} held-out FER2013 faces")
+    elif acc:
         parts.append(f"labels {float(acc) * 100:.1f}% of {f'{int(n):,} ' if n else ''}held-out FER2013 faces right")
     if card.get("date"):
         parts.append(f"trained {card['date']}")

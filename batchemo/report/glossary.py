@@ -8,8 +8,9 @@ from ..people.refs import MIXED_MARGIN
 
 #: One line per word a report uses that a reader may not know (tooltips and legends).
 GLOSSARY = {
-    "uncertain": f"the model gives this label less than {UNCERTAIN_CONFIDENCE:.0%} probability; such labels "
-                 "were right only 41% of the time on held-out faces (77% for the others): read it as a guess",
+    "uncertain": f"the model gives this label less than {UNCERTAIN_CONFIDENCE:.0%} probability, so fewer than half "
+                 "of people would give it: on held-out faces 43% of people agreed with such labels (79% with the "
+                 "others). Read it as a guess",
     "mixed": f"no emotion leads this person's share of faces by {MIXED_MARGIN:.0%} or more",
     "faithfulness": "how much better than random regions the heatmap explains the label: "
                     f"weak below {FAITHFULNESS_WEAK}, strong from {FAITHFULNESS_STRONG}",
@@ -19,8 +20,9 @@ GLOSSARY = {
     "LIME fit R²": "how well LIME's simple model matches the network near this face (1 = perfectly)",
     "TTA": "test-time augmentation: the face is read several times, slightly turned, and the reads averaged",
     "detector score": "how sure the face detector is that this is a face",
-    "confidence": "the probability the model gives its top emotion",
-    "validation accuracy": "share of FER2013's 3589 held-out faces the model labels correctly",
+    "confidence": "the probability the model gives its top emotion: about the share of people who would give "
+                  "the face that label (checked against ten people per held-out face)",
+    "validation accuracy": "share of FER2013's held-out faces given the emotion most of their ten FER+ raters chose",
     "expected calibration error": "how far the model's stated confidence is from how often it is right, on average",
     "precision": "of the faces given this label, the share that truly show it",
     "recall": "of the faces that truly show this emotion, the share the model finds",
