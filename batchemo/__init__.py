@@ -24,7 +24,8 @@ _WHERE = {
 }
 
 __all__ = [
-    "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline", "VideoAnalysis", "audit", "evaluate", "train",
+    "analyze", "run", "RunOptions", "RunResult", "analyze_video", "VideoOptions", "analyze_videos", "video_timeline",
+    "VideoAnalysis", "audit", "evaluate", "train",
     "CLASSES", "EmotionModel", "ModelError", "load_model", "__version__",
 ]
 

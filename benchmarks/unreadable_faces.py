@@ -68,8 +68,10 @@ def main() -> None:
     for path in a.model:
         model = load_model(path)
         print(f"\n## {model.name} (tta {model.tta}, temperature {model.temperature:g})")
-        print(f"{'faces':>10s} {'confidence':>10s} {'majority acc':>12s} {'uncertain':>9s} {'unreadable':>10s} {'either':>7s}")
-        for name, fn in (("as they are", None), ("dark", dark), ("blurred", blurred), ("12 px", tiny), ("masked", masked)):
+        print(f"{'faces':>10s} {'confidence':>10s} {'majority acc':>12s} {'uncertain':>9s} {'unreadable':>10s} "
+              f"{'either':>7s}")
+        for name, fn in (("as they are", None), ("dark", dark), ("blurred", blurred), ("12 px", tiny),
+                         ("masked", masked)):
             x = data.images if fn is None else fn(data.images)
             p, _ = classify(model, x)
             doubt = is_uncertain(p)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = Path(os.environ.get("BATCHEMO_SHARED", ROOT.parent / "shared")) / "media" / "videos" / "short_hamilton_clip.mp4"
+DEFAULT_VIDEO = (Path(os.environ.get("BATCHEMO_SHARED", ROOT.parent / "shared"))
+                 / "media" / "videos" / "short_hamilton_clip.mp4")
 
 
 def main(argv=None) -> int:

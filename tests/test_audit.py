@@ -134,7 +134,8 @@ def test_exact_metrics_calibration_and_gallery(labelled):
     assert [(g.true, g.predicted, g.count, len(g.shown)) for g in r.groups[:3]] == [
         ("happy", "sad", 2, 1), ("angry", "disgust", 1, 1), ("disgust", "fear", 1, 1)]
     first = r.groups[0].shown[0]
-    assert first.p_predicted == pytest.approx(c[191], rel=1e-5) and first.p_true == pytest.approx((1 - c[191]) / 6, rel=1e-5)
+    assert (first.p_predicted == pytest.approx(c[191], rel=1e-5)
+            and first.p_true == pytest.approx((1 - c[191]) / 6, rel=1e-5))
     assert set(first.explanations) == {"sad", "happy"}
     assert first.explanations["sad"].heatmap.shape == (48, 48)
     # the hidden marker is what moved the stub: its superpixel carries the largest weight for "sad"

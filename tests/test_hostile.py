@@ -247,7 +247,8 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path):
     data = tmp_path / "fer2013.csv"
     data.write_text("emotion,pixels,Usage\n")
     rc, _, err = cli("audit", str(data), "--csv", str(data), "-q")
-    assert rc == 2 and err.strip().endswith("is the input " + str(data) + ", which an output would replace: write it elsewhere")
+    assert rc == 2 and err.strip().endswith("is the input " + str(data)
+                                            + ", which an output would replace: write it elsewhere")
     assert data.read_text() == "emotion,pixels,Usage\n"
 
 
@@ -309,7 +310,8 @@ def test_an_output_that_cannot_be_created_is_found_before_the_first_photo(tmp_pa
     monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
     (tmp_path / "ro").mkdir()
     rc, _, err = cli("run", str(tmp_path), "--csv", str(tmp_path / "ro" / "t.csv"), "-q")
-    assert rc == 2 and err.strip() == f"batchemo: error: {tmp_path / 'ro' / 't.csv'}: cannot write there: Read-only file system"
+    assert rc == 2 and err.strip() == (f"batchemo: error: {tmp_path / 'ro' / 't.csv'}: "
+                                       "cannot write there: Read-only file system")
     long_name = "n" * 300 + ".csv"
     rc, _, err = cli("run", str(tmp_path), "--csv", str(tmp_path / long_name), "-q")
     assert rc == 2 and "the file name is longer than 255 bytes" in err
@@ -369,7 +371,8 @@ def test_a_model_card_of_the_wrong_shape_is_one_line_naming_it(tmp_path):
 
     card = tmp_path / "m.card.json"
     for text, why in [("[1, 2]", "the file holds a list, expected an object of fields"),
-                      ('{"architecture": "default", "preprocessing": 3}', "'preprocessing' is a number, expected an object"),
+                      ('{"architecture": "default", "preprocessing": 3}',
+                       "'preprocessing' is a number, expected an object"),
                       ('{"architecture": "default", "classes": "happy"}', "'classes' is a string, expected a list"),
                       ('{"architecture": "default", "epochs": 2.5}', "'epochs' is a number, expected a whole number"),
                       ('{"architecture": "default", "preprocessing": {"tta": 4}}', "'preprocessing.tta' is a number")]:

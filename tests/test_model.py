@@ -254,7 +254,8 @@ def test_reports_say_how_the_shipped_model_was_trained():
     assert f"best epoch {card['epochs']} of {card['recipe']['epochs_run']}" in line
     assert f"fine-tuned from {card['recipe']['init']}" in line
     assert ("taught by" in line) == bool(card["teachers"])
-    assert training_summary({"training_data": "x/", "epochs": 5, "recipe": {"epochs_run": 5}}) == "trained on x/, 5 epochs"
+    assert (training_summary({"training_data": "x/", "epochs": 5, "recipe": {"epochs_run": 5}})
+            == "trained on x/, 5 epochs")
     assert training_summary({}) == ""
 
 

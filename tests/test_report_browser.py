@@ -167,7 +167,8 @@ def test_filters_select_faces_and_combine(browser, made_up_report):
     assert browser.execute_script("return document.querySelectorAll('.spill .tag').length") == 1
     steps = [("emotion", "sad", {"emotion": "sad"}), ("person", "person_2", {"emotion": "sad", "person": "person_2"}),
              ("doubt", "1", {"emotion": "sad", "person": "person_2", "doubt": "1"}),
-             ("emotion", "all", {"person": "person_2", "doubt": "1"}), ("doubt", "0", {"person": "person_2", "doubt": "0"}),
+             ("emotion", "all", {"person": "person_2", "doubt": "1"}),
+             ("doubt", "0", {"person": "person_2", "doubt": "0"}),
              ("person", "all", {"doubt": "0"}), ("doubt", "all", {}), ("emotion", "no_faces", {"emotion": "no_faces"}),
              ("emotion", "happy", {"emotion": "happy"})]
     for group, value, state in steps:
@@ -215,7 +216,8 @@ def test_statistics_bars_read_on_one_scale_and_the_heatmap_legend_is_beside_the_
     assert r.returncode == 0, r.stderr
     browser.get(out.as_uri())
     bars = browser.execute_script("""
-        var panel = Array.from(document.querySelectorAll('.panel')).find(p => p.textContent.includes('Predicted emotion'));
+        var panel = Array.from(document.querySelectorAll('.panel')).find(p => \
+p.textContent.includes('Predicted emotion'));
         return Array.from(panel.querySelectorAll('.bar')).map(function (b) {
           var track = b.querySelector('.track').getBoundingClientRect().width, fill = 0;
           b.querySelectorAll('.fill').forEach(function (f) { fill += f.getBoundingClientRect().width; });

@@ -314,7 +314,8 @@ def test_run_on_a_folder_with_a_video_links_its_timeline(tmp_path, astronaut_rgb
     faces = pd.read_csv(out / "r.csv")
     assert faces["path"].tolist() == [str(src / "a.jpg"), str(src / "clips" / "clip.avi")]
     video_row = faces.iloc[1]  # the video is not read as an image: its row points to its timeline
-    assert video_row["status"] == "video" and video_row["folder"] == "clips" and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"]
+    assert (video_row["status"] == "video" and video_row["folder"] == "clips"
+            and "1 face tracked, timeline in r.timeline.csv" in video_row["reason"])
     timeline = pd.read_csv(out / "r.timeline.csv")
     assert len(timeline) > 0 and timeline["face_id"].nunique() == 1
     from batchemo.outputs.columns import RUN, TIMELINE, expand  # the columns --help and the README document

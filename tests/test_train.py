@@ -406,7 +406,8 @@ def test_consistent_teaching_judges_each_view_the_student_sees(folder_dataset, t
     views, probs = np.load(ckpt / "teacher_views.npy"), np.load(ckpt / "teacher_probs.npy")
     assert views.shape == (len(train_set), 3, 48, 48) and views.dtype == np.uint8
     # three different affine versions of each face, seeded: the same ones again from the recipe
-    assert not np.array_equal(views[:, 0], views[:, 1]) and np.array_equal(views, teacher_views(train_set.images, recipe))
+    assert (not np.array_equal(views[:, 0], views[:, 1])
+            and np.array_equal(views, teacher_views(train_set.images, recipe)))
     # the teachers' verdict is on each view itself, not on the face as it is; "auto": a mirror-symmetric
     # teacher reads it with two turns (the shipped card's own way)
     assert json.loads((ckpt / "state.json").read_text())["teachers"][0]["tta"] == "rot5"
@@ -479,7 +480,8 @@ def test_cli_builds_the_distill_recipe(tmp_path, monkeypatch):
     args.func(args)
     assert seen["recipe"].arch == "wide" and seen["recipe"].optimizer == "sgd-nesterov"
     # a mirror-symmetric student reads faces as two turns unless told otherwise (its flip is its one pass)
-    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror", "--teacher", "a.keras"])
+    args = cli.build_parser().parse_args(["train", "data", "--out", "m.keras", "--arch", "mirror",
+                                          "--teacher", "a.keras"])
     args.func(args)
     assert seen["recipe"].arch == "mirror" and seen["recipe"].tta == "rot5" and seen["recipe"].teachers == ["a.keras"]
     assert seen["recipe"].teacher_tta == "hflip"
@@ -547,7 +549,8 @@ def test_init_weights_and_a_card_that_reads_one_pass(folder_dataset, tmp_path, u
 
 def test_init_of_another_architecture_is_a_clear_error(folder_dataset, tmp_path, untrained_model_path):
     with pytest.raises(TrainingError, match="architecture 'default'"):
-        train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(arch="wide", epochs=1, init=str(untrained_model_path)))
+        train(folder_dataset, tmp_path / "w.keras",
+              recipe=Recipe(arch="wide", epochs=1, init=str(untrained_model_path)))
     with pytest.raises(TrainingError, match="--init model not found"):
         train(folder_dataset, tmp_path / "w.keras", recipe=Recipe(init=str(tmp_path / "nope.keras")))
 
@@ -654,7 +657,8 @@ def test_teachers_read_as_their_architecture_allows():
     from batchemo.training.teachers import teacher_way
 
     # a mirror-symmetric teacher's flip is its one pass: "auto" and "turns" read it with turns instead
-    assert [teacher_way(Recipe(teacher_tta=t), "mirror") for t in ("hflip", "auto", "turns")] == ["hflip", "rot5", "turns"]
+    assert ([teacher_way(Recipe(teacher_tta=t), "mirror") for t in ("hflip", "auto", "turns")]
+            == ["hflip", "rot5", "turns"])
     assert {teacher_way(Recipe(teacher_tta=t), "default") for t in ("hflip", "auto", "turns")} == {"hflip"}
     with pytest.raises(TrainingError, match="unknown teacher reading 'five'.*hflip, auto, turns"):
         Recipe(teacher_tta="five").validate()

@@ -6,8 +6,16 @@ import pytest
 
 from batchemo.core.records import CLASSES
 from batchemo.sources.votes import (
-    FERPLUS_COLUMNS, VotesError, agreement_bands, cross_entropy, distribution, fit_temperature, majority, match,
-    temper, vote_scores,
+    FERPLUS_COLUMNS,
+    VotesError,
+    agreement_bands,
+    cross_entropy,
+    distribution,
+    fit_temperature,
+    majority,
+    match,
+    temper,
+    vote_scores,
 )
 
 
@@ -47,7 +55,8 @@ def test_temperature_softens_an_over_confident_model_to_what_people_say():
     votes = np.zeros((400, 10), int)
     for i, p in enumerate(truth):
         for k, n in enumerate(rng.multinomial(10, p)):
-            votes[i, FERPLUS_COLUMNS.index({"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+            votes[i, FERPLUS_COLUMNS.index({"angry": "anger", "disgust": "disgust", "fear": "fear",
+                                            "happy": "happiness",
                                             "neutral": "neutral", "sad": "sadness",
                                             "surprise": "surprise"}[CLASSES[k]])] = n
     sharp = temper(truth, 0.4)  # the same ranking, much surer

@@ -117,7 +117,8 @@ def add_detector(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-factor", type=number(float, 1.01, 3.0),
                    help=f"Haar scaleFactor (default: 1.1 for photos, {VIDEO_SCALE_FACTOR} for video frames, a "
                    "speed-for-recall trade on long videos)")
-    p.add_argument("--min-neighbors", type=number(int, 0, 100), default=5, help="Haar minNeighbors (default: %(default)s)")
+    p.add_argument("--min-neighbors", type=number(int, 0, 100), default=5,
+                   help="Haar minNeighbors (default: %(default)s)")
 
 
 def detector_options(a: argparse.Namespace, video: bool = False) -> dict:
@@ -251,7 +252,8 @@ def resume_folder(first_output: str | os.PathLike) -> Path:
 def add_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", metavar="DIR",
                    help="keep each image's results in DIR, and keep DIR: later runs reuse them when files, model and "
-                   "settings are unchanged (DIR holds each face's identity embedding: keep it as private as the photos)")
+                   "settings are unchanged (DIR holds each face's identity embedding: keep it as private as the "
+                   "photos)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="without --cache, keep each finished image, and each video's checkpoints (every 10 s of "
                    "video), in .OUTPUT.resume/ beside the first output, so that the same command run again after "

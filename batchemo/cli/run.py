@@ -138,9 +138,11 @@ def add_parser(sub) -> None:
     )
     r.add_argument("paths", nargs="+", metavar="PATH", help="photos, videos, or folders holding them")
     r.add_argument("--report", type=report_file, help="self-contained HTML report to write (.html)")
-    r.add_argument("--csv", type=table_file, help="table to write, one row per face (and per file without one, with its status "
+    r.add_argument("--csv", type=table_file,
+                   help="table to write, one row per face (and per file without one, with its status "
                    "and reason), streamed as the run goes")
-    r.add_argument("--json", type=table_file, help="the same table as JSON records (for --csv and --json alike, the suffix decides "
+    r.add_argument("--json", type=table_file,
+                   help="the same table as JSON records (for --csv and --json alike, the suffix decides "
                    "the format: .csv, .json, or .parquet with pyarrow: pip install batchemo[parquet])")
     add_detector(r)
     r.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,

@@ -18,7 +18,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     check_outputs(a.out, inputs=[a.data, a.init, a.votes, *(a.teacher or [])])
     recipe = None
     if not a.resume or a.epochs is not None:
-        recipe = Recipe.named(a.recipe or ("distill" if a.teacher else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
+        recipe = Recipe.named(a.recipe or ("distill" if a.teacher
+                                           else {"wide": "teacher", None: "default"}.get(a.arch, a.arch)))
         recipe.arch = a.arch or recipe.arch
         # a mirror network's one pass is its flip average: its second pass goes to two turns instead
         recipe.tta = "rot5" if recipe.arch == "mirror" else "hflip"
@@ -84,7 +85,8 @@ def vote_summary(votes, probabilities) -> str:
     s = vote_scores(votes, probabilities)
     lines = [f"against FER+ votes ({s.faces} faces with emotion votes): majority accuracy {s.majority_accuracy:.4f} "
              f"({s.majority_faces} faces with a clear majority), {s.strong_accuracy:.4f} where 6 or more of 10 agree "
-             f"({s.strong_faces}); vote cross-entropy {s.cross_entropy:.3f} nats (the votes' own entropy: {s.floor:.3f})",
+             f"({s.strong_faces}); vote cross-entropy {s.cross_entropy:.3f} nats "
+             f"(the votes' own entropy: {s.floor:.3f})",
              "confidence band   faces  mean confidence  people who chose the label"]
     lines += [f"{b.lower:.1f}-{b.upper:.1f}        {b.count:6d}  {b.confidence:15.3f}  {b.agreement:.3f}"
               + ("" if b.count >= BAND_MIN_FACES else "  (few faces)") for b in s.bands if b.count]
@@ -100,13 +102,16 @@ def add_parsers(sub) -> None:
         "--resume continues a stopped run.",
     )
     t.add_argument("data", help="dataset folder or fer2013.csv")
-    t.add_argument("--out", required=True, type=output_file((".keras",), "the model"), help="model file to write (.keras); history, curves and card go beside it")
-    t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"], help="architecture (default: the recipe's, else default)")
+    t.add_argument("--out", required=True, type=output_file((".keras",), "the model"),
+                   help="model file to write (.keras); history, curves and card go beside it")
+    t.add_argument("--arch", choices=["default", "seed", "wide", "mirror"],
+                   help="architecture (default: the recipe's, else default)")
     t.add_argument("--recipe", choices=["default", "seed", "teacher", "distill", "mirror"],
                    help="training recipe (default: the one named like --arch; distill when --teacher is given)")
     t.add_argument("--epochs", type=number(int, 1, 10_000), help="number of epochs (default recipe 80, seed recipe 50)")
     t.add_argument("--batch-size", type=number(int, 1, 65_536), help="batch size (default recipe 64, seed recipe 512)")
-    t.add_argument("--lr", type=number(float, 0, 10, above=True), help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
+    t.add_argument("--lr", type=number(float, 0, 10, above=True),
+                   help="Adam learning rate (default recipe 2e-3, seed recipe 1e-4)")
     t.add_argument("--schedule", choices=["cosine", "plateau"], help="learning-rate schedule")
     _add_regularisation(t)
     _add_distillation(t)
@@ -116,14 +121,17 @@ def add_parsers(sub) -> None:
 
 
 def _add_regularisation(t) -> None:
-    t.add_argument("--patience", type=number(int, 0, 10_000), help="early stopping: epochs without a better validation accuracy")
+    t.add_argument("--patience", type=number(int, 0, 10_000),
+                   help="early stopping: epochs without a better validation accuracy")
     t.add_argument("--seed", type=number(int, 0, MAX_SEED), help="random seed")
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
     t.add_argument("--optimizer", choices=["adam", "sgd-nesterov"], help="optimizer (default recipe: adam)")
     t.add_argument("--momentum", type=number(float, 0, 0.999), help="sgd-nesterov momentum (default 0.9)")
-    t.add_argument("--label-smoothing", type=number(float, 0, 0.99), help="label smoothing of the hard labels (default 0)")
+    t.add_argument("--label-smoothing", type=number(float, 0, 0.99),
+                   help="label smoothing of the hard labels (default 0)")
     t.add_argument("--mixup", type=number(float, 0, 100), help="mixup Beta alpha, 0 = off (teacher recipe 0.2)")
-    t.add_argument("--cutmix", type=number(float, 0, 100), help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
+    t.add_argument("--cutmix", type=number(float, 0, 100),
+                   help="cutmix Beta alpha, 0 = off (both on: half the batches each)")
     t.add_argument("--mix-prob", type=number(float, 0, 1), help="probability that a batch is mixed (default 1)")
     t.add_argument("--erase", type=number(float, 0, 1), help="random-erasing probability (default 0)")
 
@@ -133,7 +141,8 @@ def _add_distillation(t) -> None:
     t.add_argument("--teacher", nargs="+", metavar="MODEL", help="distil from these .keras models (mean flip-TTA "
                    "probabilities, computed once per run)")
     t.add_argument("--distill-alpha", type=number(float, 0, 1), help="weight of the teachers' term (default 0.9)")
-    t.add_argument("--distill-temperature", type=number(float, 0, 100, above=True), help="distillation temperature (default 3)")
+    t.add_argument("--distill-temperature", type=number(float, 0, 100, above=True),
+                   help="distillation temperature (default 3)")
     t.add_argument("--teacher-views", type=number(int, 0, 1000), metavar="K",
                    help="consistent teaching: the teachers judge K augmented views of each face (cached) and "
                         "each epoch the student learns from one of them (default 0: the faces as they are)")
@@ -147,14 +156,18 @@ def _add_distillation(t) -> None:
 def _add_reading(t) -> None:
     t.add_argument("--tta", choices=list(TTA_WAYS), help="test-time augmentation the model card asks for: hflip "
                    "(the mean with the mirror image, 2 passes per face; default), rot5 (the mean of the face turned "
-                   "5 degrees each way, 2 passes; default for --arch mirror), turns (five turns, 5 passes) or none (1 pass)")
+                   "5 degrees each way, 2 passes; default for --arch mirror), turns (five turns, 5 passes) or none "
+                   "(1 pass)")
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16"], help="training arithmetic: mixed_bfloat16 "
-                   "is faster on CPUs with AVX512_BF16 (here 66 vs 90 s per epoch); the saved model is float32 either way")
-    t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (same architecture) instead of a random initialisation")
+                   "is faster on CPUs with AVX512_BF16 (here 66 vs 90 s per epoch); the saved model is float32 "
+                   "either way")
+    t.add_argument("--init", metavar="MODEL", help="start from this trained model's weights (same architecture) "
+                   "instead of a random initialisation")
     t.add_argument("--fit-read", action="store_true", help="the loss sees the card's read of each face (the mean "
                    "over its --tta views), not one pass: the network is fit to the read it ships with, at one pass "
                    "of work per view each step")
-    t.add_argument("--average-from", type=number(int, 1, 10_000), metavar="EPOCH", help="weight averaging: from this epoch on, "
+    t.add_argument("--average-from", type=number(int, 1, 10_000), metavar="EPOCH",
+                   help="weight averaging: from this epoch on, "
                    "the mean of every epoch's weights is read too and kept where it reads best (default: off)")
     t.add_argument("--votes", metavar="CSV", help="FER+ votes for DATA's faces (ferplus-votes.csv, or FER+'s "
                    "fer2013new.csv beside fer2013.csv): learn what ten people saw in each face, not FER2013's one "

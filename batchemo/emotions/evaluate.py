@@ -79,7 +79,8 @@ class Evaluation:
 
 
 def evaluate(model: EmotionModel, data: LabelledSet) -> Evaluation:
-    """Every face of ``data`` read as photos and video frames are (``model.predict``: the card's TTA and calibration)."""
+    """Every face of ``data`` read as photos and video frames are (``model.predict``: the card's TTA and
+    calibration)."""
     probs = model.predict(data.images)
     if probs.shape != (len(data), len(CLASSES)):
         from .model import ModelError

@@ -106,7 +106,8 @@ def summarise(refs: list[FaceRef], top: int = 12) -> list[dict]:
         typical = min(photos, key=lambda r: float(np.linalg.norm(r.embedding - mean))) if photos else None
         people.append({
             "name": name, "faces": len(photos), "photos": len({r.source for r in photos}),
-            "tracks": len(tracks), "videos": len({r.source for r in tracks}), "frames": int(sum(r.weight for r in tracks)),
+            "tracks": len(tracks), "videos": len({r.source for r in tracks}),
+            "frames": int(sum(r.weight for r in tracks)),
             "weight": float(weights.sum()), "shares": shares, "mean_probs": mean_probs,
             "dominant": headline(shares),  # their most frequent label, or "mixed" (the bars' own rule)
             "dominant_uncertain": uncertain_label(max(mean_probs.values())),

@@ -158,7 +158,8 @@ def process_image(path: str, settings: RunSettings, root: str | None = None, dat
 
 
 # ---------------------------------------------------------------- many work items
-def iter_results(items: Sequence[tuple[str, str | None]], settings: RunSettings, jobs: int = 1) -> Iterator[ImageResult]:
+def iter_results(items: Sequence[tuple[str, str | None]], settings: RunSettings,
+                 jobs: int = 1) -> Iterator[ImageResult]:
     """An ImageResult for each (path, root) item, in order: on ``jobs`` local worker processes (joblib's
     loky), or here."""
     if jobs == 1:

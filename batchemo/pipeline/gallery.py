@@ -89,8 +89,8 @@ class Gallery:
     """The image cards a report shows: every input of a small run, a bounded, telling choice of a big one.
 
     ``offer(seq, rec)`` takes one input's ``records.ImageResult`` (faces, crops, thumbnail as arrays) in input
-    order; ``cards()`` gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's length
-    (by at least 17 cards: one per emotion and end, a folder sample and a no-face photo).
+    order; ``cards()`` gives the kept ones, in input order. Memory is bounded by ``size`` cards whatever the run's
+    length (by at least 17 cards: one per emotion and end, a folder sample and a no-face photo).
     """
 
     def __init__(self, size: int = GALLERY_SIZE, total: int | None = None, seed: int = 0):

@@ -8,6 +8,7 @@ person explained with LIME. Arrays only: a report encodes them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,17 +74,21 @@ def video_pictures(analysis, model=None, detector=None, explain: int = 1, lime_s
     person_of = analysis.person_of()
     chosen = strongest([m for m in analysis.moments if who(m.face_id, person_of) in shown], person_of, per_person,
                        [m for m in analysis.typical if who(m.face_id, person_of) in shown])[:MAX_KEYFRAMES]
-    wanted = {m.frame for m in chosen} | {f for f, _, _ in analysis.filmstrip}
+    strip = {f for f, _, _ in analysis.filmstrip}
+    wanted = {m.frame for m in chosen} | strip
     at = _faces_at(analysis.chunks(), wanted)
-    frames = _decode(analysis.info["video"], sorted(wanted))
-    pics = VideoPictures(moments_found=len(analysis.moments), unreadable_frames=len(wanted - set(frames)))
-    for frame, time, n in analysis.filmstrip:
-        rgb = frames.get(frame)
-        pics.filmstrip.append(Still(frame, time, n, _shot(rgb, at.get(frame, [])) if rgb is not None else None))
-    for m in chosen:
-        rgb = frames.get(m.frame)
-        if rgb is not None:
-            pics.keyframes.append(_keyframe(m, rgb, at.get(m.frame, []), person_of.get(m.face_id, ""), detector))
+    shots: dict[int, Shot] = {}
+    keys: dict[int, Keyframe] = {}
+    for frame, rgb in _decode(analysis.info["video"], sorted(wanted)):  # one frame in memory at a time
+        if frame in strip:
+            shots[frame] = _shot(rgb, at.get(frame, []))
+        for i, m in enumerate(chosen):
+            if m.frame == frame:
+                keys[i] = _keyframe(m, rgb, at.get(frame, []), person_of.get(m.face_id, ""), detector)
+    read = set(shots) | {chosen[i].frame for i in keys}
+    pics = VideoPictures(moments_found=len(analysis.moments), unreadable_frames=len(wanted - read),
+                         filmstrip=[Still(f, t, n, shots.get(f)) for f, t, n in analysis.filmstrip],
+                         keyframes=[keys[i] for i in sorted(keys)])
     if explain and model is not None:
         _explain(pics.keyframes, model, explain, lime_samples, seed, jobs)
     analysis.pictures = pics
@@ -116,26 +121,26 @@ def _faces_at(chunks, frames: set[int]) -> dict[int, list[tuple]]:
     return out
 
 
-def _decode(path: str, frames: list[int]) -> dict[int, np.ndarray]:
-    """RGB of the wanted frame indices, by seeking (a frame the decoder cannot reach again is left out)."""
+def _decode(path: str, frames: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB) of the wanted frame indices, in order, by seeking (a frame the decoder cannot reach
+    again is left out; so is every frame of a video gone or unreadable since)."""
     import cv2
 
     from ..sources.video import open_video
 
-    out: dict[int, np.ndarray] = {}
     try:
         cap, _ = open_video(path)
     except Exception:  # gone or unreadable since: no picture, the report says so
-        return out
+        return
     try:
         for f in frames:
             cap.set(cv2.CAP_PROP_POS_FRAMES, f)
             ok, bgr = cap.read()
             if ok and bgr is not None:
-                out[f] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+                yield f, (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3
+                          else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB))
     finally:
         cap.release()
-    return out
 
 
 def _shot(rgb: np.ndarray, faces: list[tuple]) -> Shot:

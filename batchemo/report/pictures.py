@@ -87,10 +87,10 @@ def place_tags(boxes: list[tuple[int, int, int, int]], sizes: list[tuple[int, in
     for (x, y, bw, bh), (tw, tag_h) in zip(boxes, sizes):
         cands = [(x, y - tag_h - 3), (x, y + bh + 3), (x + bw - tw, y - tag_h - 3), (x + bw - tw, y + bh + 3),
                  (x - tw - 3, y), (x + bw + 3, y)]
-        spot = next(((l, t) for l, t in cands if free((l, t, l + tw, t + tag_h))), None)
+        spot = next(((left, top) for left, top in cands if free((left, top, left + tw, top + tag_h))), None)
         if spot is None:
-            grid = ((l, t) for t in range(0, max(0, height - tag_h) + 1, 3)
-                    for l in range(0, max(0, width - tw) + 1, 3))
+            grid = ((left, top) for top in range(0, max(0, height - tag_h) + 1, 3)
+                    for left in range(0, max(0, width - tw) + 1, 3))
             spot = min((p for p in grid if free((p[0], p[1], p[0] + tw, p[1] + tag_h))),
                        key=lambda p: abs(p[0] - x) + abs(p[1] - y), default=None)
         if spot is not None:

@@ -198,7 +198,8 @@ def _example(ref, kept: dict) -> dict | None:
         face = rec.faces.colour[ref.face_index]
     else:
         face = square(ref.crop, 112) if ref.crop is not None else None
-    heat = None if ref.heatmap is None or ref.crop is None else heatmap_image(ref.crop, ref.heatmap.astype(np.float32), 112)
+    heat = (None if ref.heatmap is None or ref.crop is None
+            else heatmap_image(ref.crop, ref.heatmap.astype(np.float32), 112))
     return {"source": ref.source, "label": ref.label, "confidence": ref.confidence,
             "face_jpg": picture(face, 90), "heatmap_img": picture(heat, 88)}
 

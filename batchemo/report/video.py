@@ -20,7 +20,7 @@ import numpy as np
 from ..core.records import CLASSES
 from ..explain.faithfulness import faithfulness_verdict
 from ..people.refs import headline
-from ..pipeline.pictures import PEOPLE_SHOWN
+from ..pipeline.pictures import shown_people
 from . import base_context, data_uri, explanation_pictures, picture, render, shot_picture
 from .glossary import GLOSSARY
 from .pictures import EMOTION_COLOURS
@@ -37,11 +37,12 @@ def video_context(analysis, index: int, timeline: str = "", moments: str = "") -
     a = analysis.info
     duration = float(a.get("duration") or 0.0)
     min_samples = int(a.get("min_face_samples") or 3)
-    series = person_series(analysis, duration)
+    shown_keys = shown_people(analysis)
+    series = person_series(analysis, duration, charted=shown_keys)
     memo: dict = {}
     pics = analysis.pictures
     people = sorted(series.values(), key=lambda p: -p["samples"])
-    shown = [p for p in people if p["samples"] >= min_samples][:PEOPLE_SHOWN]
+    shown = [p for p in people if p["key"] in shown_keys]
     for p in shown:
         p["chart"] = data_uri(emotion_chart(p["bins"], p["counts"], duration))
         p["moments"] = [_keyframe_view(k, memo) for k in (pics.keyframes if pics else []) if _key(k) == p["key"]]
@@ -72,10 +73,12 @@ def _key(k) -> str:
     return k.person or f"face #{k.moment.face_id}"
 
 
-def person_series(analysis, duration: float, bins: int = CHART_BINS) -> dict[str, dict]:
+def person_series(analysis, duration: float, bins: int = CHART_BINS, charted: set[str] | None = None
+                  ) -> dict[str, dict]:
     """Per person (a track without one: per track) of one video, from its timeline spool in one pass: the
-    smoothed probabilities binned over the video's time (``bins`` points), the share of samples per
-    smoothed label, the mean probabilities, samples, tracks and time span."""
+    share of samples per smoothed label, the mean probabilities, samples, tracks and time span; for the
+    people in ``charted`` (None: everyone) also the smoothed probabilities binned over the video's time
+    (``bins`` points). Only the charted hold (bins, 7) arrays, so an hour's thousands of tracks cost little."""
     person_of = analysis.person_of()
     period = float(analysis.info.get("sample_period") or 0.0)
     if period > 0:  # no bin narrower than a sample: a chart's line joins its samples
@@ -87,22 +90,30 @@ def person_series(analysis, duration: float, bins: int = CHART_BINS) -> dict[str
         for i in range(len(chunk)):
             fid = int(chunk.face_id[i])
             key = person_of.get(fid) or f"face #{fid}"
-            p = out.setdefault(key, {"key": key, "name": key, "bins": np.zeros((bins, len(CLASSES))),
-                                     "counts": np.zeros(bins), "labels": np.zeros(len(CLASSES)), "samples": 0,
-                                     "tracks": set(), "first": float(chunk.time[i]), "last": 0.0})
-            p["bins"][which[i]] += chunk.smoothed[i]
-            p["counts"][which[i]] += 1
+            p = out.get(key) or out.setdefault(key, _series(key, float(chunk.time[i]), bins, charted))
+            p["sum"] += chunk.smoothed[i]
             p["labels"][int(np.argmax(chunk.smoothed[i]))] += 1
             p["samples"] += 1
             p["tracks"].add(fid)
             p["first"], p["last"] = min(p["first"], float(chunk.time[i])), max(p["last"], float(chunk.time[i]))
+            if p["bins"] is not None:
+                p["bins"][which[i]] += chunk.smoothed[i]
+                p["counts"][which[i]] += 1
     for p in out.values():
         n = max(1, p["samples"])
         p["shares"] = {c: float(p["labels"][k] / n) for k, c in enumerate(CLASSES)}
-        p["mean"] = {c: float(p["bins"][:, k].sum() / n) for k, c in enumerate(CLASSES)}
+        p["mean"] = {c: float(p["sum"][k] / n) for k, c in enumerate(CLASSES)}
         p["on_screen"] = p["samples"] * period
         p["tracks"] = len(p["tracks"])
     return out
+
+
+def _series(key: str, first: float, bins: int, charted: set[str] | None) -> dict:
+    """A person's empty sums for ``person_series``; chart bins only for the charted."""
+    chart = charted is None or key in charted
+    return {"key": key, "name": key, "bins": np.zeros((bins, len(CLASSES))) if chart else None,
+            "counts": np.zeros(bins) if chart else None, "sum": np.zeros(len(CLASSES)),
+            "labels": np.zeros(len(CLASSES)), "samples": 0, "tracks": set(), "first": first, "last": 0.0}
 
 
 def emotion_chart(bins: np.ndarray, counts: np.ndarray, duration: float) -> bytes:

@@ -123,7 +123,8 @@ def open_video(path: str | os.PathLike):
         )
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     info = VideoInfo(
-        path=str(path), width=_whole(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), height=_whole(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        path=str(path), width=_whole(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        height=_whole(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
         fps=fps if math.isfinite(fps) and fps > 0 else 0.0, frame_count=_whole(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
     )
     return cap, info
@@ -237,7 +238,8 @@ class VideoStream:
             self.frames_sampled += 1
             yield self._frame(index, t, bgr)
         if self.frames_decoded == 0:
-            raise SourceError(self.path, self.stopped or "no frame could be decoded (damaged, truncated or unsupported codec)")
+            raise SourceError(self.path,
+                              self.stopped or "no frame could be decoded (damaged, truncated or unsupported codec)")
         expected = self.info.frame_count
         if not self.stopped and expected and self.frames_decoded < expected - max(3, 0.03 * expected):
             self.stopped = (

@@ -156,7 +156,8 @@ def iter_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, 
     files, errors = [], []
 
     def add(found: Found) -> None:
-        (errors.append((found.path, found.reason)) if found.kind == "failed" and found.reason.startswith("cannot read folder")
+        (errors.append((found.path, found.reason))
+         if found.kind == "failed" and found.reason.startswith("cannot read folder")
          else files.append(found.path))
 
     _walk_folder(Path(folder), add)

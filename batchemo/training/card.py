@@ -135,7 +135,8 @@ def best_way(state: TrainState) -> str:
     """How best.weights.h5 was chosen; a run from before ``best_way`` was kept: the way whose best it equals."""
     if state.best_way:
         return state.best_way
-    same = [w for w, (acc, ep) in state.best_by_tta.items() if ep == state.best_epoch and acc == state.best_val_accuracy]
+    same = [w for w, (acc, ep) in state.best_by_tta.items()
+            if ep == state.best_epoch and acc == state.best_val_accuracy]
     return same[0] if len(same) == 1 else "unknown"
 
 

@@ -325,7 +325,8 @@ def _init_weights(recipe: Recipe, train_faces: np.ndarray, log=print) -> list:
     # (finalize's choice: the best epoch read the card's way, else its best epoch); without that folder, the
     # shipped file is unfolded, its batch-norm statistics measured on training faces.
     way = card.preprocessing.get("tta", "none")
-    for weights in (checkpoint_dir(recipe.init) / f"best-{way}.weights.h5", checkpoint_dir(recipe.init) / "best.weights.h5"):
+    for weights in (checkpoint_dir(recipe.init) / f"best-{way}.weights.h5",
+                    checkpoint_dir(recipe.init) / "best.weights.h5"):
         if weights.exists():
             net = build("mirror")
             net.load_weights(weights)

@@ -34,7 +34,8 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
     per batch of 64); once per run it costs K passes over the training set. The flip-TTA mean (and a
     mirror network's two-turn mean) is mirror-invariant, so it stays right for a flipped face.
     Un-augmented faces are ones the teachers have largely memorised (training accuracy 0.8-0.9): their
-    verdicts there say little more than the label, which is what the views are for. Mixup/cutmix mix these targets with the same lambda as the faces.
+    verdicts there say little more than the label, which is what the views are for. Mixup/cutmix mix these
+    targets with the same lambda as the faces.
     """
     from ..emotions.evaluate import evaluate
     from ..emotions.model import load_model
@@ -71,7 +72,8 @@ def teacher_targets(recipe: Recipe, train_set: LabelledSet, val_set: LabelledSet
         state.teacher_ensemble_accuracy = round(float((val_total.argmax(1) == val_set.labels).mean()), 4)
         log(f"teacher ensemble: validation accuracy {state.teacher_ensemble_accuracy:.4f}")
     ckpt.mkdir(parents=True, exist_ok=True)
-    for path, arr in ((ckpt / VIEWS_FILE, views), (ckpt / PROBS_FILE, probs)):  # the probabilities last: they mark it complete
+    # the probabilities last: they mark it complete
+    for path, arr in ((ckpt / VIEWS_FILE, views), (ckpt / PROBS_FILE, probs)):
         if arr is not None:
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
