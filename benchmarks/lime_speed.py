@@ -2,8 +2,8 @@
 new default, on the same FER2013 validation faces, in one run.
 
     python benchmarks/lime_speed.py [--faces 12] [--seed-faces 3] [--model PATH] [--today-model OLD.keras]
-    python benchmarks/lime_speed.py --curve [--faces 16] [--samples 200 300 400 500] \
-[--sampling halves lime] [--no-today]
+    python benchmarks/lime_speed.py --curve [--faces 16] [--samples 200 300 400 500]
+        [--sampling halves lime] [--no-today]
 
 Rows (main table):
   seed's call   ``LimeImageExplainer().explain_instance(face, fn, top_labels=6)`` with lime's defaults

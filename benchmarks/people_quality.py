@@ -11,9 +11,9 @@ Grouping, pairwise precision and recall side by side on
 Rules: Chinese whispers alone ("cw") at several tolerances, with the second pass that merges clusters
 whose mean embeddings are closer than the tolerance minus people.MEAN_MERGE_GAP ("cw+means"), and with the
 cannot-link rule on top ("cw+means+apart", shipped: faces of one photo never one person), and average
-linkage for comparison. Clip: the shared video's tracks, people and co-occurring tracks sharing one. Cost: \
-`batchemo run` without explanations on ``--copies`` copies of the
-photos, with people on and off, in one process, alternating.
+linkage for comparison. Clip: the shared video's tracks, people and co-occurring tracks sharing one.
+Cost: `batchemo run` without explanations on ``--copies`` copies of the photos, with people on and off,
+in one process, alternating.
 """
 from __future__ import annotations
 

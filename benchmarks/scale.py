@@ -6,7 +6,7 @@ For each N it generates a collection of N photos (into the temp folder, reused b
 from ../shared): scikit-image's astronaut and camera-man faces pasted at 0.4-1.6x their size, at random
 places and brightness, onto scikit-image backgrounds, in 20 folders, with a no-face photo in ten. Each N
 runs in a fresh process (peak RSS: the largest one process of that run, its workers included), streaming
-its CSV and writing the report as the CLI does. --dask also runs each N on a local Dask cluster of 2 worker \
+its CSV and writing the report as the CLI does. --dask also runs each N on a local Dask cluster of 2 worker
 processes and checks the rows match.
 """
 from __future__ import annotations

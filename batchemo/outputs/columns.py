@@ -1,10 +1,9 @@
 """What every column of batchemo's tables means, in one line each: the words ``--help`` and the README use.
 
 The column *order* lives where the rows are made (``rows.TABLE_COLUMNS``, ``rows.TIMELINE_COLUMNS``,
-``rows.MOMENT_COLUMNS``, ``emotions.evaluate.Evaluation.table``); this module only names their meaning, and the \
-tests check that the three
-agree (tests/test_columns.py). ``p_<emotion>`` stands for the 7 columns ``p_angry`` ... ``p_surprise`` in
-``CLASSES`` order, ``emb_<i>`` for ``emb_0`` ... ``emb_127``.
+``rows.MOMENT_COLUMNS``, ``emotions.evaluate.Evaluation.table``); this module only names their meaning,
+and the tests check that the three agree (tests/test_columns.py). ``p_<emotion>`` stands for the 7 columns
+``p_angry`` ... ``p_surprise`` in ``CLASSES`` order, ``emb_<i>`` for ``emb_0`` ... ``emb_127``.
 """
 from __future__ import annotations
 

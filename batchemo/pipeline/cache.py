@@ -4,7 +4,7 @@ A key covers everything the rows depend on: the file (its real path, with links 
 size and modification time), the model file and its card, and every setting. So ``photos/`` and ``/abs/photos/`` share
 their results, a changed photo, model or setting is recomputed, and a run stopped half-way picks up where
 it stopped. One pickled ``records.ImageResult`` per image (faces, crops, explanations as arrays: no encoded
-image; rows and pictures are made from it when written; the engine stores it without its thumbnail), written \
+image; rows and pictures are made from it when written; the engine stores it without its thumbnail), written
 atomically; temp files a killed run left are removed.
 """
 from __future__ import annotations
