@@ -107,8 +107,9 @@ def add_parser(sub) -> None:
         "video", help="an emotion timeline per face for each video (CSV and HTML report)",
         description="Decode each VIDEO as a stream, sample frames at their own timestamps, find the faces, "
         "follow each face from frame to frame (a stable face_id), and classify its emotion. Writes one CSV "
-        "row per face per sampled frame (columns below), and an HTML report with, per face, a timeline "
-        "chart, the dominant emotion per segment, time on screen, keyframes and LIME heatmaps. A folder is "
+        "row per face per sampled frame (columns below), the moments worth jumping to (--moments), and an "
+        "HTML report with, per person, an emotion chart over the whole video and their moments with frames "
+        "and LIME heatmaps; its size does not grow with the video's length. A folder is "
         "searched for .mp4, .avi, .mov, .mkv and .webm files. A missing, damaged or truncated video (or a "
         "photo given by mistake) gets one line on stderr and the others go on (a truncated one keeps the "
         "timeline of its readable part). Exit status 0 unless no video could be analysed.",

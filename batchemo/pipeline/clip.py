@@ -19,9 +19,10 @@ from ..faces.track import FaceTracker, ShotCuts, Smoother
 from .moments import MomentFinder
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackStats:
-    """The running summary of one track (one appearance of a face): what naming people and a report need."""
+    """The running summary of one track (one appearance of a face): what naming people and a report need.
+    An hour of video holds thousands, so it is kept small: slots, and the identity sum in float32 (0.6 KB)."""
 
     first: float
     last: float
@@ -39,8 +40,10 @@ class TrackStats:
         self.label_counts[int(np.argmax(smoothed))] += 1
         self.side_sum += side
         if embedding is not None and np.isfinite(embedding).all():
-            self.identity_sum = embedding.astype(np.float64) if self.identity_sum is None else \
-                self.identity_sum + embedding
+            if self.identity_sum is None:
+                self.identity_sum = np.array(embedding, np.float32)
+            else:
+                self.identity_sum += embedding
             self.identity_n += 1
 
 
