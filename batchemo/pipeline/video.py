@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..core.files import atomic_write_bytes, printable
+from ..core.files import atomic_path, printable
 from ..core.records import STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Faces, Moment, TimelineChunk
 from ..explain.lime import LIME_SAMPLES
 from ..faces.detect import DEFAULT_DETECTOR
@@ -258,7 +258,7 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
     result = VideoAnalysis(info, _track_refs(state), state.moments.moments(), folder / SPOOL_FILE,
                            [k[1:] for k in state.film.kept], typical=state.moments.typical())
     if info["status"] != STATUS_FAILED:
-        atomic_write_bytes(folder / DONE_FILE, pickle.dumps(replace(result, spool=None)))
+        _save(folder / DONE_FILE, replace(result, spool=None))
         (folder / STATE_FILE).unlink(missing_ok=True)
     return _owned(result, folder if owned else None)
 
@@ -364,7 +364,14 @@ def _flush(pending: list[Faces], em, state: ClipState, spool: Spool, follower, o
     state.follower_last, state.follower_since = follower.last, follower.since
     if not final and state.last_time - state.checkpoint_time >= opts.checkpoint:
         state.checkpoint_time = state.last_time
-        atomic_write_bytes(folder / STATE_FILE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        _save(folder / STATE_FILE, state)
+
+
+def _save(path: Path, obj) -> None:
+    """``obj`` pickled atomically to ``path``, streamed to the file (an hour's state is never one bytes
+    object in memory beside itself)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _track_refs(state: ClipState) -> list:
