@@ -427,3 +427,27 @@ def test_moments_find_a_change_of_expression_at_its_time(fer_validation, shared,
     assert peaks.loc["happy", "time"] < 5.0 <= peaks.loc["surprise", "time"]
     page = report.read_text()
     assert "mood change" in page and "strongest happy" in page and "strongest surprise" in page
+
+
+def test_a_change_is_shown_with_the_probability_it_had_when_it_began():
+    """A change's frame is where the new label began: its confidence is the label's probability there (the
+    report and the moments table show that frame), not the run's best, seen seconds later."""
+    from batchemo.pipeline.moments import MomentFinder
+
+    finder = MomentFinder("v.mp4")
+    happy, neutral = CLASSES.index("happy"), CLASSES.index("neutral")
+
+    def probs(k: int, p: float) -> np.ndarray:
+        out = np.full(len(CLASSES), (1 - p) / (len(CLASSES) - 1))
+        out[k] = p
+        return out
+
+    samples = [(happy, 0.9)] * 6 + [(neutral, 0.55 + 0.07 * i) for i in range(6)]
+    for n, (k, p) in enumerate(samples):
+        finder.add(1, n * 15, n * 0.5, probs(k, p), (10, 10, 50, 50))
+    finder.close(1)
+    (change,) = [m for m in finder.moments() if m.kind == "change"]
+    assert (change.previous, change.label, change.time) == ("happy", "neutral", 3.0)
+    assert change.confidence == pytest.approx(0.55)
+    peak = next(m for m in finder.moments() if m.kind == "peak" and m.label == "neutral")
+    assert peak.confidence == pytest.approx(0.9) and peak.time == 5.5

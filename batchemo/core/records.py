@@ -256,7 +256,7 @@ class Moment:
     frame: int
     time: float  # seconds
     label: str  # the smoothed label at that moment
-    confidence: float  # its smoothed probability
+    confidence: float  # its smoothed probability then (a change: at the new label's first sample)
     box: tuple[int, int, int, int]  # x, y, w, h in original pixels
     previous: str = ""  # a change: the label held before
     held: float = 0.0  # seconds the label held (a peak: its run; a change: the new label's run, as far as seen)

@@ -169,7 +169,7 @@ def _keyframe(m: Moment, rgb: np.ndarray, faces: list[tuple], person: str, detec
         crop = crop_face(to_gray(rgb), box)
     return Keyframe(m, person, _shot(rgb, faces), square(rgb[y: y + box.h, x: x + box.w], 112), crop,
                     dict(zip(CLASSES, map(float, smoothed))),
-                    uncertain_label(m.confidence) or bool(mine is not None and mine[3]))
+                    uncertain_label(float(smoothed[CLASSES.index(m.label)])) or bool(mine is not None and mine[3]))
 
 
 def _aligned(rgb: np.ndarray, box: Box, detector) -> np.ndarray | None:

@@ -57,7 +57,8 @@ def video_context(analysis, index: int, timeline: str = "", moments: str = "") -
         "fps_nominal": a.get("fps_nominal") or 0.0, "frames_decoded": a.get("frames_decoded") or 0,
         "frames_sampled": a.get("frames_sampled") or 0, "sample_period": float(a.get("sample_period") or 0.0),
         "seconds": a.get("seconds") or 0.0, "rows": analysis.rows, "people": shown,
-        "people_total": len(people), "tracks": [_track_view(t) for t in tracks[:TRACKS_LISTED]],
+        "people_total": len(people), "unnamed": sum(p["key"].startswith("face #") for p in people),
+        "tracks": [_track_view(t) for t in tracks[:TRACKS_LISTED]],
         "tracks_total": len(tracks), "min_face_samples": min_samples,
         "filmstrip": [{"time": s.time, "frame": s.frame, "faces": s.faces, "jpg": shot_picture(s.shot, memo),
                        "marks": _marks(s.shot)} for s in (pics.filmstrip if pics else [])],
@@ -127,7 +128,7 @@ def emotion_chart(bins: np.ndarray, counts: np.ndarray, duration: float) -> byte
     mean = np.where(counts[:, None] > 0, bins / np.maximum(counts, 1)[:, None], np.nan)
     fig = Figure(figsize=(11.0, 2.5), dpi=90)
     band, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 6], "hspace": 0.08})
-    fig.subplots_adjust(left=0.05, right=0.995, top=0.97, bottom=0.17)
+    fig.subplots_adjust(left=0.05, right=0.98, top=0.97, bottom=0.17)
     step = max(duration, 1e-6) / n
     for i in np.flatnonzero(counts > 0):
         band.axvspan(i * step, (i + 1) * step, color=colours[CLASSES[int(np.nanargmax(mean[i]))]], lw=0)
@@ -159,7 +160,9 @@ def _keyframe_view(k, memo: dict) -> dict:
     exp = k.explanation
     faith = None if exp is None or exp.faithfulness != exp.faithfulness else float(exp.faithfulness)
     return {
-        "face_index": m.face_id, "label": m.label, "confidence": m.confidence, "uncertain": k.uncertain,
+        # the label's probability in the frame shown (a change's moment holds its run's best, seen later)
+        "face_index": m.face_id, "label": m.label, "confidence": k.probabilities.get(m.label, m.confidence),
+        "uncertain": k.uncertain,
         "person": k.person, "kind": m.kind, "previous": m.previous, "held": m.held, "time": m.time,
         "frame": m.frame, "x": m.box[0], "y": m.box[1], "w": m.box[2], "h": m.box[3], "score": None,
         "probs": k.probabilities, "face_jpg": picture(k.face, 90), "crop_jpg": picture(k.crop, 90),
