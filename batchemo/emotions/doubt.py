@@ -9,8 +9,8 @@ import numpy as np
 
 #: A label the model gives less than this probability is marked uncertain. The shipped model's probabilities
 #: follow people (faces it gives 55% are labelled alike by about 55% of ten people), so below 0.5 fewer than
-#: half would give its label. On FER2013 validation it marks 13.6% of faces: 43% of people agree with those
-#: labels and the majority disagrees on 57%, against 79% agreeing with the rest. 0.4 marks only a third as
+#: half would give its label. On FER2013 validation it marks 14.8% of faces: 43% of people agree with those
+#: labels and the majority disagrees on 56%, against 80% agreeing with the rest. 0.4 marks only a third as
 #: many; from 0.6 most marked labels are the people's majority too.
 UNCERTAIN_CONFIDENCE = 0.5
 

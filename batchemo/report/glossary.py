@@ -9,7 +9,7 @@ from ..people.refs import MIXED_MARGIN
 #: One line per word a report uses that a reader may not know (tooltips and legends).
 GLOSSARY = {
     "uncertain": f"the model gives this label less than {UNCERTAIN_CONFIDENCE:.0%} probability, so fewer than half "
-                 "of people would give it: on held-out faces 43% of people agreed with such labels (79% with the "
+                 "of people would give it: on held-out faces 43% of people agreed with such labels (80% with the "
                  "others). Read it as a guess",
     "mixed": f"no emotion leads this person's share of faces by {MIXED_MARGIN:.0%} or more",
     "faithfulness": "how much better than random regions the heatmap explains the label: "
