@@ -324,6 +324,12 @@ def test_votes_tell_disputed_labels_from_model_errors(labelled, tmp_path):
     page = write_audit_report(r, tmp_path / "a.html").read_text()
     assert "Who is wrong: the model or the label?" in page and "disputed label" in page
     assert "accuracy against most people (FER+)" in page
+    # confidence read against people, band by band, beside the data set's calibration
+    from batchemo.sources.votes import vote_scores
+
+    scores = vote_scores(r.votes, r.evaluation.probabilities)
+    assert "Confidence against people" in page and f"{scores.cross_entropy:.3f} nats" in page
+    assert page.count("people agreeing") == 1 and sum(b.count > 0 for b in scores.bands) >= 1
 
 
 def test_cli_audit_with_votes(labelled, tmp_path, untrained_model_path, capsys):

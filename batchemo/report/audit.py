@@ -173,14 +173,17 @@ def _vote_split(votes: dict[str, int]) -> list[dict]:
 
 def _people(result) -> dict:
     """What the report says against FER+'s votes: accuracy against people and the verdicts' counts."""
-    from ..sources.votes import VERDICTS
+    from ..sources.votes import VERDICTS, vote_scores
 
     if result.votes is None:
         return {"has_votes": False}
     counts = result.verdict_counts()
+    scores = vote_scores(result.votes, result.evaluation.probabilities)
     return {"has_votes": True, "people_accuracy": _finite(result.people_accuracy), "verdict_counts": counts,
             "verdict_text": VERDICTS,
-            "disputed_share": counts["disputed_label"] / result.mistakes if result.mistakes else None}
+            "disputed_share": counts["disputed_label"] / result.mistakes if result.mistakes else None,
+            "people_bands": [b for b in scores.bands if b.count], "people_gap": _finite(scores.worst_gap),
+            "people_ce": _finite(scores.cross_entropy), "people_floor": _finite(scores.floor)}
 
 
 def write_audit_report(result, out: str | os.PathLike, csv: str | os.PathLike | None = None) -> Path:
