@@ -1,5 +1,5 @@
 """Wall time and memory of one `batchemo run` over its whole process tree (the run, its --jobs workers and
-the yunet child processes), sampled every 50 ms from /proc (Linux).
+its child processes), sampled every 50 ms from /proc (Linux).
 
     python benchmarks/tree_memory.py [--copies 11] [-- extra run flags, e.g. --jobs 1 --no-explain]
 

@@ -297,4 +297,7 @@ def test_many_tracks_are_clustered_on_a_nearest_neighbour_graph_with_the_same_pe
     monkeypatch.setattr(C, "KNN_ABOVE", 100)
     edges = C._near_edges(emb, C.TOLERANCE)
     assert len(edges) <= 900 * (C.KNN + 1)
+    perm = rng.permutation(900)  # whichever face found the other, a link is kept: the faces' order is moot
+    again = {tuple(sorted((int(perm[a]), int(perm[b])))) for a, b in C._near_edges(emb[perm], C.TOLERANCE)}
+    assert again == set(edges)
     assert C.name_people(emb, apart=apart) == full and len(set(full)) == 9

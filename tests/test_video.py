@@ -451,3 +451,29 @@ def test_a_change_is_shown_with_the_probability_it_had_when_it_began():
     assert change.confidence == pytest.approx(0.55)
     peak = next(m for m in finder.moments() if m.kind == "peak" and m.label == "neutral")
     assert peak.confidence == pytest.approx(0.9) and peak.time == 5.5
+
+
+def test_a_stopped_video_without_a_work_folder_leaves_no_temp_folder(astro_video, model, monkeypatch, tmp_path):
+    """Without --cache or resume the timeline lives in a temp folder (it holds identity embeddings): Ctrl-C
+    mid-video removes it at once, and a finished one goes with its result."""
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "_scan", stop)
+    with pytest.raises(KeyboardInterrupt):
+        video.video_timeline(astro_video, model=model, fps=2)
+    assert not list(tmp_path.glob("batchemo-video-*"))
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = video.video_timeline(astro_video, model=model, fps=2)
+    (folder,) = tmp_path.glob("batchemo-video-*")
+    assert not (folder / video.STATE_FILE).exists() and not (folder / video.DONE_FILE).exists()  # nothing to resume
+    assert result.rows > 0
+    del result
+    gc.collect()
+    assert not folder.exists()

@@ -29,7 +29,8 @@ from .options import (
 
 def cmd_video(a: argparse.Namespace) -> int:
     from ..core.records import STATUS_FAILED
-    from ..pipeline.video import analyze_videos, describe, find_videos
+    from ..pipeline.video import analyze_videos, describe
+    from ..sources.walk import find_videos
 
     if not (a.csv or a.json or a.report or a.moments):
         err("nothing to write: give --csv, --json, --report and/or --moments")
@@ -72,7 +73,7 @@ def _write(a: argparse.Namespace, results: list) -> list:
 
     written = [write_timeline(results, p) for p in (a.csv, a.json) if p]
     if a.embeddings and a.people:  # each face's mean identity embedding, only when asked
-        written.append(_write_embeddings(results, a.csv or a.json or a.report))
+        written.append(_write_embeddings(results, a.csv or a.json or a.report or a.moments))
     if a.moments:
         written.append(write_moments(results, a.moments))
     if a.report:

@@ -119,11 +119,10 @@ def cluster_videos(paths: Sequence, options, model_path: str | None, client, log
     from pathlib import Path
 
     from .spool import Spool
-    from .video import describe
+    from .video import describe, keep_with
 
     threads = max(1, sum(client.nthreads().values()))
     out, futures, todo = [], [], list(enumerate(paths))
-    folder = Path(work) / "videos" if work is not None else Path(tempfile.mkdtemp(prefix="batchemo-videos-"))
     while todo or futures:
         while todo and len(futures) < threads:
             i, p = todo.pop(0)
@@ -131,7 +130,11 @@ def cluster_videos(paths: Sequence, options, model_path: str | None, client, log
             futures.append((i, p, client.submit(video_task, str(p), data, options, model_path, pure=False,
                                                 retries=RETRIES)))
         i, p, fut = futures.pop(0)
-        analysis = _local(fut, str(p), Spool(folder / f"cluster-{i}.spool"))
+        if work is not None:
+            analysis = _local(fut, str(p), Spool(Path(work) / "videos" / f"cluster-{i}.spool"))
+        else:  # a temp folder per video, removed with its analysis
+            folder = Path(tempfile.mkdtemp(prefix="batchemo-video-"))
+            analysis = keep_with(_local(fut, str(p), Spool(folder / "timeline.spool")), folder)
         out.append(analysis)
         if log:
             log(describe(analysis))

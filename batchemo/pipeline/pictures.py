@@ -15,8 +15,8 @@ import numpy as np
 
 from ..core.records import CLASSES, Box, Explanation, Moment, Shot, TimelineChunk
 
-#: People shown per video, moments per person (then per video, at most MAX_KEYFRAMES): a report's size
-#: stays bounded however long the video.
+#: People shown per video, moments per person (fewer when many people share MAX_KEYFRAMES): a report's
+#: size stays bounded however long the video.
 PEOPLE_SHOWN = 12
 PER_PERSON = 8
 MAX_KEYFRAMES = 48
@@ -72,8 +72,9 @@ def video_pictures(analysis, model=None, detector=None, explain: int = 1, lime_s
 
     shown = shown_people(analysis)
     person_of = analysis.person_of()
+    per_person = min(per_person, max(1, MAX_KEYFRAMES // max(1, len(shown))))  # every person shown gets some
     chosen = strongest([m for m in analysis.moments if who(m.face_id, person_of) in shown], person_of, per_person,
-                       [m for m in analysis.typical if who(m.face_id, person_of) in shown])[:MAX_KEYFRAMES]
+                       [m for m in analysis.typical if who(m.face_id, person_of) in shown])
     strip = {f for f, _, _ in analysis.filmstrip}
     wanted = {m.frame for m in chosen} | strip
     at = _faces_at(analysis.chunks(), wanted)

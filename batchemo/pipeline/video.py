@@ -33,13 +33,14 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .. import __version__
 from ..core.files import atomic_path, printable
 from ..core.records import STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Faces, Moment, TimelineChunk
 from ..explain.lime import LIME_SAMPLES
 from ..faces.detect import DEFAULT_DETECTOR
 from ..faces.track import FaceFollower
 from ..sources.video import VideoStream
-from ..sources.walk import SourceError, is_image, is_video
+from ..sources.walk import SourceError, is_image
 from .clip import ClipState
 from .spool import Spool, read
 
@@ -95,8 +96,6 @@ def detect_every(fps: float, video_fps: float, detect_fps: float = DETECT_FPS) -
     if detect_fps <= 0:
         return 1
     return max(1, int(rate / detect_fps + 0.5))
-
-
 
 
 @dataclass
@@ -242,25 +241,42 @@ def video_timeline(path: str | os.PathLike, model=None, options: VideoOptions | 
         info.update(reason="a photo, not a video: `batchemo run` reads photos", seconds=_clock.time() - t_start)
         return VideoAnalysis(info)
     folder, owned = _folder(path, opts, em, work)
+    if owned:  # a temp folder: nothing will resume from it, so no checkpoints
+        opts = replace(opts, checkpoint=math.inf)
+    try:
+        return keep_with(_timeline(path, opts, em, det, info, folder, owned, t_start), folder if owned else None)
+    except BaseException:  # Ctrl-C or a model error: a temp folder (embeddings identify people) goes at once
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _timeline(path, opts: VideoOptions, em, det, info: dict, folder: Path, owned: bool, t_start: float
+              ) -> VideoAnalysis:
+    """``video_timeline`` in its work folder: the finished analysis kept there, or the video read on from
+    its last checkpoint (one whose spool lost what it recorded is dropped: the video starts afresh)."""
     done = _load(folder / DONE_FILE)
     if done is not None:  # finished before: kept whole
-        return _owned(replace(done, spool=folder / SPOOL_FILE), folder if owned else None)
+        return replace(done, spool=folder / SPOOL_FILE)
     state = _load(folder / STATE_FILE)
+    spool = folder / SPOOL_FILE
+    if state is not None and (spool.stat().st_size if spool.exists() else 0) < state.spool_size:
+        state = None
     try:
         stream = VideoStream(path, opts.fps, opts.max_side, skip=state.samples if state else 0)
     except SourceError as e:
         info.update(reason=e.reason, seconds=_clock.time() - t_start)
-        return _owned(VideoAnalysis(info), folder if owned else None)
+        return VideoAnalysis(info)
     if state is not None:
         info["resumed_at"] = round(state.last_time, 3)
     state, failure = _scan(stream, em, det, opts, folder, state)
     info.update(_outcome(stream, state, failure, opts.fps), seconds=_clock.time() - t_start)
-    result = VideoAnalysis(info, _track_refs(state), state.moments.moments(), folder / SPOOL_FILE,
+    result = VideoAnalysis(info, _track_refs(state), state.moments.moments(), spool,
                            [k[1:] for k in state.film.kept], typical=state.moments.typical())
-    if info["status"] != STATUS_FAILED:
+    if info["status"] != STATUS_FAILED and not owned:
         _save(folder / DONE_FILE, replace(result, spool=None))
         (folder / STATE_FILE).unlink(missing_ok=True)
-    return _owned(result, folder if owned else None)
+    return result
 
 
 #: Files of a video's work folder: the timeline spool, the last checkpoint, the finished analysis.
@@ -281,7 +297,7 @@ def _folder(path, opts: VideoOptions, em, work) -> tuple[Path, bool]:
     det = settings.pop("detector")  # an object's repr differs from run to run: its name and settings instead
     settings["detector"] = det if isinstance(det, str) else [getattr(det, "name", type(det).__name__), _options_of(det)]
     key = {"file": f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}", "model": em.card.__dict__,
-           "settings": settings}
+           "settings": settings, "batchemo": __version__}  # another version's checkpoints are not read
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode("utf-8", "surrogateescape"))
     folder = Path(work) / "videos" / digest.hexdigest()[:20]
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # embeddings identify people: private
@@ -292,7 +308,7 @@ def _folder(path, opts: VideoOptions, em, work) -> tuple[Path, bool]:
 _NOT_IN_ROWS = ("progress", "jobs", "checkpoint", "explain_keyframes", "lime_samples", "seed", "min_face_samples")
 
 
-def _owned(result: VideoAnalysis, folder: Path | None) -> VideoAnalysis:
+def keep_with(result: VideoAnalysis, folder: Path | None) -> VideoAnalysis:
     """A temp work folder lives as long as its result."""
     if folder is not None:
         weakref.finalize(result, shutil.rmtree, folder, True)
@@ -417,22 +433,6 @@ def _outcome(stream, state: ClipState, failure: str, fps: float) -> dict:
         frames_decoded=stream.frames_decoded, frames_sampled=stream.frames_sampled,
         sample_period=sample_period, faces=n_faces, rows=sum(s.samples for s in state.tracks.values()),
     )
-
-
-def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Video files under folders (recursively, sorted) plus files named directly, missing ones included.
-
-    A named file is kept whatever it is, so that a missing or broken one (or a photo) is reported, not skipped.
-    """
-    from ..sources.walk import find_media
-
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += [f for f in find_media([p], videos=True) if is_video(f) and f not in out]
-        elif p not in out:
-            out.append(p)
-    return out
 
 
 def analyze_videos(paths: Iterable[str | os.PathLike], model=None, options: VideoOptions | None = None,

@@ -186,3 +186,17 @@ def check_regular(path: Path) -> None:
         raise SourceError(path, "is a folder, not a file")
     if st.st_size == 0:
         raise SourceError(path, "empty file (0 bytes)")
+
+
+def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Video files under folders (recursively, sorted) plus files named directly, missing ones included.
+
+    A named file is kept whatever it is, so that a missing or broken one (or a photo) is reported, not skipped.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += [f for f in find_media([p], videos=True) if is_video(f) and f not in out]
+        elif p not in out:
+            out.append(p)
+    return out
