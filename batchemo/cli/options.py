@@ -143,7 +143,7 @@ def add_lime(p: argparse.ArgumentParser, what: str = "face") -> None:
 def add_people(p: argparse.ArgumentParser) -> None:
     p.add_argument("--people", action=argparse.BooleanOptionalAction, default=True,
                    help="group faces into people across the whole run (dlib's face embeddings, clustered): a "
-                   "person column (person_1, person_2 ... by how often they appear) and a People section in "
+                   "person column (person_1, person_2 ... in order of first appearance) and a People section in "
                    "the report (default: on)")
     p.add_argument("--known-faces", metavar="DIR",
                    help="name people: DIR holds one sub-folder of photos per person (DIR/Ada/1.jpg ...); faces "

@@ -6,7 +6,7 @@ Three rules:
 * **The heatmap explains what is shown.** The label a face gets comes from ``model.predict`` (the mean
   over the views the model card's test-time augmentation names, ``batchemo.tta``), so LIME explains that
   same classifier: every perturbation goes through the network in each of those views, averaged (a
-  mirror-symmetric network, ``batchemo.mirror``, is its own flip average). The explained classifier's top
+  mirror-symmetric network, ``batchemo.training.mirror``, is its own flip average). The explained classifier's top
   class on the untouched face is checked against the shown label, face by face.
 * **Each class gets its own fit.** lime's ``explain_instance`` keeps one R² per call (the last label
   fitted); we draw lime's perturbations once per face and call lime's own ``LimeBase`` fit once per

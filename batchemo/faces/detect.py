@@ -370,11 +370,12 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
 
     'auto' is ``resolve_detector``'s choice; the object's ``.name`` is the detector actually used.
     Options of every detector: ``min_size`` (smallest face side kept, pixels of the image passed in;
-    default 32, yunet 20), ``min_score`` (smallest score kept; defaults: yunet 0.7, haar 0, hog -0.4,
-    cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 8192) and
+    default 32, yunet 10), ``min_score`` (smallest score kept; defaults: yunet 0.6, haar 0, hog -0.4,
+    cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 4096) and
     ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
-    need the CNN's agreement).
+    need the CNN's agreement); yunet ``flip`` (True: the mirror image searched too), ``zoom`` (1.0),
+    ``small_score`` (0.75) and ``small_side`` (24 px: boxes under it need ``small_score``).
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.

@@ -7,10 +7,10 @@ reads dlib's own serialization (no dlib C++ needed), folds each ``affine`` into 
 the network in TensorFlow ops and converts it with int8 weights (dynamic range); embeddings are within
 0.01 of dlib's (float32 weights: 1e-6; float16: 1e-3; ``tests/test_people.py``, docs/people.md).
 Build-time only: it needs TensorFlow (``[train]``), and the analysis side only reads the flatbuffer it
-writes (``face_embedding``). The model's author released it
+writes (``faces.embed``). The model's author released it
 into the public domain (github.com/davisking/dlib-models).
 
-    python -m batchemo.embedding_export [OUT.tflite]
+    python -m batchemo.faces.embedding_export [OUT.tflite]
 """
 from __future__ import annotations
 

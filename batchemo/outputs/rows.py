@@ -77,7 +77,7 @@ def image_rows(rec: ImageResult, embeddings: bool = False, person_of: dict | Non
 
 
 def face_cells(faces: Faces, i: int, embeddings: bool = False) -> dict:
-    """The cells of face ``i``: box, detector score, label, whether it is uncertain (confidence.py),
+    """The cells of face ``i``: box, detector score, label, whether it is uncertain (emotions.doubt),
     probabilities, the shown explanation's scores."""
     b = faces.box(i)
     p = faces.probabilities[i]

@@ -25,7 +25,7 @@ class RowSpool:
     def __init__(self, embeddings: bool = False, timeline: str = "the timeline table"):
         self.embeddings, self.timeline = embeddings, timeline
         self._dir = Path(tempfile.mkdtemp(prefix="batchemo-rows-"))
-        self._spool = Spool(self._dir / "rows.spool")
+        self._spool = Spool(self._dir / "rows.spool", sync=False)  # private and never resumed
 
     def write(self, rec: ImageResult) -> None:
         """One photo's record: its rows, person to come (the record keeps its path and face indices)."""

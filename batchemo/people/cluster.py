@@ -2,7 +2,7 @@
 
 Every face gets dlib's 128-d embedding (``dlib_face_recognition_resnet_model_v1`` from face-recognition-
 models, computed on the face aligned by its 5 landmarks, as face_recognition does; run on LiteRT by
-``face_embedding``). Faces are then grouped into people over the whole run with dlib's Chinese-whispers
+``faces.embed``). Faces are then grouped into people over the whole run with dlib's Chinese-whispers
 clustering on the graph of pairs closer than a threshold, and clusters that match a known person
 (``--known-faces DIR``, one sub-folder of photos per person, face_recognition's convention) take that
 name. Embeddings identify people: they never enter a report, and reach a table only when asked

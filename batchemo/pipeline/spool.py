@@ -16,10 +16,11 @@ from typing import Iterator
 class Spool:
     """Pickled records appended to ``path``; ``size`` is its length in bytes (what a checkpoint records)."""
 
-    def __init__(self, path: str | os.PathLike, keep: int | None = None):
+    def __init__(self, path: str | os.PathLike, keep: int | None = None, sync: bool = True):
         """Open ``path`` for appending; ``keep``: cut it back to this many bytes first (a resume), else start
-        it empty."""
-        self.path = Path(path)
+        it empty. ``sync``: each record on disk before ``append`` returns (what a checkpoint needs; a spool
+        nothing resumes from skips the fsync)."""
+        self.path, self.sync = Path(path), sync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if keep is None or not self.path.exists():
             self.path.write_bytes(b"")
@@ -29,12 +30,13 @@ class Spool:
         self.size = self.path.stat().st_size
 
     def append(self, record) -> None:
-        """Add one record, on disk at once (flushed and synced: a checkpoint may name this length next)."""
+        """Add one record (flushed and synced when ``sync``: a checkpoint may name this length next)."""
         data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
         with open(self.path, "ab") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if self.sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         self.size += len(data)
 
     def __iter__(self) -> Iterator:

@@ -64,7 +64,7 @@ DETECT_FPS = 5.0
 
 #: Seconds between two identity embeddings of one face: a track's identity is the mean of its embeddings.
 #: Chosen when dlib's own pass took ~80 ms of CPU a face (70% of an every-frame run); on LiteRT it takes
-#: ~2 ms (face_embedding), and the period stays because the clip's people were measured with it.
+#: ~2 ms (faces.embed), and the period stays because the clip's people were measured with it.
 EMBED_PERIOD = 1.0
 
 

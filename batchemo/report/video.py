@@ -160,7 +160,7 @@ def _keyframe_view(k, memo: dict) -> dict:
     exp = k.explanation
     faith = None if exp is None or exp.faithfulness != exp.faithfulness else float(exp.faithfulness)
     return {
-        # the label's probability in the frame shown (a change's moment holds its run's best, seen later)
+        # the label's probability in the frame shown (for a moment found by this version, its own confidence)
         "face_index": m.face_id, "label": m.label, "confidence": k.probabilities.get(m.label, m.confidence),
         "uncertain": k.uncertain,
         "person": k.person, "kind": m.kind, "previous": m.previous, "held": m.held, "time": m.time,
