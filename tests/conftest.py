@@ -97,6 +97,14 @@ def untrained_model_path(tmp_path_factory) -> Path:
     return path
 
 
+def interruptible() -> None:
+    """``Popen(preexec_fn=interruptible)``: SIGINT back to its default in the child, so that Python there
+    turns Ctrl-C into KeyboardInterrupt. pytest-xdist's workers ignore SIGINT, and a child inherits that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def write_image(path: Path, rgb: np.ndarray) -> Path:
     import cv2
 

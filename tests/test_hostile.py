@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .conftest import write_image
+from .conftest import interruptible, write_image
 
 BAD_NAME = os.fsdecode(b"bad\xff\xfename.jpg")  # not UTF-8: Python carries it with surrogate escapes
 
@@ -505,7 +505,7 @@ def test_ctrl_c_then_the_same_command_continues_the_run(tmp_path, astronaut_rgb,
     cmd = [sys.executable, "-m", "batchemo.cli", "run", str(src), "--csv", str(out / "faces.csv"), "--model",
            str(untrained_model_path), "--lime-samples", "30", "-q"]
     resume = out / ".faces.csv.resume"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(resume.rglob("*.pkl"))) < 3:
         time.sleep(0.1)

@@ -342,7 +342,10 @@ def _video_cli(video, out, model, **popen):
 
     cmd = [sys.executable, "-m", "batchemo.cli", "video", str(video), "--csv", str(out), "--fps", "5", "--model",
            str(model), "-q"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    from .conftest import interruptible
+
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible, **popen)
 
 
 @pytest.fixture(scope="module")

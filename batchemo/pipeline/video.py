@@ -398,10 +398,12 @@ def _track_refs(state: ClipState) -> list:
     from ..people.refs import FaceRef
 
     refs = []
-    for fid, s in sorted(state.tracks.items()):
+    unknown = np.full(EMBED_DIM, np.nan, np.float32)  # one array for every track without an embedding
+    unknown.flags.writeable = False
+    for fid in sorted(state.tracks):
+        s = state.tracks.pop(fid)  # each summary freed as its ref is made: an hour's thousands never held twice
         mean = (s.smoothed_sum / max(1, s.samples)).astype(np.float32)
-        emb = (s.identity_sum / s.identity_n).astype(np.float32) if s.identity_n else \
-            np.full(EMBED_DIM, np.nan, np.float32)
+        emb = (s.identity_sum / s.identity_n).astype(np.float32) if s.identity_n else unknown
         refs.append(FaceRef(source=state.video, label=CLASSES[int(np.argmax(s.label_counts))],
                             confidence=float(mean.max()), probabilities=mean, embedding=emb, track=int(fid),
                             weight=float(s.samples), time=float(s.first), end=float(s.last),
