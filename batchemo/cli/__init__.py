@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..core.heap import bound_heap
+
+    bound_heap()  # before any thread starts: memory that does not grow with a long video
     from ..emotions.model import ModelError
     from ..faces.detect import DetectorUnavailable
     from ..faces.embed import PeopleUnavailable

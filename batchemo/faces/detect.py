@@ -326,40 +326,79 @@ class YunetDetector(_Detector):
 
     Settings chosen on the shared media and the project's hard set (``benchmarks/detect_quality.py``,
     docs/detection.md): faces from ``min_size`` 10 px, searched at full size (a 20-px face searched at 0.6x
-    is often lost) and on the mirror image too (``flip``: two more hard faces of 62, at twice the cost of
-    one search); a box kept from ``min_score`` 0.6, or ``small_score`` 0.75 when it is under ``small_side``
+    is often lost); a box kept from ``min_score`` 0.6, or ``small_score`` 0.75 when it is under ``SMALL_SIDE``
     24 px (hands, backs of heads and phones were all small boxes scoring 0.5-0.78, most small faces 0.8 or
-    more). ``zoom`` searches a copy enlarged that many times too (more small faces, more false ones).
+    more). Where it found faces under ``SMALL_SIDE``, it looks again at their rows (two face heights above
+    and below them), enlarged ``look_closer`` times (2.5; 1 turns it off), keeping new faces from
+    ``closer_score`` 0.75: a crowd holds smaller and turned faces beside the ones found (five more hard faces
+    of 62, none false), and an image without small faces costs nothing more. ``flip`` (True) searches the
+    mirror image too, as YuNet is not mirror-symmetric (two more hard faces of 62, and more profiles in
+    video, at twice the cost of one search); ``zoom`` a copy of the whole image enlarged that many times
+    (more false faces, three times the cost).
     """
 
     name = "yunet"
     NATIVE = 10
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
+    SMALL_SIDE = 24  # px: boxes under it need small_score, and bring a second look at their rows
+
     def __init__(self, min_size: int = 10, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
-                 flip: bool = True, zoom: float = 1.0, small_score: float = 0.75, small_side: int = 24):
+                 small_score: float = 0.75, look_closer: float = 2.5, closer_score: float = 0.75, **search):
+        """``search``: the network's own ``flip`` (default True) and ``zoom`` (``faces.yunet.YuNet``)."""
         from .yunet import YuNet
 
         # a lower score floods the NMS with every grid cell
-        self._net = YuNet(score_threshold=max(min_score, 0.05), flip=flip, zoom=zoom)
-        self.flip, self.zoom, self.small_score, self.small_side = flip, zoom, float(small_score), int(small_side)
+        self._net = YuNet(score_threshold=max(min_score, 0.05), **{"flip": True, **search})
+        self.small_score, self.closer_score = float(small_score), float(closer_score)
+        self.look_closer = float(look_closer)
         super().__init__(min_size, min_score, max_side, landmarks)
 
     def working_scale(self, shape: tuple[int, ...]) -> float:
         return min(1.0, super().working_scale(shape))
 
     def _raw(self, img):
-        out = []
-        for f in self._net.detect(np.ascontiguousarray(img)):
-            small = min(f[2], f[3]) < self.small_side * self.working_scale(img.shape)
-            if not small or f[14] >= max(self.small_score, self.min_score):
-                out.append((f[0], f[1], f[2], f[3], f[14]))
-        return out
+        small_side = self.SMALL_SIDE * self.working_scale(img.shape)
+        found = [f for f in self._net.detect(np.ascontiguousarray(img))
+                 if min(f[2], f[3]) >= small_side or f[14] >= max(self.small_score, self.min_score)]
+        rows = _small_face_rows(found, small_side, img.shape[0]) if self.look_closer > 1 else None
+        if rows:
+            found += [f for f in self._net.search_rows(img, *rows, self.look_closer)
+                      if f[14] >= max(self.closer_score, self.min_score) and not _overlaps(f, found)]
+        return [(f[0], f[1], f[2], f[3], f[14]) for f in found]
 
     def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
         h = w / 0.8 if h is None else h
         side = 0.57 * w + 0.41 * h  # YuNet's box -> a dlib-CNN-like square, the landmark model's framing
         return super()._landmarks(rgb, x + w / 2 - side / 2, y + 0.1 * h, side)
+
+
+def _small_face_rows(faces: list, small_side: float, height: int) -> tuple[int, int] | None:
+    """The rows (y0, y1) a second look searches: two face heights above and below every face under
+    ``small_side`` (small faces come in crowds, whose other faces are smaller still or turned), the height
+    rounded up to 64 px so that few band sizes (interpreters) are ever made. None without small faces."""
+    small = [f for f in faces if min(f[2], f[3]) < small_side]
+    if not small:
+        return None
+    y0 = max(0, int(min(f[1] - 2 * f[3] for f in small)))
+    y1 = int(max(f[1] + 3 * f[3] for f in small))
+    y1 = y0 + -(-(y1 - y0) // 64) * 64
+    if y1 > height:
+        y0, y1 = max(0, y0 - (y1 - height)), height
+    return y0, y1
+
+
+def _overlaps(face: np.ndarray, found: list) -> bool:
+    """The second look's face is one already found: IoU over 0.3, or more than half inside it."""
+    x0, y0, x1, y1 = face[0], face[1], face[0] + face[2], face[1] + face[3]
+    for f in found:
+        iw = min(x1, f[0] + f[2]) - max(x0, f[0])
+        ih = min(y1, f[1] + f[3]) - max(y0, f[1])
+        inter = max(iw, 0) * max(ih, 0)
+        area = face[2] * face[3]
+        if inter > 0.5 * area or inter > 0.3 * (area + f[2] * f[3] - inter):
+            return True
+    return False
 
 
 _CLASSES = {"yunet": YunetDetector, "haar": HaarDetector, "hog": HogDetector, "cnn": CnnDetector}
@@ -375,7 +414,8 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
     ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
     need the CNN's agreement); yunet ``flip`` (True: the mirror image searched too), ``zoom`` (1.0),
-    ``small_score`` (0.75) and ``small_side`` (24 px: boxes under it need ``small_score``).
+    ``small_score`` (0.75: what a box under 24 px needs), ``look_closer`` (2.5: the rows of small faces
+    searched again, enlarged; 1 turns it off) and ``closer_score`` (0.75).
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.

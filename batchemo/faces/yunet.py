@@ -34,7 +34,8 @@ class YuNet:
 
     ``score_threshold``: least score kept; ``nms_threshold``: IoU over which the lower-scored of two
     boxes is dropped; ``threads``: LiteRT threads. One interpreter per padded input size is kept (the
-    last two), so frames or tiles of one size cost no reallocation.
+    three last used: tiles, the shrunk whole image and a second look's band), so frames or tiles of one
+    size cost no reallocation.
     """
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1,
@@ -77,17 +78,32 @@ class YuNet:
         small = cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
         whole = self._decode(small)
         whole[:, :14] /= k
-        found = [whole]
-        ys, xs = _starts(h), _starts(w)
-        for y in ys:
-            for x in xs:
+        return self._nms(np.concatenate([whole, self._tiles(rgb)]))
+
+    def search_rows(self, rgb: np.ndarray, y0: int, y1: int, zoom: float) -> np.ndarray:
+        """Faces found in rows ``y0:y1`` of ``rgb`` enlarged ``zoom`` times (a second look where faces are
+        small), in pixels of ``rgb``: tiles only, as the band holds no face larger than a tile."""
+        import cv2
+
+        band = cv2.resize(np.ascontiguousarray(rgb[y0:y1]), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
+        faces = self._nms(self._tiles(band))
+        faces[:, :14] /= zoom
+        faces[:, _YS] += y0
+        return faces
+
+    def _tiles(self, rgb: np.ndarray) -> np.ndarray:
+        """The faces of every TILE-sized tile of ``rgb`` at full size, in its pixels, before the final NMS."""
+        h, w = rgb.shape[:2]
+        found = [np.zeros((0, 15), np.float32)]
+        for y in _starts(h):
+            for x in _starts(w):
                 faces = self._decode(rgb[y: y + TILE, x: x + TILE])
                 inner = _on_inner_edge(faces, x, y, min(TILE, w - x), min(TILE, h - y), w, h)
                 faces = faces[~inner]
                 faces[:, _XS] += x
                 faces[:, _YS] += y
                 found.append(faces)
-        return self._nms(np.concatenate(found))
+        return np.concatenate(found)
 
     def _forward(self, rgb: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
         """The 12 raw outputs for one image (padded here) and its padded width."""
@@ -104,7 +120,7 @@ class YuNet:
     def _interpreter(self, ph: int, pw: int) -> tuple:
         key = (ph, pw)
         if key not in self._interps:
-            if len(self._interps) >= 2:
+            if len(self._interps) >= 3:
                 self._interps.pop(next(iter(self._interps)))
             interp = _interpreter_class()(model_content=_flatbuffer(), num_threads=self.threads)
             runner = interp.get_signature_runner("serving_default")
@@ -114,6 +130,7 @@ class YuNet:
             interp.resize_tensor_input(inp, [1, ph, pw, 3], strict=True)
             interp.allocate_tensors()
             self._interps[key] = (interp, inp, outs)
+        self._interps[key] = self._interps.pop(key)  # the least recently used goes first
         return self._interps[key]
 
     def _decode(self, rgb: np.ndarray) -> np.ndarray:
