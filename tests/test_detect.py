@@ -262,6 +262,22 @@ def test_default_detector_on_the_project_hard_set():
     assert tp_plain < tp and fp_plain <= fp, ((tp_plain, fp_plain), (tp, fp))
 
 
+def test_a_second_look_lets_its_interpreter_go_once_small_faces_stop():
+    """The second look's band gets an interpreter of its own size (10-40 MB); a long video where a small
+    face shows once must not hold it to the end: it goes after BAND_IDLE images without a second look."""
+    from batchemo.faces import yunet
+
+    crowd = next(rgb for path, rgb, _, _ in _annotated(None, "hard") if path.endswith("cyclists_crowd.jpg"))
+    det = make_detector("yunet", landmarks=False)
+    det.detect(crowd)
+    band = set(det._net._band_sizes)
+    assert band and band <= set(det._net._interps)  # the crowd's small faces brought a second look
+    frame = np.zeros((360, 640, 3), np.uint8)
+    for _ in range(yunet.BAND_IDLE + 1):
+        det.detect(frame)
+    assert not band & set(det._net._interps) and not det._net._band_sizes
+
+
 # ---------------------------------------------------------------- yunet (LiteRT) and the fallback
 def test_yunet_finds_the_astronaut_with_landmarks(astronaut_rgb):
     det = _one(make_detector("yunet").detect(astronaut_rgb))

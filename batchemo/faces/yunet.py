@@ -24,6 +24,8 @@ FLATBUFFER = Path(__file__).parent / "models" / "yunet_2023mar.tflite"
 STRIDES = (8, 16, 32)
 #: Side of the square tiles a big image is searched in, and their overlap, pixels (multiples of 32).
 TILE, OVERLAP = 640, 128
+#: Images searched without a second look after which its interpreters are let go.
+BAND_IDLE = 8
 #: Columns of a (N, 15) detection holding x and y coordinates (box corner, 5 landmarks): what a tile's
 #: offset moves (not w and h, columns 2 and 3).
 _XS, _YS = [0, 4, 6, 8, 10, 12], [1, 5, 7, 9, 11, 13]
@@ -45,11 +47,21 @@ class YuNet:
         self.score_threshold, self.nms_threshold, self.threads = float(score_threshold), float(nms_threshold), threads
         self.flip, self.zoom = bool(flip), float(zoom)
         self._interps: dict[tuple[int, int], tuple] = {}
+        # sizes made for second looks, and images searched since the last: a band's interpreter (10-40 MB)
+        # is let go after BAND_IDLE images without one, so a rare small face in a long video costs nothing
+        # for the rest of it
+        self._band_sizes: set[tuple[int, int]] = set()
+        self._since_band = 0
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
         """Every face of an RGB uint8 (H, W, 3) image, with the flip and zoom searches asked for."""
         import cv2
 
+        self._since_band += 1
+        if self._since_band > BAND_IDLE and self._band_sizes:
+            for key in self._band_sizes:
+                self._interps.pop(key, None)
+            self._band_sizes.clear()
         found = [self._search(rgb)]
         if self.flip:
             mirrored = self._search(np.ascontiguousarray(rgb[:, ::-1]))
@@ -86,7 +98,10 @@ class YuNet:
         import cv2
 
         band = cv2.resize(np.ascontiguousarray(rgb[y0:y1]), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_LINEAR)
+        self._since_band = 0
+        before = set(self._interps)
         faces = self._nms(self._tiles(band))
+        self._band_sizes |= set(self._interps) - before
         faces[:, :14] /= zoom
         faces[:, _YS] += y0
         return faces
