@@ -254,12 +254,33 @@ def test_default_detector_on_the_annotated_clip_frames(videos, shared):
 def test_default_detector_on_the_project_hard_set():
     """Issue 44's bar on the project's own hard set (tests/data/hard: crowds, children, profiles, a dark
     scene; openly licensed, SOURCES.md): at least 95% of the faces with at most 2% false detections. The
-    second look at the rows of small faces is what reaches it: without it fewer faces, and no fewer false."""
+    closer look at doubtful boxes is what reaches it: without it fewer faces, and no fewer false."""
     items = list(_annotated(None, "hard"))
     n, tp, fp = _score(make_detector("yunet", landmarks=False), items)
     assert n >= 60 and tp >= 0.95 * n and fp <= 0.02 * n, (n, tp, fp)
-    _, tp_plain, fp_plain = _score(make_detector("yunet", landmarks=False, look_closer=1.0), items)
+    _, tp_plain, fp_plain = _score(make_detector("yunet", landmarks=False, confirm_from=1.0), items)
     assert tp_plain < tp and fp_plain <= fp, ((tp_plain, fp_plain), (tp, fp))
+
+
+@pytest.mark.slow
+def test_the_int8_network_finds_the_faces_the_float32_one_finds(shared):
+    """The default runs YuNet quantized to int8 (calibrated on photos no benchmark scores): on the shared
+    photos and clip frames, and on the hard set, it finds what the float32 network finds, and alone nearly
+    each of its faces is one of float32's, in place."""
+    for which in ("real", "hard"):
+        items = list(_annotated(shared, which))
+        q, f = (make_detector("yunet", landmarks=False, precision=p) for p in ("int8", "float32"))
+        assert q.precision == "int8" and f.precision == "float32"
+        (n, tp_q, fp_q), (_, tp_f, fp_f) = _score(q, items), _score(f, items)
+        assert tp_q >= tp_f and fp_q <= fp_f, (which, n, (tp_q, fp_q), (tp_f, fp_f))
+        # the networks alone (no closer look, whose keep-or-drop can fall either way on a box near 0.6)
+        q, f = (make_detector("yunet", landmarks=False, precision=p, confirm_from=1.0) for p in ("int8", "float32"))
+        ious = [max((a.box.iou(b.box) for b in f.detect(rgb)), default=0) for _, rgb, _, _ in items
+                for a in q.detect(rgb)]
+        # measured: one int8 face of 136 without a float32 one, the rest at IoU 0.74-1 (median 0.965)
+        assert sum(i < 0.5 for i in ious) <= 2 and np.median(ious) > 0.9, sorted(ious)[:5]
+    with pytest.raises(ValueError, match="precision must be one of int8, float32"):
+        make_detector("yunet", precision="fp16")
 
 
 def test_a_second_look_lets_its_interpreter_go_once_small_faces_stop():
@@ -268,7 +289,7 @@ def test_a_second_look_lets_its_interpreter_go_once_small_faces_stop():
     from batchemo.faces import yunet
 
     crowd = next(rgb for path, rgb, _, _ in _annotated(None, "hard") if path.endswith("cyclists_crowd.jpg"))
-    det = make_detector("yunet", landmarks=False)
+    det = make_detector("yunet", landmarks=False, look_closer=2.5)
     det.detect(crowd)
     band = set(det._net._band_sizes)
     assert band and band <= set(det._net._interps)  # the crowd's small faces brought a second look

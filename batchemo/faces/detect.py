@@ -328,39 +328,61 @@ class YunetDetector(_Detector):
     docs/detection.md): faces from ``min_size`` 10 px, searched at full size (a 20-px face searched at 0.6x
     is often lost); a box kept from ``min_score`` 0.6, or ``small_score`` 0.75 when it is under ``SMALL_SIDE``
     24 px (hands, backs of heads and phones were all small boxes scoring 0.5-0.78, most small faces 0.8 or
-    more). Where it found faces under ``SMALL_SIDE``, it looks again at their rows (two face heights above
-    and below them), enlarged ``look_closer`` times (2.5; 1 turns it off), keeping new faces from
-    ``closer_score`` 0.75: a crowd holds smaller and turned faces beside the ones found (five more hard faces
-    of 62, none false), and an image without small faces costs nothing more. ``flip`` (True) searches the
-    mirror image too, as YuNet is not mirror-symmetric (two more hard faces of 62, and more profiles in
-    video, at twice the cost of one search); ``zoom`` a copy of the whole image enlarged that many times
-    (more false faces, three times the cost).
+    more). A box scoring from ``confirm_from`` (0.3; 1 turns it off) up to what it needs gets a closer look
+    (``YuNet.confirm``: a crop of it, scaled so the box is 64 px, searched as it is and mirrored) and is
+    kept, with the box found there, when both views score what it needs: most small, turned and masked
+    faces score low in their image and high up close, most texture does not (hard set 55 -> 61 of 62
+    found, none false; faces with a mask drawn on 49 -> 63 of 102; docs/detection.md). At most
+    ``CONFIRM_MOST`` boxes an image are looked at, the highest-scored first. ``precision`` 'int8' (default:
+    the network quantized, 0.7-0.8 times the time of 'float32', the same faces found) or 'float32'.
+    Searches off by default, each measured against the default on the same sets: ``look_closer`` (1; 2.5
+    searches the rows of faces under ``SMALL_SIDE`` again, enlarged that many times, keeping new faces from
+    ``closer_score`` 0.75: no more faces than the closer look finds, one more false, at twice the time on
+    crowds), ``flip`` (False: the mirror image too, as YuNet is not mirror-symmetric: twice the time, no more
+    shared or hard faces) and ``zoom`` (1: a copy of the whole image enlarged that many times).
     """
 
     name = "yunet"
     NATIVE = 10
     LANDMARK_BOX = (0.02, 0.035, 0.94)  # medians over shared photos, clip frames and composites vs hog's box
 
-    SMALL_SIDE = 24  # px: boxes under it need small_score, and bring a second look at their rows
+    SMALL_SIDE = 24  # px: boxes under it need small_score (and bring a second look at their rows, if asked)
+    CONFIRM_MOST = 24  # doubtful boxes given a closer look, per image
 
     def __init__(self, min_size: int = 10, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
-                 small_score: float = 0.75, look_closer: float = 2.5, closer_score: float = 0.75, **search):
-        """``search``: the network's own ``flip`` (default True) and ``zoom`` (``faces.yunet.YuNet``)."""
+                 small_score: float = 0.75, look_closer: float = 1.0, closer_score: float = 0.75,
+                 confirm_from: float = 0.3, **search):
+        """``search``: the network's own ``flip``, ``zoom`` and ``precision`` (``faces.yunet.YuNet``)."""
         from .yunet import YuNet
 
         # a lower score floods the NMS with every grid cell
-        self._net = YuNet(score_threshold=max(min_score, 0.05), **{"flip": True, **search})
+        self._net = YuNet(score_threshold=max(min(min_score, confirm_from), 0.05), **search)
         self.small_score, self.closer_score = float(small_score), float(closer_score)
+        self.confirm_from = float(confirm_from)
         self.look_closer = float(look_closer)
         super().__init__(min_size, min_score, max_side, landmarks)
+
+    flip = property(lambda self: self._net.flip, doc="the mirror image is searched too")
+    zoom = property(lambda self: self._net.zoom, doc="a copy this many times larger is searched too")
+    precision = property(lambda self: self._net.precision, doc="the flatbuffer run: 'int8' or 'float32'")
 
     def working_scale(self, shape: tuple[int, ...]) -> float:
         return min(1.0, super().working_scale(shape))
 
     def _raw(self, img):
-        small_side = self.SMALL_SIDE * self.working_scale(img.shape)
-        found = [f for f in self._net.detect(np.ascontiguousarray(img))
-                 if min(f[2], f[3]) >= small_side or f[14] >= max(self.small_score, self.min_score)]
+        img, small_side = np.ascontiguousarray(img), self.SMALL_SIDE * self.working_scale(img.shape)
+
+        def need(f) -> float:  # what a box must score
+            return max(self.small_score, self.min_score) if min(f[2], f[3]) < small_side else self.min_score
+
+        boxes = self._net.detect(img)
+        found = [f for f in boxes if f[14] >= need(f)]
+        doubtful = [f for f in boxes if self.confirm_from <= f[14] < need(f) and min(f[2], f[3]) >= self.NATIVE]
+        for f in doubtful[: self.CONFIRM_MOST]:  # highest-scored first: kept if a closer look agrees
+            if not _overlaps(f, found):
+                closer = self._net.confirm(img, f[:4])
+                if closer is not None and closer[14] >= need(closer) and not _overlaps(closer, found):
+                    found.append(closer)
         rows = _small_face_rows(found, small_side, img.shape[0]) if self.look_closer > 1 else None
         if rows:
             found += [f for f in self._net.search_rows(img, *rows, self.look_closer)
@@ -413,9 +435,11 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
     cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 4096) and
     ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
-    need the CNN's agreement); yunet ``flip`` (True: the mirror image searched too), ``zoom`` (1.0),
-    ``small_score`` (0.75: what a box under 24 px needs), ``look_closer`` (2.5: the rows of small faces
-    searched again, enlarged; 1 turns it off) and ``closer_score`` (0.75).
+    need the CNN's agreement); yunet ``flip`` (False: the mirror image searched too), ``zoom`` (1.0),
+    ``small_score`` (0.75: what a box under 24 px needs), ``look_closer`` (1: off; 2.5 searches the rows of
+    small faces again, enlarged), ``closer_score`` (0.75), ``confirm_from`` (0.3: boxes scoring from it up to
+    what they need are kept if a closer look confirms them; 1 turns it off) and ``precision`` ('int8' or
+    'float32').
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.

@@ -1,12 +1,14 @@
 """YuNet, libfacedetection's face detector, on LiteRT: the same CNN on every platform LiteRT has wheels for.
 
 The network is OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT, Shiqi Yu; sha256 8f2383e4dd3c...),
-rebuilt in Keras and converted to a TFLite flatbuffer by ``yunet_export`` (``models/yunet_2023mar.tflite``,
-249 KB, float32). It is decoded here exactly as OpenCV's ``cv::FaceDetectorYN`` does (face_detect.cpp): the
-image padded at the bottom and right to multiples of 32, per stride s in (8, 16, 32) and grid cell (r, c) a
-score sqrt(cls * obj), a box ((c + dx) s, (r + dy) s, exp(dw) s, exp(dh) s) about its centre and 5
-landmarks, then OpenCV's ``NMSBoxes`` on integer boxes. On the shared photos and clip frames its faces,
-boxes (1.7e-4 px) and scores (3e-6) equal ``cv2.FaceDetectorYN``'s on the ONNX.
+rebuilt in Keras and converted to TFLite flatbuffers by ``yunet_export``: ``models/yunet_2023mar.tflite``
+(249 KB, float32) and the default ``models/yunet_2023mar.int8.tflite`` (137 KB, int8 inside, float in and
+out: 0.7-0.8 times the time, the same faces found on the project's sets, docs/detection.md). Both are
+decoded exactly as OpenCV's ``cv::FaceDetectorYN`` does (face_detect.cpp): the image padded at the bottom
+and right to multiples of 32, per stride s in (8, 16, 32) and grid cell (r, c) a score sqrt(cls * obj), a
+box ((c + dx) s, (r + dy) s, exp(dw) s, exp(dh) s) about its centre and 5 landmarks, then OpenCV's
+``NMSBoxes`` on integer boxes. On the shared photos and clip frames the float32 network's faces, boxes
+(1.7e-4 px) and scores (3e-6) equal ``cv2.FaceDetectorYN``'s on the ONNX.
 
 Big images are searched in tiles (``TILE`` px with ``OVERLAP`` px of overlap) so that one interpreter of one
 size serves every image and its memory (about 90 bytes per input pixel) stays bounded, and a face cut by a
@@ -19,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-#: The shipped flatbuffer and the strides of its three heads.
-FLATBUFFER = Path(__file__).parent / "models" / "yunet_2023mar.tflite"
+#: The shipped flatbuffers by precision, and the strides of the network's three heads.
+FLATBUFFERS = {"int8": Path(__file__).parent / "models" / "yunet_2023mar.int8.tflite",
+               "float32": Path(__file__).parent / "models" / "yunet_2023mar.tflite"}
 STRIDES = (8, 16, 32)
 #: Side of the square tiles a big image is searched in, and their overlap, pixels (multiples of 32).
 TILE, OVERLAP = 640, 128
 #: Images searched without a second look after which its interpreters are let go.
 BAND_IDLE = 8
+#: Longer side, px, a doubtful box is scaled to in the crop that confirms it (``YuNet.confirm``).
+CONFIRM_SIDE = 64
 #: Columns of a (N, 15) detection holding x and y coordinates (box corner, 5 landmarks): what a tile's
 #: offset moves (not w and h, columns 2 and 3).
 _XS, _YS = [0, 4, 6, 8, 10, 12], [1, 5, 7, 9, 11, 13]
@@ -35,17 +40,20 @@ class YuNet:
     """``detect(rgb) -> (N, 15) float32``: x, y, w, h, 5 landmarks (x, y), score, in pixels of ``rgb``.
 
     ``score_threshold``: least score kept; ``nms_threshold``: IoU over which the lower-scored of two
-    boxes is dropped; ``threads``: LiteRT threads. One interpreter per padded input size is kept (the
-    three last used: tiles, the shrunk whole image and a second look's band), so frames or tiles of one
-    size cost no reallocation.
+    boxes is dropped; ``threads``: LiteRT threads; ``precision``: the flatbuffer run, 'int8' or 'float32'.
+    One interpreter per padded input size is kept (the four last used: tiles, the shrunk whole image, a
+    second look's band and the confirming crop), so frames or tiles of one size cost no reallocation.
     """
 
     def __init__(self, score_threshold: float = 0.6, nms_threshold: float = 0.3, threads: int = 1,
-                 flip: bool = False, zoom: float = 1.0):
+                 flip: bool = False, zoom: float = 1.0, precision: str = "int8"):
         """``flip``: search the mirror image too (test-time flip); ``zoom``: search a copy enlarged this
         many times too (small faces), both merged by one NMS."""
         self.score_threshold, self.nms_threshold, self.threads = float(score_threshold), float(nms_threshold), threads
         self.flip, self.zoom = bool(flip), float(zoom)
+        if precision not in FLATBUFFERS:
+            raise ValueError(f"precision must be one of {', '.join(FLATBUFFERS)}, not {precision!r}")
+        self.precision = precision
         self._interps: dict[tuple[int, int], tuple] = {}
         # sizes made for second looks, and images searched since the last: a band's interpreter (10-40 MB)
         # is let go after BAND_IDLE images without one, so a rare small face in a long video costs nothing
@@ -106,6 +114,39 @@ class YuNet:
         faces[:, _YS] += y0
         return faces
 
+    def confirm(self, rgb: np.ndarray, box) -> np.ndarray | None:
+        """A closer look at a doubtful ``box`` (x, y, w, h): a square crop three times its longer side, scaled
+        so that side is CONFIRM_SIDE px, searched as it is and mirrored. The face at the crop's centre as
+        found in the crop ((15,) in pixels of ``rgb``), its score the lower of the two views' (a face that
+        scored low in its image, as when a mask hides half of it, holds up in both; most texture that
+        scored as low does not); None where either view has none."""
+        import cv2
+
+        x, y, w, h = box
+        n, big = 3 * CONFIRM_SIDE, max(3, round(3 * max(w, h, 1.0)))  # one crop size: one interpreter
+        left, top = round(x + w / 2 - big / 2), round(y + h / 2 - big / 2)
+        part = rgb[max(0, top): max(0, top + big), max(0, left): max(0, left + big)]
+        if not part.size:
+            return None
+        pad_t, pad_l = max(0, -top), max(0, -left)
+        square = cv2.copyMakeBorder(np.ascontiguousarray(part), pad_t, big - pad_t - part.shape[0], pad_l,
+                                    big - pad_l - part.shape[1], cv2.BORDER_CONSTANT, value=0)
+        crop = cv2.resize(square, (n, n), interpolation=cv2.INTER_LINEAR if n > big else cv2.INTER_AREA)
+        best = []
+        for view in (crop, np.ascontiguousarray(crop[:, ::-1])):
+            faces = self._nms(self._decode(view))
+            off = np.abs(faces[:, :2] + faces[:, 2:4] / 2 - n / 2)  # the crop's centre is the box's
+            faces = faces[(off[:, 0] < CONFIRM_SIDE / 2) & (off[:, 1] < CONFIRM_SIDE / 2)]
+            if not len(faces):
+                return None
+            best.append(faces[np.argmax(faces[:, 14])])
+        face = best[0].copy()
+        face[14] = min(best[0][14], best[1][14])
+        face[:14] *= big / n
+        face[_XS] += left
+        face[_YS] += top
+        return face
+
     def _tiles(self, rgb: np.ndarray) -> np.ndarray:
         """The faces of every TILE-sized tile of ``rgb`` at full size, in its pixels, before the final NMS."""
         h, w = rgb.shape[:2]
@@ -122,12 +163,16 @@ class YuNet:
 
     def _forward(self, rgb: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
         """The 12 raw outputs for one image (padded here) and its padded width."""
+        import cv2
+
         h, w = rgb.shape[:2]
         ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
         interp, inp, outs = self._interpreter(ph, pw)
         buf = interp.tensor(inp)()
-        buf[0] = 0
-        buf[0, :h, :w] = rgb[..., ::-1]  # the network reads BGR, 0-255, as OpenCV feeds it
+        buf[0, h:] = 0
+        buf[0, :h, w:] = 0
+        # the network reads BGR, 0-255, as OpenCV feeds it (cvtColor: a sixth of the time of a strided copy)
+        buf[0, :h, :w] = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         del buf  # no view of the interpreter's memory may live through invoke
         interp.invoke()
         return {name: interp.get_tensor(i)[0] for name, i in outs.items()}, pw
@@ -135,9 +180,9 @@ class YuNet:
     def _interpreter(self, ph: int, pw: int) -> tuple:
         key = (ph, pw)
         if key not in self._interps:
-            if len(self._interps) >= 3:
+            if len(self._interps) >= 4:
                 self._interps.pop(next(iter(self._interps)))
-            interp = _interpreter_class()(model_content=_flatbuffer(), num_threads=self.threads)
+            interp = _interpreter_class()(model_content=_flatbuffer(self.precision), num_threads=self.threads)
             runner = interp.get_signature_runner("serving_default")
             inp = runner.get_input_details()["input"]["index"]
             outs = {name: d["index"] for name, d in runner.get_output_details().items()}
@@ -236,8 +281,8 @@ def _not_inside(boxes: np.ndarray, share: float = 0.5) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _flatbuffer() -> bytes:
-    return FLATBUFFER.read_bytes()
+def _flatbuffer(precision: str) -> bytes:
+    return FLATBUFFERS[precision].read_bytes()
 
 
 def _interpreter_class():

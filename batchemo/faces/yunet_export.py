@@ -4,7 +4,7 @@ Build time only (needs TensorFlow, ``pip install 'batchemo[train]'``, and ``pip 
 downloads anything: give it OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT, Shiqi Yu; 232,589
 bytes, sha256 EXPECTED_SHA256), which is checked.
 
-    python -m batchemo.faces.yunet_export face_detection_yunet_2023mar.onnx OUT.tflite
+    python -m batchemo.faces.yunet_export face_detection_yunet_2023mar.onnx OUT.tflite [--int8 PHOTOS]
 
 The network (8 op types: Conv, Relu, MaxPool, Resize, Add, Transpose, Reshape, Sigmoid; 53,104 weights) is
 rebuilt in Keras node by node from the ONNX graph, its weights copied, checked against OpenCV's DNN on the
@@ -13,6 +13,10 @@ tensor here is NHWC, so the ONNX's Transpose(0, 2, 3, 1) before each head's Resh
 stride-2 conv padded by 1 on every side is ZeroPadding2D(1) + 'valid' (TF's 'same' pads differently); the
 nearest Resize (asymmetric, floor, x2) is one RESIZE_NEAREST_NEIGHBOR. The flatbuffer's input "input" is
 [1, H, W, 3] float BGR 0-255 with H and W free; its 12 outputs keep the ONNX's names.
+
+``--int8 PHOTOS`` quantizes weights and activations to int8 (input and outputs stay float), its ranges
+calibrated on ``calibration(PHOTOS)``: the shipped ``yunet_2023mar.int8.tflite`` was calibrated on
+``../shared/identities`` (photos the detection benchmarks never score), and rebuilds byte for byte.
 """
 from __future__ import annotations
 
@@ -163,8 +167,9 @@ def check_against_opencv(model, onnx_path: str) -> float:
     return max(float(np.abs(np.asarray(g) - r.reshape(np.asarray(g).shape)).max()) for g, r in zip(got, ref))
 
 
-def convert(model) -> bytes:
-    """Keras -> TFLite: one signature, input "input", the 12 outputs by their ONNX names, builtin ops only."""
+def convert(model, calibration=None) -> bytes:
+    """Keras -> TFLite: one signature, input "input", the 12 outputs by their ONNX names, builtin ops only;
+    int8 inside when ``calibration`` (an iterable of BGR float32 (H, W, 3) images) is given."""
     import contextlib
     import io
 
@@ -174,14 +179,83 @@ def convert(model) -> bytes:
     named = keras.Model(model.inputs, dict(zip(OUTPUTS, model.outputs)), name=model.name)
     conv = tf.lite.TFLiteConverter.from_keras_model(named)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if calibration is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([_padded(img)] for img in calibration)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     with contextlib.redirect_stdout(io.StringIO()):
         return conv.convert()
 
 
+def _padded(img: np.ndarray) -> np.ndarray:
+    """(1, H', W', 3): padded at the bottom and right to multiples of 32, as ``faces.yunet`` feeds it."""
+    h, w = img.shape[:2]
+    x = np.zeros((1, -(-h // 32) * 32, -(-w // 32) * 32, 3), np.float32)
+    x[0, :h, :w] = img
+    return x
+
+
+def calibration(folder: str):
+    """BGR float32 images whose activations set the int8 ranges, in a fixed order (a fixed flatbuffer):
+    the folder's photos (``*.jpg``, any depth) larger than 256 px, scaled to 640 px long; crowds of its
+    face crops (photos at most 256 px: LFW's 150 px) at 0.6, 0.4, 0.3 and 0.2 times (faces of about 36 to
+    12 px) over scikit-image's scenes; those scenes alone; and the astronaut's face at about 50, 25 and 12 px
+    tiled over coffee, upright and upside down at 0.4 times the light."""
+    from pathlib import Path
+
+    import cv2
+    from skimage import data
+
+    paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
+    photos = [cv2.imread(p)[..., ::-1] for p in paths]
+    crops = [im for im in photos if max(im.shape[:2]) <= 256]
+    for im in photos:
+        if max(im.shape[:2]) > 256:
+            k = 640 / max(im.shape[:2])
+            yield _bgr(cv2.resize(im, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+    for scene, k in zip(("coffee", "rocket", "chelsea", "astronaut"), (0.6, 0.4, 0.3, 0.2)):
+        yield _bgr(_crowd(cv2.resize(getattr(data, scene)(), (640, 480)), crops, int(150 * k)))
+    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "grass", "hubble_deep_field"):
+        yield _bgr(getattr(data, name)())
+    for k in (0.5, 0.25, 0.125):
+        small = cv2.resize(data.astronaut(), None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+        canvas = cv2.resize(data.coffee(), (640, 480))
+        for y in range(0, 480 - small.shape[0] + 1, small.shape[0]):
+            for x in range(0, 640 - small.shape[1] + 1, small.shape[1] * 2):
+                canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+        yield _bgr(canvas)
+        yield _bgr(canvas)[::-1, ::-1] * 0.4
+
+
+def _crowd(canvas: np.ndarray, crops: list, side: int) -> np.ndarray:
+    """``canvas`` with ``crops`` pasted at ``side`` px in staggered rows, a third of a side apart."""
+    import cv2
+
+    j = 0
+    for y in range(0, canvas.shape[0] - side + 1, side + side // 3):
+        for x in range(j % 3 * side // 3, canvas.shape[1] - side + 1, side + side // 2):
+            face = crops[j % len(crops)]
+            canvas[y:y + side, x:x + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+            j += 1
+    return canvas
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.stack([rgb] * 3, -1) if rgb.ndim == 2 else rgb[..., :3]
+    return np.ascontiguousarray(rgb[..., ::-1]).astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from ..core.files import atomic_write_bytes
 
-    onnx_path, out = (argv or sys.argv[1:])[:2]
+    ap = argparse.ArgumentParser(prog="python -m batchemo.faces.yunet_export")
+    ap.add_argument("onnx")
+    ap.add_argument("out")
+    ap.add_argument("--int8", metavar="PHOTOS", help="quantize to int8, calibrated on this folder's photos")
+    args = ap.parse_args(argv)
+    onnx_path, out = args.onnx, args.out
     sha = hashlib.sha256(open(onnx_path, "rb").read()).hexdigest()
     if sha != EXPECTED_SHA256:
         raise SystemExit(f"{onnx_path}: sha256 {sha}, not OpenCV Zoo's face_detection_yunet_2023mar.onnx")
@@ -189,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     diff = check_against_opencv(model, onnx_path)
     if diff > 1e-2:
         raise SystemExit(f"the rebuilt network differs from OpenCV's by {diff}")
-    atomic_write_bytes(out, convert(model))
+    atomic_write_bytes(out, convert(model, calibration(args.int8) if args.int8 else None))
     print(f"wrote {out} ({model.count_params()} weights; largest difference from OpenCV's DNN {diff:.1e})")
     return 0
 
