@@ -1,4 +1,4 @@
-"""YuNet's ONNX file -> the TFLite flatbuffer ``faces.yunet`` runs: how ``models/yunet_2023mar.tflite`` is made.
+"""YuNet's ONNX file -> the TFLite flatbuffers ``faces.yunet`` runs: how ``models/yunet_2023mar*.tflite`` are made.
 
 Build time only (needs TensorFlow, ``pip install 'batchemo[train]'``, and ``pip install onnx``); nothing
 downloads anything: give it OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT, Shiqi Yu; 232,589
