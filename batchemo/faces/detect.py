@@ -337,7 +337,7 @@ class YunetDetector(_Detector):
     the network quantized, 0.7-0.8 times the time of 'float32', the same faces found) or 'float32'.
     Searches off by default, each measured against the default on the same sets: ``look_closer`` (1; 2.5
     searches the rows of faces under ``SMALL_SIDE`` again, enlarged that many times, keeping new faces from
-    ``closer_score`` 0.75: no more faces than the closer look finds, one more false, at twice the time on
+    ``CLOSER_SCORE`` 0.75: no more faces than the closer look finds, one more false, at twice the time on
     crowds), ``flip`` (False: the mirror image too, as YuNet is not mirror-symmetric: twice the time, no more
     shared or hard faces) and ``zoom`` (1: a copy of the whole image enlarged that many times).
     """
@@ -348,17 +348,16 @@ class YunetDetector(_Detector):
 
     SMALL_SIDE = 24  # px: boxes under it need small_score (and bring a second look at their rows, if asked)
     CONFIRM_MOST = 24  # doubtful boxes given a closer look, per image
+    CLOSER_SCORE = 0.75  # what a face found only by a second look at small faces' rows needs
 
     def __init__(self, min_size: int = 10, min_score: float = 0.6, max_side: int = 4096, landmarks: bool = True,
-                 small_score: float = 0.75, look_closer: float = 1.0, closer_score: float = 0.75,
-                 confirm_from: float = 0.3, **search):
+                 small_score: float = 0.75, look_closer: float = 1.0, confirm_from: float = 0.3, **search):
         """``search``: the network's own ``flip``, ``zoom`` and ``precision`` (``faces.yunet.YuNet``)."""
         from .yunet import YuNet
 
         # a lower score floods the NMS with every grid cell
         self._net = YuNet(score_threshold=max(min(min_score, confirm_from), 0.05), **search)
-        self.small_score, self.closer_score = float(small_score), float(closer_score)
-        self.confirm_from = float(confirm_from)
+        self.small_score, self.confirm_from = float(small_score), float(confirm_from)
         self.look_closer = float(look_closer)
         super().__init__(min_size, min_score, max_side, landmarks)
 
@@ -386,7 +385,7 @@ class YunetDetector(_Detector):
         rows = _small_face_rows(found, small_side, img.shape[0]) if self.look_closer > 1 else None
         if rows:
             found += [f for f in self._net.search_rows(img, *rows, self.look_closer)
-                      if f[14] >= max(self.closer_score, self.min_score) and not _overlaps(f, found)]
+                      if f[14] >= max(self.CLOSER_SCORE, self.min_score) and not _overlaps(f, found)]
         return [(f[0], f[1], f[2], f[3], f[14]) for f in found]
 
     def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
@@ -437,9 +436,8 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
     need the CNN's agreement); yunet ``flip`` (False: the mirror image searched too), ``zoom`` (1.0),
     ``small_score`` (0.75: what a box under 24 px needs), ``look_closer`` (1: off; 2.5 searches the rows of
-    small faces again, enlarged), ``closer_score`` (0.75), ``confirm_from`` (0.3: boxes scoring from it up to
-    what they need are kept if a closer look confirms them; 1 turns it off) and ``precision`` ('int8' or
-    'float32').
+    small faces again, enlarged), ``confirm_from`` (0.3: boxes scoring from it up to what they need are
+    kept if a closer look confirms them; 1 turns it off) and ``precision`` ('int8' or 'float32').
 
     Raises DetectorUnavailable (one line, with the install command or the missing file) when it cannot
     run here, ValueError for an unknown name or option.

@@ -155,7 +155,7 @@ def resolve_detector(detector, options: dict | None):
 def _options_of(det) -> dict:
     """A detector object's settings, for the record."""
     keys = ("scale_factor", "min_neighbors", "min_size", "min_score", "upsample", "small_score", "look_closer",
-            "closer_score", "confirm_from", "flip", "zoom", "precision")
+            "confirm_from", "flip", "zoom", "precision")
     return {k: getattr(det, k) for k in keys if hasattr(det, k)}
 
 @dataclass
