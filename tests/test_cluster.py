@@ -163,7 +163,7 @@ def test_a_photo_that_kills_its_workers_is_failed_and_the_run_goes_on(photos, tm
         cluster.close()
     status = dict(zip(df["path"].str.rsplit("/", n=1).str[-1], df["status"]))
     assert status.pop("bomb.png") == "failed" and status.pop("broken.png") == "failed"
-    assert set(status.values()) == {"ok"} and len(status) == 10
+    assert set(status.values()) == {"ok"} and len(status) == 10, df.loc[df["status"] != "ok", ["path", "reason"]]
     why = df.loc[df["path"].str.endswith("bomb.png"), "reason"].iloc[0]
     assert "stopped every worker it was given" in why, why
     assert time.time() - t < 300

@@ -10,7 +10,8 @@ Why it is built this way:
 - **Faults.** A task lost with its worker is run again elsewhere by the scheduler; a photo that kills every
   worker it is given (a decoder crash, memory blown) is given up after the scheduler's
   ``allowed-failures`` (3 by default) and gets a failed row with that reason, and the run goes on. A photo
-  given up only because it waited on the workers such a photo took down is sent once more, alone.
+  given up because it shared the workers such a photo took down is sent once more, with no other such
+  photo in flight (``_Again``).
 - **In order.** Records come back in input order, whatever order the tasks finish in, so the sinks, the
   gallery and the resume cache see the same stream as in a local run.
 - **No nested pools.** A worker explains its faces in its own threads (``explain.lime``), never through
@@ -42,24 +43,49 @@ def cluster_records(items: Sequence[tuple[str, str | None]], settings, client) -
 
     threads = max(1, sum(client.nthreads().values()))
     pending, done, waiting = iter(enumerate(items)), {}, as_completed()
-    futures, nxt, again = {}, 0, set()
+    futures, nxt, again = {}, 0, _Again()
     for _ in range(IN_FLIGHT * threads):
         _submit(client, pending, futures, waiting, done, settings)
     while nxt < len(items):
         if nxt not in done:
             fut = next(waiting)
             i = futures.pop(fut)
-            if fut.status == "error" and type(fut.exception()).__name__ == "KilledWorker" and i not in again:
-                # it may only have queued on the workers another photo took down: once more, on its own
-                again.add(i)
-                _send(client, i, *items[i], futures, waiting, done, settings)
-                continue
-            done[i] = _result(fut, *items[i])
-            _submit(client, pending, futures, waiting, done, settings)
+            killed = fut.status == "error" and type(fut.exception()).__name__ == "KilledWorker"
+            if not again.take(i, killed):  # it may only have shared the workers another photo took down
+                done[i] = _result(fut, *items[i])
+                _submit(client, pending, futures, waiting, done, settings)
+            again.send_next(lambda j: _send(client, j, *items[j], futures, waiting, done, settings))
             continue
         yield done.pop(nxt)
         nxt += 1
 
+
+class _Again:
+    """Photos lost with workers, sent once more one at a time: a photo that only shared a worker with one
+    that kills workers is not sent beside it again (two such photos in flight at once could each take the
+    other down), so it comes back ok and the killer alone gets the failed row."""
+
+    def __init__(self):
+        self.queue: list[int] = []
+        self.seen: set[int] = set()
+        self.flying: int | None = None
+
+    def take(self, i: int, killed: bool) -> bool:
+        """True when photo ``i``'s answer is put off: lost with a worker for the first time, it is queued."""
+        if i == self.flying:
+            self.flying = None
+        if not killed or i in self.seen:
+            return False
+        self.seen.add(i)
+        self.queue.append(i)
+        return True
+
+    def send_next(self, send) -> None:
+        """Send the next queued photo if none is in flight (``send(i)`` returns False if it cannot)."""
+        while self.flying is None and self.queue:
+            i = self.queue.pop(0)
+            if send(i):
+                self.flying = i
 
 def _submit(client, pending, futures: dict, waiting, done: dict, settings) -> None:
     """Send the next photo that can be read; one the client cannot read is answered here, not sent."""
