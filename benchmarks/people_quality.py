@@ -47,12 +47,9 @@ def _identities(folder: Path) -> tuple[np.ndarray, list[str], list]:
 
     result = run(folder, explain=False, progress=False)
     best: dict[str, object] = {}
-    t = result.table
-    for r in result.faces:
-        if np.isfinite(r.embedding).all():
-            area = int(t.w.iloc[r.row]) * int(t.h.iloc[r.row])
-            if r.source not in best or area > best[r.source][0]:
-                best[r.source] = (area, r)
+    for r in result.faces:  # r.side: the face's box side, original pixels
+        if np.isfinite(r.embedding).all() and (r.source not in best or r.side > best[r.source][0]):
+            best[r.source] = (r.side, r)
     refs = [best[s][1] for s in sorted(best)]
     truth = [Path(r.source).parent.name + ("/" + Path(r.source).name if Path(r.source).parent.name == "_distractors"
                                            else "") for r in refs]
