@@ -167,3 +167,21 @@ def test_a_photo_that_kills_its_workers_is_failed_and_the_run_goes_on(photos, tm
     why = df.loc[df["path"].str.endswith("bomb.png"), "reason"].iloc[0]
     assert "stopped every worker it was given" in why, why
     assert time.time() - t < 300
+
+
+def test_photos_lost_with_workers_go_again_one_at_a_time():
+    """The client's second sends: each photo lost with a worker once is queued, sent when no other second
+    send is in flight, and answered (never queued again) if lost a second time; a send that cannot read its
+    photo lets the next one go."""
+    from batchemo.pipeline.cluster import _Again
+
+    again, sent = _Again(), []
+    assert again.take(1, killed=True) and again.take(2, killed=True)  # both put off
+    assert not again.take(3, killed=False)  # an answer, not a loss
+    again.send_next(lambda i: sent.append(i) or True)
+    assert sent == [1] and again.flying == 1
+    again.send_next(lambda i: sent.append(i) or True)
+    assert sent == [1]  # 2 waits while 1 flies
+    assert not again.take(1, killed=True)  # lost again: its failed row is due
+    again.send_next(lambda i: sent.append(i) or i != 2)  # 2 cannot be read now
+    assert sent == [1, 2] and again.flying is None and not again.queue

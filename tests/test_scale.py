@@ -209,3 +209,30 @@ def test_a_cached_row_is_stale_once_the_model_card_changes(tmp_path):
     assert ResultCache(tmp_path / "c", settings).get(str(photo)) == ImageResult(str(photo), "no_faces")
     card.write_text('{"preprocessing": {"tta": "rot5"}}')
     assert not ResultCache(tmp_path / "c", settings).has(str(photo))
+
+
+def test_a_cached_row_is_stale_once_the_detector_it_came_from_changes(tmp_path, monkeypatch):
+    """Faces cached by one release's detector are not reused by the next: a changed default, class constant
+    or network file changes the key (faces.fingerprint), though the run's own settings say 'auto' both times."""
+    from batchemo.core.records import ImageResult
+    from batchemo.faces import detect, yunet
+    from batchemo.pipeline.cache import ResultCache
+    from batchemo.pipeline.engine import RunSettings
+
+    photo, settings = tmp_path / "a.jpg", RunSettings(detector="auto")
+    photo.write_bytes(b"jpeg")
+    monkeypatch.setattr(detect, "have_yunet", lambda: True)
+    ResultCache(tmp_path / "c", settings).put(str(photo), ImageResult(str(photo), "no_faces"))
+    assert ResultCache(tmp_path / "c", settings).has(str(photo))
+    monkeypatch.setattr(detect.YunetDetector, "CONFIRM_MOST", 8)
+    assert not ResultCache(tmp_path / "c", settings).has(str(photo))
+    monkeypatch.undo()
+    monkeypatch.setattr(detect, "have_yunet", lambda: True)
+    assert ResultCache(tmp_path / "c", settings).has(str(photo))
+    monkeypatch.setattr(detect.YunetDetector.__init__, "__defaults__",
+                        tuple(0.5 if v == 0.3 else v for v in detect.YunetDetector.__init__.__defaults__))
+    assert not ResultCache(tmp_path / "c", settings).has(str(photo))  # confirm_from's default moved
+    monkeypatch.undo()
+    monkeypatch.setattr(detect, "have_yunet", lambda: True)
+    monkeypatch.setitem(yunet.FLATBUFFERS, "int8", yunet.FLATBUFFERS["float32"])  # another network file
+    assert not ResultCache(tmp_path / "c", settings).has(str(photo))

@@ -1,7 +1,9 @@
 """A results cache that makes long runs resumable: each image's record is stored as it is computed.
 
 A key covers everything the rows depend on: the file (its real path, with links and ``..`` resolved, its
-size and modification time), the model file and its card, and every setting. So ``photos/`` and ``/abs/photos/`` share
+size and modification time), the model file and its card, every setting, and the detector's identity
+(``faces.fingerprint``: its defaults, constants and network file, so a release that changes them does not
+reuse old faces). So ``photos/`` and ``/abs/photos/`` share
 their results, a changed photo, model or setting is recomputed, and a run stopped half-way picks up where
 it stopped. One pickled ``records.ImageResult`` per image (faces, crops, explanations as arrays: no encoded
 image; rows and pictures are made from it when written; the engine stores it without its thumbnail), written
@@ -27,17 +29,19 @@ def _file_identity(path: str | os.PathLike) -> str:
 class ResultCache:
     """An ImageResult per image under ``folder``; ``settings`` is the engine's RunSettings."""
 
-    VERSION = 3  # 3: records (ImageResult), not rows with JPEGs
+    VERSION = 4  # 3: records (ImageResult), not rows with JPEGs; 4: keyed by the detector's identity
 
     def __init__(self, folder: str | os.PathLike, settings):
         from ..emotions.model import DEFAULT_MODEL_PATH, ModelCard
+        from ..faces.fingerprint import detector_identity
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # embeddings identify people: private
         model = settings.model_path or str(DEFAULT_MODEL_PATH)
         card = ModelCard.path_for(model)  # the card says how a face is read (its TTA): part of the model
         described = {"v": self.VERSION, "model": _file_identity(model),
-                     "card": _file_identity(card) if card.exists() else "", "settings": asdict(settings)}
+                     "card": _file_identity(card) if card.exists() else "", "settings": asdict(settings),
+                     "detector": detector_identity(settings.detector, settings.detector_options)}
         described["settings"].pop("threads_per_worker", None)  # how, not what
         self._settings_key = json.dumps(described, sort_keys=True, default=str)
         for sub in self.folder.iterdir():

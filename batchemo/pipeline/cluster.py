@@ -41,32 +41,35 @@ def cluster_records(items: Sequence[tuple[str, str | None]], settings, client) -
     """An ImageResult for each (path, root), in order, computed on ``client``'s cluster."""
     from dask.distributed import as_completed
 
-    threads = max(1, sum(client.nthreads().values()))
+    window = IN_FLIGHT * max(1, sum(client.nthreads().values()))
     pending, done, waiting = iter(enumerate(items)), {}, as_completed()
     futures, nxt, again = {}, 0, _Again()
-    for _ in range(IN_FLIGHT * threads):
-        _submit(client, pending, futures, waiting, done, settings)
     while nxt < len(items):
+        again.send_next(lambda j: _send(client, j, *items[j], futures, waiting, done, settings))
+        while len(futures) < window and _submit(client, pending, futures, waiting, done, settings):
+            pass
         if nxt not in done:
             fut = next(waiting)
             i = futures.pop(fut)
             killed = fut.status == "error" and type(fut.exception()).__name__ == "KilledWorker"
             if not again.take(i, killed):  # it may only have shared the workers another photo took down
                 done[i] = _result(fut, *items[i])
-                _submit(client, pending, futures, waiting, done, settings)
-            again.send_next(lambda j: _send(client, j, *items[j], futures, waiting, done, settings))
             continue
         yield done.pop(nxt)
         nxt += 1
 
 
 class _Again:
-    """Photos lost with workers, sent once more one at a time: a photo that only shared a worker with one
-    that kills workers is not sent beside it again (two such photos in flight at once could each take the
-    other down), so it comes back ok and the killer alone gets the failed row."""
+    """Photos lost with workers, sent once more, one at a time: two such photos in flight at once could
+    take each other down again, so a photo that only shared a worker with one that kills workers comes
+    back ok, and the killer gets the failed row. Fresh photos still run beside a re-sent one (a second
+    killer among them could take it down once more). Rare: the scheduler itself runs a task lost with a
+    worker again, up to its allowed-failures (3), before the client sees it lost."""
 
     def __init__(self):
-        self.queue: list[int] = []
+        from collections import deque
+
+        self.queue: deque[int] = deque()
         self.seen: set[int] = set()
         self.flying: int | None = None
 
@@ -81,17 +84,21 @@ class _Again:
         return True
 
     def send_next(self, send) -> None:
-        """Send the next queued photo if none is in flight (``send(i)`` returns False if it cannot)."""
+        """Send the next queued photo if none is in flight (``send(i)`` is False when it cannot be read:
+        its record is then done, and the next is tried)."""
         while self.flying is None and self.queue:
-            i = self.queue.pop(0)
+            i = self.queue.popleft()
             if send(i):
                 self.flying = i
 
-def _submit(client, pending, futures: dict, waiting, done: dict, settings) -> None:
-    """Send the next photo that can be read; one the client cannot read is answered here, not sent."""
+
+def _submit(client, pending, futures: dict, waiting, done: dict, settings) -> bool:
+    """Send the next photo that can be read; one the client cannot read is answered here, not sent. False
+    when none is left."""
     for i, (path, root) in pending:
         if _send(client, i, path, root, futures, waiting, done, settings):
-            return
+            return True
+    return False
 
 
 def _send(client, i: int, path: str, root: str | None, futures: dict, waiting, done: dict, settings) -> bool:

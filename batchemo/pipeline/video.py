@@ -38,6 +38,7 @@ from ..core.files import atomic_path, printable
 from ..core.records import STATUS_FAILED, STATUS_NO_FACES, STATUS_OK, STATUS_PARTIAL, Faces, Moment, TimelineChunk
 from ..explain.lime import LIME_SAMPLES
 from ..faces.detect import DEFAULT_DETECTOR
+from ..faces.fingerprint import detector_identity, detector_settings
 from ..faces.track import FaceFollower
 from ..sources.video import VideoStream
 from ..sources.walk import SourceError, is_image
@@ -152,12 +153,6 @@ def resolve_detector(detector, options: dict | None):
     return worker_detector(detector, dict(options or {}))
 
 
-def _options_of(det) -> dict:
-    """A detector object's settings, for the record."""
-    keys = ("scale_factor", "min_neighbors", "min_size", "min_score", "upsample", "small_score", "look_closer",
-            "confirm_from", "flip", "zoom", "precision")
-    return {k: getattr(det, k) for k in keys if hasattr(det, k)}
-
 @dataclass
 class VideoOptions:
     """How a video is analysed (``video_timeline``, ``analyze_videos``); every field has a working default.
@@ -217,7 +212,7 @@ def _start_info(path, opts: VideoOptions, em, det) -> dict:
         "frames_decoded": 0, "frames_sampled": 0, "sample_period": 0.0, "faces": 0, "seconds": 0.0,
         "fps": opts.fps, "smooth": opts.smooth or None, "detector": getattr(det, "name", str(opts.detector)),
         "detect_fps": opts.detect_fps,
-        "detector_options": dict(opts.detector_options) if opts.detector_options is not None else _options_of(det),
+        "detector_options": {**detector_settings(det), **(opts.detector_options or {})},
         "explain_keyframes": opts.explain_keyframes, "lime_samples": opts.lime_samples,
         "min_face_samples": opts.min_face_samples, "model": dict(em.card.__dict__), "resumed_at": None,
     }
@@ -295,8 +290,8 @@ def _folder(path, opts: VideoOptions, em, work) -> tuple[Path, bool]:
     if work is None:
         return Path(tempfile.mkdtemp(prefix="batchemo-video-")), True
     settings = {k: v for k, v in opts.__dict__.items() if k not in _NOT_IN_ROWS}
-    det = settings.pop("detector")  # an object's repr differs from run to run: its name and settings instead
-    settings["detector"] = det if isinstance(det, str) else [getattr(det, "name", type(det).__name__), _options_of(det)]
+    # what the faces depend on (an object's repr differs from run to run: its name and settings instead)
+    settings["detector"] = detector_identity(settings["detector"], opts.detector_options)
     key = {"file": f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}", "model": em.card.__dict__,
            "settings": settings, "batchemo": __version__}  # another version's checkpoints are not read
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode("utf-8", "surrogateescape"))
