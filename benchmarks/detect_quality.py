@@ -267,8 +267,7 @@ def masked_set(real: list, hard: list) -> list[tuple[str, np.ndarray, list, list
     photo of masked faces could be had (tests/data/hard/SOURCES.md), so this stands in for them. The mask
     covers the box from 46% of its height (38% at the nose: below the eyes) to 8% under it and 4% beyond
     each side, its lower edge rounded to the chin; pale blue or white by turns, in the face's light, with
-    three darker pleats. Profiles
-    (a mask drawn square on would not be one) become 'ignore' regions."""
+    three darker pleats. Profiles (a mask drawn square on would not be one) become 'ignore' regions."""
     out, k = [], 0
     for name, rgb, faces, ignore in real + hard:
         img, masked, skip = rgb.copy(), [], list(ignore)
@@ -509,7 +508,7 @@ def main() -> None:
     for label in names:
         name, options, default = VARIANTS.get(label, (label, {}, None))
         # with --thresholds, every detection down to a low score, so other thresholds can be scored from the
-        # same run (a low score also changes what NMS and yunet's second look keep: the default's own figures
+        # same run (a low score also changes what NMS and yunet's closer look keep: the default's own figures
         # come from a run at its own threshold)
         low = {"min_score": COLLECT_BELOW.get(name, -1e9)} if label in extra else {}
         det = make(name, **options, **low)

@@ -279,6 +279,23 @@ def test_the_int8_network_finds_the_faces_the_float32_one_finds(shared):
                 for a in q.detect(rgb)]
         # measured: one int8 face of 136 without a float32 one, the rest at IoU 0.74-1 (median 0.965)
         assert sum(i < 0.5 for i in ious) <= 2 and np.median(ious) > 0.9, sorted(ious)[:5]
+
+
+def test_a_closer_look_confirms_a_face_and_not_a_wall(astronaut_rgb):
+    """YuNet.confirm: the face at a box's centre, searched up close and mirrored, in the image's pixels;
+    None for a plain wall, and for a box off the image; a box cut by the image's edge is looked at too."""
+    from batchemo.faces.yunet import YuNet
+
+    net = YuNet(score_threshold=0.3)
+    face = net.confirm(astronaut_rgb, (ASTRONAUT_FACE.x, ASTRONAUT_FACE.y, ASTRONAUT_FACE.w, ASTRONAUT_FACE.h))
+    assert face is not None and face[14] > 0.8 and face.shape == (15,)
+    assert Box(*face[:4]).iou(ASTRONAUT_FACE) > 0.5  # mapped back from the crop
+    wall = np.full((300, 400, 3), 128, np.uint8)
+    assert net.confirm(wall, (150, 100, 60, 70)) is None
+    assert net.confirm(astronaut_rgb, (900, 900, 40, 40)) is None
+    corner = astronaut_rgb[80:, 150:]  # the face cut by the top and left edges
+    cut = net.confirm(corner, (ASTRONAUT_FACE.x - 150, ASTRONAUT_FACE.y - 80, ASTRONAUT_FACE.w, ASTRONAUT_FACE.h))
+    assert cut is None or cut.shape == (15,)
     with pytest.raises(ValueError, match="precision must be one of int8, float32"):
         make_detector("yunet", precision="fp16")
 

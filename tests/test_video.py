@@ -261,7 +261,8 @@ def test_a_photo_given_as_a_video_says_so(tmp_path, astronaut_rgb, model):
 
 # ---------------------------------------------------------------- the real clip from ../shared
 def _shot_cuts(clip, frames: list) -> set:
-    """The sampled frames of ``clip`` that start a new shot, as the pipeline tells them."""
+    """Which of ``frames`` start a new shot, told as the pipeline tells them (``track.ShotCuts``), comparing
+    each with the previous one of ``frames``."""
     import cv2
 
     from batchemo.faces.track import ShotCuts

@@ -332,9 +332,10 @@ class YunetDetector(_Detector):
     (``YuNet.confirm``: a crop of it, scaled so the box is 64 px, searched as it is and mirrored) and is
     kept, with the box found there, when both views score what it needs: most small, turned and masked
     faces score low in their image and high up close, most texture does not (hard set 55 -> 61 of 62
-    found, none false; faces with a mask drawn on 49 -> 63 of 102; docs/detection.md). At most
+    found, none false; faces with a mask drawn on 48 -> 63 of 102; docs/detection.md). At most
     ``CONFIRM_MOST`` boxes an image are looked at, the highest-scored first. ``precision`` 'int8' (default:
-    the network quantized, 0.7-0.8 times the time of 'float32', the same faces found) or 'float32'.
+    the network quantized, 0.7-0.8 times the time of 'float32', as many faces found or more on every set
+    measured but the drawn masks, 63 against 64) or 'float32'.
     Searches off by default, each measured against the default on the same sets: ``look_closer`` (1; 2.5
     searches the rows of faces under ``SMALL_SIDE`` again, enlarged that many times, keeping new faces from
     ``CLOSER_SCORE`` 0.75: no more faces than the closer look finds, one more false, at twice the time on
@@ -376,17 +377,26 @@ class YunetDetector(_Detector):
 
         boxes = self._net.detect(img)
         found = [f for f in boxes if f[14] >= need(f)]
-        doubtful = [f for f in boxes if self.confirm_from <= f[14] < need(f) and min(f[2], f[3]) >= self.NATIVE]
-        for f in doubtful[: self.CONFIRM_MOST]:  # highest-scored first: kept if a closer look agrees
-            if not _overlaps(f, found):
-                closer = self._net.confirm(img, f[:4])
-                if closer is not None and closer[14] >= need(closer) and not _overlaps(closer, found):
-                    found.append(closer)
+        self._confirm([f for f in boxes if self.confirm_from <= f[14] < need(f)], found, img, need)
         rows = _small_face_rows(found, small_side, img.shape[0]) if self.look_closer > 1 else None
         if rows:
             found += [f for f in self._net.search_rows(img, *rows, self.look_closer)
                       if f[14] >= max(self.CLOSER_SCORE, self.min_score) and not _overlaps(f, found)]
         return [(f[0], f[1], f[2], f[3], f[14]) for f in found]
+
+    def _confirm(self, doubtful: list, found: list, img: np.ndarray, need) -> None:
+        """Add to ``found`` each doubtful box (highest-scored first, at most CONFIRM_MOST looked at) that a
+        closer look confirms, with the box found there; ``need(box)``: the score it must reach."""
+        looked = 0
+        for f in doubtful:
+            if looked == self.CONFIRM_MOST:
+                return
+            if min(f[2], f[3]) < self.NATIVE or _overlaps(f, found):
+                continue
+            looked += 1
+            closer = self._net.confirm(img, f[:4])
+            if closer is not None and closer[14] >= need(closer) and not _overlaps(closer, found):
+                found.append(closer)
 
     def _landmarks(self, rgb: np.ndarray, x: float, y: float, w: float, h: float | None = None) -> np.ndarray:
         h = w / 0.8 if h is None else h
@@ -410,7 +420,7 @@ def _small_face_rows(faces: list, small_side: float, height: int) -> tuple[int, 
 
 
 def _overlaps(face: np.ndarray, found: list) -> bool:
-    """The second look's face is one already found: IoU over 0.3, or more than half inside it."""
+    """A closer or second look's face is one already found: IoU over 0.3, or more than half inside it."""
     x0, y0, x1, y1 = face[0], face[1], face[0] + face[2], face[1] + face[3]
     for f in found:
         iw = min(x1, f[0] + f[2]) - max(x0, f[0])
@@ -434,7 +444,7 @@ def make_detector(name: str = DEFAULT_DETECTOR, **options):
     cnn 0), ``max_side`` (longest side of the copy the detector searches; default 1600, yunet 4096) and
     ``landmarks`` (dlib's 5 points for align_face; default True, ignored without dlib). haar also takes
     ``scale_factor`` (1.1) and ``min_neighbors`` (5); hog takes ``confirm_below`` (0.5: weaker detections
-    need the CNN's agreement); yunet ``flip`` (False: the mirror image searched too), ``zoom`` (1.0),
+    need the CNN's agreement); yunet ``flip`` (False; True searches the mirror image too), ``zoom`` (1.0),
     ``small_score`` (0.75: what a box under 24 px needs), ``look_closer`` (1: off; 2.5 searches the rows of
     small faces again, enlarged), ``confirm_from`` (0.3: boxes scoring from it up to what they need are
     kept if a closer look confirms them; 1 turns it off) and ``precision`` ('int8' or 'float32').

@@ -2,8 +2,8 @@
 
 The network is OpenCV Zoo's ``face_detection_yunet_2023mar.onnx`` (MIT, Shiqi Yu; sha256 8f2383e4dd3c...),
 rebuilt in Keras and converted to TFLite flatbuffers by ``yunet_export``: ``models/yunet_2023mar.tflite``
-(249 KB, float32) and the default ``models/yunet_2023mar.int8.tflite`` (137 KB, int8 inside, float in and
-out: 0.7-0.8 times the time, the same faces found on the project's sets, docs/detection.md). Both are
+(249 KB, float32) and the default ``models/yunet_2023mar.int8.tflite`` (139 KB, int8 inside, float in and
+out: 0.7-0.8 times the time, as many faces found on the project's sets, docs/detection.md). Both are
 decoded exactly as OpenCV's ``cv::FaceDetectorYN`` does (face_detect.cpp): the image padded at the bottom
 and right to multiples of 32, per stride s in (8, 16, 32) and grid cell (r, c) a score sqrt(cls * obj), a
 box ((c + dx) s, (r + dy) s, exp(dw) s, exp(dh) s) about its centre and 5 landmarks, then OpenCV's
@@ -123,7 +123,9 @@ class YuNet:
         import cv2
 
         x, y, w, h = box
-        n, big = 3 * CONFIRM_SIDE, max(3, round(3 * max(w, h, 1.0)))  # one crop size: one interpreter
+        # one crop size, one interpreter; beyond the image, black, as the network pads (replicated edges:
+        # the same faces, one more false on the drawn masks)
+        n, big = 3 * CONFIRM_SIDE, max(3, round(3 * max(w, h, 1.0)))
         left, top = round(x + w / 2 - big / 2), round(y + h / 2 - big / 2)
         part = rgb[max(0, top): max(0, top + big), max(0, left): max(0, left + big)]
         if not part.size:

@@ -180,8 +180,9 @@ def convert(model, calibration=None) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(named)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if calibration is not None:
+        images = [_padded(img) for img in calibration]  # a list: the converter may read it more than once
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([_padded(img)] for img in calibration)
+        conv.representative_dataset = lambda: ([img] for img in images)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     with contextlib.redirect_stdout(io.StringIO()):
         return conv.convert()
@@ -206,9 +207,15 @@ def calibration(folder: str):
     import cv2
     from skimage import data
 
-    paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
-    photos = [cv2.imread(p)[..., ::-1] for p in paths]
+    photos = []
+    for path in sorted(str(p) for p in Path(folder).rglob("*.jpg")):
+        bgr = cv2.imread(path)
+        if bgr is None:
+            raise SystemExit(f"{path}: not a readable JPEG (--int8 calibration photos)")
+        photos.append(bgr[..., ::-1])
     crops = [im for im in photos if max(im.shape[:2]) <= 256]
+    if not crops or len(crops) == len(photos):
+        raise SystemExit(f"{folder}: --int8 needs photos larger than 256 px and face crops of 256 px or less")
     for im in photos:
         if max(im.shape[:2]) > 256:
             k = 640 / max(im.shape[:2])
