@@ -41,7 +41,9 @@ class RunOptions:
     one person, people.TOLERANCE), ``embeddings`` (128 columns in the tables; private).
     Videos: ``fps`` (samples per second, 0: every frame), ``smooth`` (seconds, default video.SMOOTH; None: off),
     ``explain_keyframes`` (LIME for that many keyframes per face, when ``explain``; ``batchemo run`` asks
-    for 1 when it writes a report).
+    for 1 when it writes a report). It is recorded in each video's settings; the keyframes' pictures and
+    heatmaps are made at the edge, by ``pipeline.pictures.pictures_of(result.videos, explain=N)``, as the
+    command line does before it writes a report.
     ``progress``: tqdm bars; ``log``: receives one line per video and per skipped known-faces photo.
     """
 
