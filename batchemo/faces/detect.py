@@ -339,8 +339,9 @@ class YunetDetector(_Detector):
     Searches off by default, each measured against the default on the same sets: ``look_closer`` (1; 2.5
     searches the rows of faces under ``SMALL_SIDE`` again, enlarged that many times, keeping new faces from
     ``CLOSER_SCORE`` 0.75: no more faces than the closer look finds, one more false, at twice the time on
-    crowds), ``flip`` (False: the mirror image too, as YuNet is not mirror-symmetric: twice the time, no more
-    shared or hard faces) and ``zoom`` (1: a copy of the whole image enlarged that many times).
+    crowds), ``flip`` (False; True searches the mirror image too, as YuNet is not mirror-symmetric: twice
+    the time, no more shared or hard faces) and ``zoom`` (1; above 1 also searches a copy of the whole image
+    enlarged that many times).
     """
 
     name = "yunet"
