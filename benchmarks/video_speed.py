@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from batchemo.emotions.model import DEFAULT_MODEL_PATH, load_model
-    from batchemo.pipeline.video import analyze_video
+    from batchemo.outputs.frames import analyze_video
 
     if a.model is None and not DEFAULT_MODEL_PATH.exists():
         print(f"video_speed: the shipped model {DEFAULT_MODEL_PATH} is missing: pass --model", file=sys.stderr)
